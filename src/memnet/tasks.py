@@ -1,0 +1,197 @@
+"""A task is a degradation plus its test protocol: SR(scale), Denoise(sigma), Deblock(quality).
+
+Each task knows
+- how to turn a clean one-channel image into the network's input (`degrade`), exactly as the
+  authors' MATLAB test scripts did;
+- how a user's degraded image becomes the network's input (`prepare_input`: bicubic for SR);
+- how restored images are scored (`measure`: rounding, border shave, PSNR/SSIM on 0..255).
+
+Images are (H, W) arrays. Ground truth is uint8 (Y of YCbCr, or gray); network inputs and
+outputs are float64 in [0, 1] units.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from memnet.imaging.color import round_to_uint8
+from memnet.imaging.jpeg import jpeg_roundtrip
+from memnet.imaging.noise import add_gaussian_noise
+from memnet.imaging.resize import imresize, modcrop
+from memnet.metrics import psnr, shave, ssim
+
+__all__ = ["TASK_KINDS", "Deblock", "Denoise", "Score", "SuperResolution", "Task", "make_task"]
+
+TaskKind = Literal["sr", "denoise", "jpeg"]
+TASK_KINDS: tuple[TaskKind, ...] = ("sr", "denoise", "jpeg")
+
+
+@dataclass(frozen=True)
+class Score:
+    psnr: float
+    ssim: float
+
+
+def _as_uint8_image(image: NDArray[np.generic]) -> NDArray[np.uint8]:
+    if image.ndim != 2:
+        raise ValueError(f"tasks work on one channel (H, W), got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"ground truth must be uint8, got {image.dtype}")
+    return image.astype(np.uint8, copy=False)
+
+
+class Task(ABC):
+    """A degradation and the protocol by which restorations of it are measured."""
+
+    kind: ClassVar[TaskKind]
+
+    @property
+    @abstractmethod
+    def label(self) -> str:
+        """Short name of the setting, e.g. 'x2', 'sigma50', 'q10'."""
+
+    @property
+    def border(self) -> int:
+        """Pixels shaved from every side before scoring."""
+        return 0
+
+    def ground_truth(self, clean: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """The part of a clean image the protocol scores against (SR crops to the scale)."""
+        return _as_uint8_image(clean)
+
+    @abstractmethod
+    def degrade(self, clean: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[np.float64]:
+        """Network input made from ground truth (as returned by `ground_truth`)."""
+
+    def prepare_input(self, degraded: NDArray[np.floating]) -> NDArray[np.float64]:
+        """Network input made from a user's degraded image (identity but for SR)."""
+        return np.asarray(degraded, dtype=np.float64)
+
+    def output_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Size of the restored image for a degraded input of this size."""
+        return height, width
+
+    def measure(self, restored: NDArray[np.floating], truth: NDArray[np.uint8]) -> Score:
+        """PSNR/SSIM of a restoration against ground truth on 0..255, unrounded, no shave."""
+        output = np.asarray(restored, dtype=np.float64) * 255.0
+        reference = _as_uint8_image(truth).astype(np.float64)
+        output, reference = shave(output, self.border), shave(reference, self.border)
+        return Score(psnr(output, reference), ssim(output, reference))
+
+
+@dataclass(frozen=True)
+class SuperResolution(Task):
+    """×scale super-resolution: MATLAB bicubic down then up, never quantised in between."""
+
+    scale: float
+    kind: ClassVar[TaskKind] = "sr"
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.scale) or self.scale <= 1:
+            raise ValueError(f"SR scale must be a number greater than 1, got {self.scale}")
+
+    @property
+    def label(self) -> str:
+        return f"x{self.scale:g}"
+
+    @property
+    def border(self) -> int:
+        return math.ceil(self.scale)
+
+    def ground_truth(self, clean: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        image = _as_uint8_image(clean)
+        modulus = int(self.scale) if float(self.scale).is_integer() else 1
+        cropped = modcrop(image, modulus)
+        small = math.ceil(cropped.shape[0] / self.scale), math.ceil(cropped.shape[1] / self.scale)
+        if min(small) < 2 or min(cropped.shape) <= 2 * self.border:
+            raise ValueError(
+                f"image of size {image.shape[0]}x{image.shape[1]} is too small for ×{self.scale:g} SR"
+            )
+        return cropped
+
+    def downscale(self, clean: NDArray[np.generic]) -> NDArray[np.float64]:
+        """The low-resolution image, float64, in the units of its input."""
+        return imresize(clean, 1.0 / self.scale)
+
+    def degrade(self, clean: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[np.float64]:
+        truth = self.ground_truth(clean).astype(np.float64) / 255.0
+        low = self.downscale(truth)
+        # Back up to exactly the ground truth's size; for integer scales this is the same
+        # kernel as imresize(low, scale) because the size ratio is then exactly `scale`.
+        return imresize(low, output_shape=truth.shape)
+
+    def prepare_input(self, degraded: NDArray[np.floating]) -> NDArray[np.float64]:
+        return imresize(degraded, self.scale)
+
+    def output_shape(self, height: int, width: int) -> tuple[int, int]:
+        return math.ceil(height * self.scale), math.ceil(width * self.scale)
+
+    def measure(self, restored: NDArray[np.floating], truth: NDArray[np.uint8]) -> Score:
+        # The SR scripts score uint8 images: round the output first, then shave.
+        output = round_to_uint8(np.asarray(restored, dtype=np.float64) * 255.0).astype(np.float64)
+        reference = _as_uint8_image(truth).astype(np.float64)
+        output, reference = shave(output, self.border), shave(reference, self.border)
+        return Score(psnr(output, reference), ssim(output, reference))
+
+
+@dataclass(frozen=True)
+class Denoise(Task):
+    """Additive white Gaussian noise of standard deviation `sigma` (on 0..255), unclipped."""
+
+    sigma: float
+    kind: ClassVar[TaskKind] = "denoise"
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.sigma) or self.sigma <= 0:
+            raise ValueError(f"noise sigma must be a positive number (of 255), got {self.sigma}")
+
+    @property
+    def label(self) -> str:
+        return f"sigma{self.sigma:g}"
+
+    def degrade(self, clean: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[np.float64]:
+        truth = self.ground_truth(clean).astype(np.float64) / 255.0
+        return add_gaussian_noise(truth, self.sigma, rng)
+
+
+@dataclass(frozen=True)
+class Deblock(Task):
+    """JPEG compression at IJG quality `quality`, decoded back (deblocking / artifact removal)."""
+
+    quality: int
+    kind: ClassVar[TaskKind] = "jpeg"
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.quality, bool)
+            or not 1 <= int(self.quality) <= 100
+            or int(self.quality) != self.quality
+        ):
+            raise ValueError(f"JPEG quality must be an integer in 1..100, got {self.quality}")
+
+    @property
+    def label(self) -> str:
+        return f"q{int(self.quality)}"
+
+    def degrade(self, clean: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[np.float64]:
+        compressed = jpeg_roundtrip(self.ground_truth(clean), int(self.quality))
+        return compressed.astype(np.float64) / 255.0
+
+
+def make_task(kind: str, level: float) -> Task:
+    """Build a task from its kind ('sr', 'denoise', 'jpeg') and its level (scale/sigma/quality)."""
+    if kind == "sr":
+        return SuperResolution(float(level))
+    if kind == "denoise":
+        return Denoise(float(level))
+    if kind == "jpeg":
+        if float(level) != int(level):
+            raise ValueError(f"JPEG quality must be an integer in 1..100, got {level}")
+        return Deblock(int(level))
+    raise ValueError(f"unknown task {kind!r}; choose one of {', '.join(TASK_KINDS)}")

@@ -1,0 +1,142 @@
+"""MATLAB-compatible pixel math checked against values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from memnet.imaging import imresize, jpeg_roundtrip, modcrop, rgb2ycbcr, ycbcr2rgb
+from memnet.imaging.color import round_to_uint8
+from memnet.imaging.noise import add_gaussian_noise
+from memnet.imaging.resize import cubic, resize_weights
+
+
+def test_keys_kernel_values() -> None:
+    x = np.array([0.0, 0.25, 0.75, 1.0, 1.25, 1.75, 2.0, 2.5])
+    # a = -0.5: 1.5|x|³ − 2.5|x|² + 1 inside 1, −0.5|x|³ + 2.5|x|² − 4|x| + 2 up to 2
+    expected = [1.0, 0.8671875, 0.2265625, 0.0, -0.0703125, -0.0234375, 0.0, 0.0]
+    np.testing.assert_allclose(cubic(x), expected, atol=1e-15)
+
+
+def test_upscale_by_two_matches_hand_computed_taps() -> None:
+    # Output pixel 1 of a ×2 upscale sits at input coordinate 0.75: taps at -1, 0, 1, 2 (1-based)
+    # with weights c(1.75), c(0.75), c(0.25), c(1.25); taps -1 and 0 mirror onto pixels 2 and 1.
+    row = np.array([[1.0, 0.0, 0.0, 0.0]])
+    out = imresize(row, output_shape=(1, 8))
+    assert out[0, 0] == pytest.approx(0.2265625 + 0.8671875)
+    # Output 2 sits at 1.25: taps 0 (→ 1), 1, 2, 3 with c(1.25), c(0.25), c(0.75), c(1.75).
+    assert out[0, 1] == pytest.approx(-0.0703125 + 0.8671875)
+    impulse = np.array([[0.0, 1.0, 0.0, 0.0]])
+    # Output 1 sees pixel 2 through the mirrored tap (-1 → 2) and directly: c(1.75) + c(1.25).
+    assert imresize(impulse, output_shape=(1, 8))[0, 0] == pytest.approx(-0.0234375 - 0.0703125)
+
+
+def test_upscale_weights_interior_pixel() -> None:
+    # Output pixel 5 (1-based) of ×2 maps to 2.75: taps 1..4 at distances 1.75, 0.75, 0.25, 1.25.
+    weights, indices = resize_weights(8, 16, 2.0)
+    row = dict(zip(indices[4].tolist(), weights[4].tolist(), strict=True))
+    assert row[0] == pytest.approx(-0.0234375)
+    assert row[1] == pytest.approx(0.2265625)
+    assert row[2] == pytest.approx(0.8671875)
+    assert row[3] == pytest.approx(-0.0703125)
+
+
+def test_downscale_uses_stretched_normalised_kernel() -> None:
+    # ×1/2: output 1 sits at 1.5 with kernel (1/2)·c(x/2), 8 taps from -2 to 5 (weights sum to 1).
+    weights, _ = resize_weights(8, 4, 0.5)
+    assert weights.sum(axis=1) == pytest.approx(np.ones(4))
+    raw = 0.5 * cubic(0.5 * (1.5 - np.arange(-2, 6, dtype=np.float64)))
+    expected = raw / raw.sum()
+    np.testing.assert_allclose(weights[0], expected[raw != 0], atol=1e-15)
+
+
+def test_constant_image_is_preserved() -> None:
+    image = np.full((13, 7), 0.3)
+    for scale in (0.25, 1 / 3, 0.5, 2, 3, 4, 1.7):
+        np.testing.assert_allclose(imresize(image, scale), 0.3, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("shape", "scale"), [((7, 9), 2), ((11, 13), 3), ((17, 5), 4), ((9, 10), 3)]
+)
+def test_down_then_up_shapes_for_odd_sizes(shape: tuple[int, int], scale: int) -> None:
+    image = np.random.default_rng(0).random(shape)
+    small = imresize(image, 1 / scale)
+    assert small.shape == (math.ceil(shape[0] / scale), math.ceil(shape[1] / scale))
+    big = imresize(small, scale)
+    assert big.shape == (small.shape[0] * scale, small.shape[1] * scale)
+    cropped = modcrop(image, scale)
+    assert cropped.shape == (shape[0] - shape[0] % scale, shape[1] - shape[1] % scale)
+
+
+def test_colour_channels_resize_independently() -> None:
+    rng = np.random.default_rng(1)
+    image = rng.random((10, 12, 3))
+    out = imresize(image, 1 / 3)
+    for c in range(3):
+        np.testing.assert_allclose(out[..., c], imresize(image[..., c], 1 / 3), atol=1e-14)
+
+
+def test_resize_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        imresize(np.zeros((4, 4)))
+    with pytest.raises(ValueError, match="positive"):
+        imresize(np.zeros((4, 4)), -2)
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        imresize(np.zeros(4), 2)
+
+
+def test_rgb2ycbcr_matches_matlab_reference_pixels() -> None:
+    # MATLAB: rgb2ycbcr(uint8([255 0 0; 0 255 0; 0 0 255; 255 255 255; 0 0 0]))
+    rgb = np.array(
+        [[[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255], [0, 0, 0]]], dtype=np.uint8
+    )
+    expected = np.array(
+        [[[81, 90, 240], [145, 54, 34], [41, 240, 110], [235, 128, 128], [16, 128, 128]]]
+    )
+    np.testing.assert_array_equal(rgb2ycbcr(rgb), expected)
+
+
+def test_colour_round_trip_is_within_one_level() -> None:
+    rgb = np.random.default_rng(2).integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    # memnet keeps YCbCr in float between the split and the merge: back to 8 bits exactly.
+    as_float = rgb.astype(np.float64) / 255
+    back = round_to_uint8(ycbcr2rgb(rgb2ycbcr(as_float)) * 255)
+    assert np.abs(back.astype(int) - rgb.astype(int)).max() <= 1
+    np.testing.assert_allclose(ycbcr2rgb(rgb2ycbcr(as_float)), as_float, atol=1e-12)
+    # Through 8-bit YCbCr (MATLAB's uint8 path) studio range has fewer levels than RGB; the
+    # inverse matrix (gain up to 1.164 + 2.017 per half level) bounds the error by 2 levels.
+    via_uint8 = ycbcr2rgb(rgb2ycbcr(rgb))
+    assert np.abs(via_uint8.astype(int) - rgb.astype(int)).max() <= 2
+
+
+def test_round_to_uint8_rounds_half_away_and_saturates() -> None:
+    np.testing.assert_array_equal(
+        round_to_uint8(np.array([-3.0, 0.49, 0.5, 1.5, 254.5, 300.0])), [0, 0, 1, 2, 255, 255]
+    )
+
+
+def test_jpeg_round_trip_is_lossy_and_quality_ordered() -> None:
+    rng = np.random.default_rng(3)
+    xx = np.mgrid[0:64, 0:64][1]
+    image = np.clip(128 + 60 * np.sin(xx / 5) + 20 * rng.standard_normal((64, 64)), 0, 255).astype(
+        np.uint8
+    )
+    low, high = jpeg_roundtrip(image, 10), jpeg_roundtrip(image, 90)
+    assert low.shape == image.shape
+    assert low.dtype == np.uint8
+    err = lambda a: np.abs(a.astype(int) - image.astype(int)).mean()  # noqa: E731
+    assert err(low) > err(high) > 0
+    with pytest.raises(ValueError, match="quality"):
+        jpeg_roundtrip(image, 0)
+
+
+def test_gaussian_noise_is_seeded_and_unclipped() -> None:
+    clean = np.zeros((200, 200))
+    a = add_gaussian_noise(clean, 50, np.random.default_rng(5))
+    b = add_gaussian_noise(clean, 50, np.random.default_rng(5))
+    np.testing.assert_array_equal(a, b)
+    assert a.min() < 0  # not clipped
+    assert a.std() == pytest.approx(50 / 255, rel=0.02)
