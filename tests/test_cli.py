@@ -49,7 +49,10 @@ def test_unknown_preset_is_one_line_error(capsys: pytest.CaptureFixture[str]) ->
 
 def test_console_script_runs_as_a_module() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "memnet", "info", "tiny"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "memnet", "info", "tiny"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "tiny: M=2 R=2 C=8" in result.stdout
