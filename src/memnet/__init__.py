@@ -9,7 +9,47 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
+from typing import TYPE_CHECKING, Any
+
 from memnet.errors import MemNetError
 from memnet.model import PRESETS, MemNet, MemNetConfig, create_model
 
-__all__ = ["PRESETS", "MemNet", "MemNetConfig", "MemNetError", "__version__", "create_model"]
+if TYPE_CHECKING:
+    from memnet.api import ImageRestorer, load
+    from memnet.io import Picture, read_image, write_image
+    from memnet.restore import Restorer
+
+__all__ = [
+    "PRESETS",
+    "ImageRestorer",
+    "MemNet",
+    "MemNetConfig",
+    "MemNetError",
+    "Picture",
+    "Restorer",
+    "__version__",
+    "create_model",
+    "load",
+    "read_image",
+    "write_image",
+]
+
+# The inference API pulls in Pillow, SciPy and the image pipeline; import it on first use so
+# that `import memnet` stays light for code that only needs the network.
+_LAZY = {
+    "load": "memnet.api",
+    "ImageRestorer": "memnet.api",
+    "Picture": "memnet.io",
+    "read_image": "memnet.io",
+    "write_image": "memnet.io",
+    "Restorer": "memnet.restore",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'memnet' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module_name), name)

@@ -2,25 +2,42 @@
 
 Pixels travel as float64 in [0, 1]: (H, W) for gray, (H, W, 3) for colour; alpha is kept
 separately. The bit depth of the source (8 or 16) is remembered so the output can match it.
-Outputs are written atomically: a failure never leaves a partial file behind.
+EXIF orientation is applied to the pixels on reading; the ICC profile is carried to the output.
+Pillow decodes 16-bit colour to 8 bits, so 16-bit colour PNGs are read and written with `pypng`
+and 16-bit TIFFs with `tifffile`. Outputs are written atomically: a failure never leaves a
+partial file behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import struct
 import warnings
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from memnet.errors import MemNetError
-from memnet.fsutil import atomic_path
+from memnet.fsutil import atomic_path, atomic_write_bytes
 
-__all__ = ["MAX_PIXELS", "Picture", "read_image", "read_luminance", "write_image"]
+__all__ = [
+    "FORMAT_BY_SUFFIX",
+    "MAX_PIXELS",
+    "Picture",
+    "picture_from_array",
+    "picture_from_pil",
+    "picture_to_array",
+    "picture_to_pil",
+    "read_image",
+    "read_luminance",
+    "write_image",
+]
 
 # Refuse absurd sizes (decompression bombs) before decoding: 16k × 16k is far beyond any photo
 # MemNet can process in reasonable time on a CPU anyway.
@@ -36,6 +53,12 @@ FORMAT_BY_SUFFIX = {
     ".bmp": "BMP",
 }
 
+# Formats that can hold 16 bits per channel, and those that can hold an alpha channel.
+WIDE_FORMATS = ("PNG", "TIFF")
+ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
+EXIF_ORIENTATION = 0x0112
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
 
 @dataclass
 class Picture:
@@ -46,6 +69,7 @@ class Picture:
     bit_depth: int = 8
     icc_profile: bytes | None = None
     source_mode: str = ""
+    exif: bytes | None = None  # the source's EXIF with the orientation reset (pixels are upright)
     info: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -60,8 +84,28 @@ class Picture:
     def width(self) -> int:
         return int(self.pixels.shape[1])
 
+    def with_pixels(
+        self, pixels: NDArray[np.float64], alpha: NDArray[np.float64] | None
+    ) -> Picture:
+        """A copy with new pixels and alpha but the same bit depth, profile and metadata."""
+        return replace(self, pixels=pixels, alpha=alpha, info=dict(self.info))
 
-def _open(path: Path) -> Image.Image:
+
+# --------------------------------------------------------------------------------------------
+# reading
+# --------------------------------------------------------------------------------------------
+
+
+def _check_size(path: Path, width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise MemNetError(
+            f"{path}: {width}x{height} is larger than the {MAX_PIXELS:,}-pixel limit "
+            "(a decompression bomb or a damaged header)"
+        )
+
+
+def _open_lazy(path: Path) -> Image.Image:
+    """Open without decoding pixels: checks existence, emptiness, format and size."""
     if not path.exists():
         raise MemNetError(f"{path}: no such file")
     if path.is_dir():
@@ -74,11 +118,6 @@ def _open(path: Path) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(path)
-            if image.width * image.height > MAX_PIXELS:
-                raise MemNetError(
-                    f"{path}: {image.width}x{image.height} is larger than the {MAX_PIXELS:,}-pixel limit"
-                )
-            image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise MemNetError(f"{path}: image is larger than the {MAX_PIXELS:,}-pixel limit") from None
     except UnidentifiedImageError:
@@ -87,47 +126,206 @@ def _open(path: Path) -> Image.Image:
         raise MemNetError(f"{path}: cannot decode image ({error})") from None
     finally:
         Image.MAX_IMAGE_PIXELS = previous
+    _check_size(path, image.width, image.height)
     return image
 
 
-def read_image(path: str | os.PathLike[str]) -> Picture:
-    """Decode an image file into a `Picture` with EXIF orientation applied."""
-    path = Path(path)
-    image = _open(path)
-    icc = image.info.get("icc_profile")
-    mode = image.mode
-    # A broken EXIF block must not make an otherwise fine image unreadable.
-    with contextlib.suppress(OSError, ValueError, SyntaxError):
-        image = ImageOps.exif_transpose(image)
+def _open(path: Path) -> Image.Image:
+    """Open and decode with Pillow, turning every decoding failure into a one-line MemNetError."""
+    image = _open_lazy(path)
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as error:
+        raise MemNetError(f"{path}: cannot decode image ({error})") from None
+    return image
 
+
+def _orientation(image: Image.Image) -> int:
+    # A broken EXIF block must not make an otherwise fine image unreadable.
+    with contextlib.suppress(Exception):
+        value = image.getexif().get(EXIF_ORIENTATION, 1)
+        return int(value) if int(value) in range(1, 9) else 1
+    return 1
+
+
+def _upright_exif(image: Image.Image) -> bytes | None:
+    """The source's EXIF block with orientation 1, or None when there is none (or it is broken)."""
+    with contextlib.suppress(Exception):
+        exif = image.getexif()
+        if len(exif) == 0:
+            return None
+        if EXIF_ORIENTATION in exif:
+            exif[EXIF_ORIENTATION] = 1
+        return bytes(exif.tobytes())
+    return None
+
+
+def orient(array: NDArray[np.generic], orientation: int) -> NDArray[np.generic]:
+    """Apply an EXIF orientation (1..8) to an (H, W[, C]) array, as Pillow's exif_transpose."""
+    if orientation == 2:
+        return array[:, ::-1]
+    if orientation == 3:
+        return array[::-1, ::-1]
+    if orientation == 4:
+        return array[::-1]
+    if orientation == 5:
+        return array.swapaxes(0, 1)
+    if orientation == 6:
+        return np.rot90(array, -1)
+    if orientation == 7:
+        return array[::-1, ::-1].swapaxes(0, 1)
+    if orientation == 8:
+        return np.rot90(array, 1)
+    return array
+
+
+def _png_header(path: Path) -> tuple[int, int] | None:
+    """(bit depth, colour type) from a PNG's IHDR, or None if the file is not a PNG."""
+    with open(path, "rb") as handle:
+        head = handle.read(33)
+    if len(head) < 33 or not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    return head[24], head[25]
+
+
+def _split_channels(
+    values: NDArray[np.float64],
+) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+    """(H, W, C) with C in 1..4 → (gray or RGB pixels, alpha or None)."""
+    if values.ndim == 2:
+        return values, None
+    channels = values.shape[2]
+    if channels == 1:
+        return values[..., 0], None
+    if channels == 2:
+        return values[..., 0], values[..., 1]
+    if channels == 3:
+        return values, None
+    if channels == 4:
+        return values[..., :3], values[..., 3]
+    raise MemNetError(f"images with {channels} channels are not supported")
+
+
+def _read_png16(path: Path) -> NDArray[np.float64]:
+    import png  # pypng: Pillow would reduce 16-bit colour to 8 bits
+
+    try:
+        reader = png.Reader(filename=str(path))
+        width, height, rows, info = reader.asDirect()
+        planes = int(info["planes"])
+        data = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+    except (png.Error, OSError, ValueError, zlib.error) as error:
+        raise MemNetError(f"{path}: cannot decode image ({error})") from None
+    if data.shape != (height, width * planes):
+        raise MemNetError(f"{path}: cannot decode image (truncated pixel data)")
+    scale = float(2 ** int(info["bitdepth"]) - 1)
+    return data.reshape(height, width, planes).astype(np.float64) / scale
+
+
+def _read_wide_tiff(path: Path) -> NDArray[np.float64] | None:
+    """Pixels of a TIFF with more than 8 bits per sample, or None to let Pillow read it."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            if page.bitspersample <= 8 and page.sampleformat == 1:
+                return None
+            _check_size(path, int(page.imagewidth), int(page.imagelength))
+            data = page.asarray()
+            photometric = int(page.photometric)
+    except MemNetError:
+        raise
+    except Exception as error:  # tifffile raises many kinds for damaged files
+        raise MemNetError(f"{path}: cannot decode image ({error})") from None
+    if photometric not in (0, 1, 2):  # white-is-zero, black-is-zero, RGB
+        raise MemNetError(f"{path}: unsupported TIFF colour space (photometric {photometric})")
+    if data.ndim == 3 and data.shape[0] <= 4 < data.shape[2]:  # planar → interleaved
+        data = np.moveaxis(data, 0, -1)
+    if np.issubdtype(data.dtype, np.integer):
+        values = data.astype(np.float64) / float(np.iinfo(data.dtype).max)
+    else:
+        values = np.clip(data.astype(np.float64), 0.0, 1.0)
+    if photometric == 0:
+        values = 1.0 - values
+    return values
+
+
+def picture_from_pil(image: Image.Image) -> Picture:
+    """Convert a decoded Pillow image (any mode) to a Picture; EXIF orientation is applied."""
+    icc = image.info.get("icc_profile")
+    icc = icc if isinstance(icc, bytes) and icc else None
+    mode = image.mode
+    orientation = _orientation(image)
+    exif = _upright_exif(image)
     alpha: NDArray[np.float64] | None = None
     bit_depth = 8
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        pixels = np.asarray(image, dtype=np.float64) / 65535.0
-        bit_depth = 16
-    elif image.mode in ("I", "F"):
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         raw = np.asarray(image, dtype=np.float64)
+        pixels = raw if mode == "F" else raw / 65535.0
+        pixels = np.clip(pixels, 0.0, 1.0)
         bit_depth = 16
-        pixels = np.clip(raw / 65535.0, 0.0, 1.0)
     else:
-        if image.mode in ("P", "PA"):
-            image = image.convert(
-                "RGBA" if "transparency" in image.info or image.mode == "PA" else "RGB"
-            )
-        if image.mode == "CMYK":
-            image = image.convert("RGB")
+        if mode == "CMYK":
+            image, icc = _cmyk_to_rgb(image, icc)
+        elif mode in ("P", "PA"):
+            has_alpha = "transparency" in image.info or mode == "PA"
+            image = image.convert("RGBA" if has_alpha else "RGB")
+        elif mode in ("La", "RGBa"):  # premultiplied alpha
+            image = image.convert("LA" if mode == "La" else "RGBA")
         if image.mode in ("LA", "RGBA"):
             alpha = np.asarray(image.getchannel("A"), dtype=np.float64) / 255.0
         if image.mode in ("1", "L", "LA"):
             pixels = np.asarray(image.convert("L"), dtype=np.float64) / 255.0
         else:
             pixels = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+    pixels = np.ascontiguousarray(orient(pixels, orientation))
+    if alpha is not None:
+        alpha = np.ascontiguousarray(orient(alpha, orientation))
+    return Picture(pixels, alpha, bit_depth, icc, mode, exif)
+
+
+def _cmyk_to_rgb(image: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes | None]:
+    """CMYK → sRGB through the embedded profile when there is one (a CMYK profile cannot be kept)."""
+    if icc:
+        with contextlib.suppress(Exception):
+            from PIL import ImageCms
+
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            target = ImageCms.createProfile("sRGB")
+            converted = ImageCms.profileToProfile(image, source, target, outputMode="RGB")
+            if converted is not None:
+                return converted, None
+    return image.convert("RGB"), None
+
+
+def read_image(path: str | os.PathLike[str]) -> Picture:
+    """Decode an image file into a `Picture` with EXIF orientation applied."""
+    path = Path(path)
+    image = _open_lazy(path)
+    wide: NDArray[np.float64] | None = None
+    if image.format == "PNG":
+        header = _png_header(path)
+        if header is not None and header[0] == 16 and header[1] in (2, 4, 6):
+            wide = _read_png16(path)
+    elif image.format == "TIFF":
+        wide = _read_wide_tiff(path)
+    if wide is None:
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as error:
+            raise MemNetError(f"{path}: cannot decode image ({error})") from None
+        return picture_from_pil(image)
+    orientation = _orientation(image)
+    pixels, alpha = _split_channels(np.ascontiguousarray(orient(wide, orientation)))
+    icc = image.info.get("icc_profile")
     return Picture(
-        pixels=pixels,
-        alpha=alpha,
-        bit_depth=bit_depth,
-        icc_profile=icc if isinstance(icc, bytes) else None,
-        source_mode=mode,
+        pixels=np.ascontiguousarray(pixels),
+        alpha=None if alpha is None else np.ascontiguousarray(alpha),
+        bit_depth=16,
+        icc_profile=icc if isinstance(icc, bytes) and icc else None,
+        source_mode=f"{image.mode};16" if image.format == "PNG" else image.mode,
+        exif=_upright_exif(image),
     )
 
 
@@ -144,42 +342,168 @@ def read_luminance(path: str | os.PathLike[str]) -> NDArray[np.uint8]:
     return np.ascontiguousarray(rgb2ycbcr(rgb)[..., 0])
 
 
+# --------------------------------------------------------------------------------------------
+# arrays and Pillow images (the Python API)
+# --------------------------------------------------------------------------------------------
+
+
+def picture_from_array(array: NDArray[np.generic]) -> Picture:
+    """Wrap an (H, W), (H, W, 1|2|3|4) array: uint8, uint16, or float in [0, 1]."""
+    data = np.asarray(array)
+    if data.ndim not in (2, 3) or (data.ndim == 3 and not 1 <= data.shape[2] <= 4):
+        raise MemNetError(
+            f"expected an (H, W) or (H, W, C) image array with C in 1..4, got shape {data.shape}"
+        )
+    if data.dtype == np.uint8:
+        values, bit_depth = data.astype(np.float64) / 255.0, 8
+    elif data.dtype == np.uint16:
+        values, bit_depth = data.astype(np.float64) / 65535.0, 16
+    elif np.issubdtype(data.dtype, np.floating):
+        values, bit_depth = data.astype(np.float64), 8
+        if not np.isfinite(values).all():
+            raise MemNetError("image array contains NaN or infinite values")
+    else:
+        raise MemNetError(f"unsupported image array dtype {data.dtype}; use uint8, uint16 or float")
+    pixels, alpha = _split_channels(values)
+    return Picture(
+        np.ascontiguousarray(pixels),
+        None if alpha is None else np.ascontiguousarray(alpha),
+        bit_depth,
+        source_mode=f"array:{data.dtype}:{data.shape[2] if data.ndim == 3 else 0}",
+    )
+
+
+def picture_to_array(picture: Picture, dtype: np.dtype[np.generic] | type) -> NDArray[np.generic]:
+    """The picture as an array of `dtype` (uint8, uint16 or float), alpha as the last channel."""
+    target = np.dtype(dtype)
+    pixels = picture.pixels
+    if picture.alpha is not None:
+        pixels = np.dstack([pixels, picture.alpha])
+    if target == np.uint8:
+        return _to_integer(pixels, 8)
+    if target == np.uint16:
+        return _to_integer(pixels, 16)
+    return np.clip(pixels, 0.0, 1.0).astype(target)
+
+
+def picture_to_pil(picture: Picture) -> Image.Image:
+    """A Pillow image of the picture (16-bit only for gray without alpha: Pillow's limit)."""
+    if picture.bit_depth == 16 and picture.is_gray and picture.alpha is None:
+        image = Image.fromarray(_to_integer(picture.pixels, 16))
+    else:
+        image = Image.fromarray(picture_to_array(picture, np.uint8))
+    if picture.icc_profile:
+        image.info["icc_profile"] = picture.icc_profile
+    return image
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------
+
+
 def _to_integer(values: NDArray[np.floating], bit_depth: int) -> NDArray[np.generic]:
     peak = 65535.0 if bit_depth == 16 else 255.0
     scaled = np.clip(np.floor(np.asarray(values, dtype=np.float64) * peak + 0.5), 0, peak)
     return scaled.astype(np.uint16 if bit_depth == 16 else np.uint8)
 
 
-def write_image(picture: Picture, path: str | os.PathLike[str]) -> None:
-    """Encode `picture` to `path` (format from the suffix) atomically."""
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _encode_png16(picture: Picture) -> bytes:
+    import png
+
+    samples = _to_integer(picture.pixels, 16)
+    if picture.alpha is not None:
+        samples = np.dstack([samples, _to_integer(picture.alpha, 16)])
+    planes = 1 if samples.ndim == 2 else samples.shape[2]
+    writer = png.Writer(
+        picture.width,
+        picture.height,
+        greyscale=planes in (1, 2),
+        alpha=planes in (2, 4),
+        bitdepth=16,
+        compression=6,
+    )
+    buffer = io.BytesIO()
+    writer.write_array(buffer, samples.reshape(-1))
+    encoded = buffer.getvalue()
+    if not picture.icc_profile:
+        return encoded
+    # pypng has no ICC option: insert the iCCP chunk right after IHDR, where the spec wants it.
+    ihdr_end = len(PNG_SIGNATURE) + 8 + 13 + 4
+    iccp = _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(picture.icc_profile))
+    return encoded[:ihdr_end] + iccp + encoded[ihdr_end:]
+
+
+def _write_tiff16(picture: Picture, tmp: Path) -> None:
+    import tifffile
+
+    samples = _to_integer(picture.pixels, 16)
+    extra: tuple[str, ...] = ()
+    if picture.alpha is not None:
+        samples = np.dstack([samples, _to_integer(picture.alpha, 16)])
+        extra = ("unassalpha",)
+    tifffile.imwrite(
+        tmp,
+        samples,
+        photometric="minisblack" if picture.is_gray else "rgb",
+        extrasamples=extra or None,
+        iccprofile=picture.icc_profile,
+        compression="zlib",
+        metadata=None,
+    )
+
+
+def _pil_for(picture: Picture, fmt: str) -> Image.Image:
+    if (
+        picture.bit_depth == 16
+        and picture.is_gray
+        and picture.alpha is None
+        and fmt in WIDE_FORMATS
+    ):
+        return Image.fromarray(_to_integer(picture.pixels, 16))
+    pixels = _to_integer(picture.pixels, 8)
+    if picture.alpha is not None and fmt in ALPHA_FORMATS:
+        return Image.fromarray(np.dstack([pixels, _to_integer(picture.alpha, 8)]))
+    return Image.fromarray(pixels)
+
+
+def write_image(picture: Picture, path: str | os.PathLike[str], *, quality: int = 95) -> None:
+    """Encode `picture` to `path` (format from the suffix) atomically.
+
+    16-bit pictures stay 16-bit in PNG and TIFF; JPEG, WebP and BMP are 8-bit. Alpha is kept
+    where the format has it (PNG, WebP, TIFF) and dropped otherwise.
+    """
     path = Path(path)
     fmt = FORMAT_BY_SUFFIX.get(path.suffix.lower())
     if fmt is None:
         raise MemNetError(
             f"{path}: unsupported output extension {path.suffix!r}; use one of {', '.join(FORMAT_BY_SUFFIX)}"
         )
-    if (
-        picture.bit_depth == 16
-        and picture.is_gray
-        and picture.alpha is None
-        and fmt in ("PNG", "TIFF")
-    ):
-        image = Image.fromarray(_to_integer(picture.pixels, 16))
-    else:
-        channels = [_to_integer(picture.pixels, 8)]
-        if picture.alpha is not None and fmt in ("PNG", "WEBP", "TIFF"):
-            alpha = _to_integer(picture.alpha, 8)
-            image = Image.fromarray(np.dstack([channels[0], alpha]))
-        else:
-            image = Image.fromarray(channels[0])
-    options: dict[str, object] = {}
-    if picture.icc_profile and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
-        options["icc_profile"] = picture.icc_profile
-    if fmt in ("JPEG", "WEBP"):
-        options["quality"] = 95
     if not path.parent.exists():
         raise MemNetError(f"{path}: output folder {path.parent} does not exist")
+    if path.is_dir():
+        raise MemNetError(f"{path}: is a folder; give a file name for the output")
+    wide_colour = picture.bit_depth == 16 and (not picture.is_gray or picture.alpha is not None)
     try:
+        if wide_colour and fmt == "PNG":
+            atomic_write_bytes(path, _encode_png16(picture))
+            return
+        if picture.bit_depth == 16 and fmt == "TIFF":
+            with atomic_path(path) as tmp:
+                _write_tiff16(picture, tmp)
+            return
+        image = _pil_for(picture, fmt)
+        options: dict[str, object] = {}
+        if picture.icc_profile and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+            options["icc_profile"] = picture.icc_profile
+        if picture.exif and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+            options["exif"] = picture.exif
+        if fmt in ("JPEG", "WEBP"):
+            options["quality"] = int(quality)
         with atomic_path(path) as tmp:
             image.save(tmp, format=fmt, **options)
     except OSError as error:

@@ -1,14 +1,18 @@
-"""Inference engine: run a MemNet over one-channel images of any size, in exact tiles.
+"""Inference engine: run a MemNet over one-channel images of any size, in exact, batched tiles.
 
 A tile is processed with `tile_pad` pixels of real image context on every side that has
 neighbours; where a tile touches the image border the network pads with zeros exactly as it
 does for the whole image. With a context of at least half the receptive field the stitched
 result equals whole-image inference (up to float rounding), while memory is bounded by the tile.
+Tiles whose padded windows have the same size run together in one forward pass.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -17,18 +21,132 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from memnet.model import MemNet, receptive_field
+from memnet.errors import MemNetError
+from memnet.model import MemNet, MemNetConfig, receptive_field
 
-__all__ = ["DEFAULT_TILE", "Restorer", "TileGrid", "exact_context"]
+__all__ = [
+    "DEFAULT_TILE",
+    "DTYPES",
+    "Restorer",
+    "TileGrid",
+    "activation_bytes_per_pixel",
+    "exact_context",
+    "memory_budget",
+    "resolve_device",
+    "resolve_dtype",
+]
 
-# Output-side tile edge used when the caller gives none. Large enough that the context overhead
-# of an m6r6 (74 px per side) stays modest, small enough that activations stay within a few GB.
+# Output-side tile edge of the former fixed default; kept for callers that want a fixed size.
 DEFAULT_TILE = 384
+# Bounds for the automatic tile size: below MIN_AUTO_TILE the context overhead dominates, above
+# MAX_AUTO_TILE larger tiles no longer run faster.
+MIN_AUTO_TILE = 64
+MAX_AUTO_TILE = 1024
+# Activation memory the automatic tiling allows itself on a CPU (and at most a quarter of what
+# the machine has free), so that a laptop stays usable while an image is restored.
+CPU_BUDGET_CAP = 2 * 1024**3
+MAX_BATCH = 16
+
+DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+}
+
+ProgressCallback = Callable[[int, int], None]
 
 
 def exact_context(model: MemNet) -> int:
     """Context (px per side) that makes tiled inference equal to whole-image inference."""
     return (receptive_field(model) - 1) // 2
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """'auto' → the first CUDA GPU, else Apple MPS, else CPU; other names are checked to exist."""
+    if isinstance(name, torch.device):
+        return name
+    text = str(name).strip().lower()
+    if text == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise MemNetError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise MemNetError(f"device {name!r} requested but CUDA is not available here")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise MemNetError(
+                f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
+    elif device.type == "mps" and not _mps_available():
+        raise MemNetError(f"device {name!r} requested but Apple MPS is not available here")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise MemNetError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    return device
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def resolve_dtype(name: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """fp32, fp16 or bf16; half precision is refused on the CPU, where it is slower, not faster."""
+    if isinstance(name, torch.dtype):
+        dtype = name
+    else:
+        try:
+            dtype = DTYPES[str(name).lower()]
+        except KeyError:
+            raise MemNetError(f"unknown dtype {name!r}; use {', '.join(DTYPES)}") from None
+    if dtype not in DTYPES.values():
+        raise MemNetError(f"unsupported dtype {dtype}; use {', '.join(DTYPES)}")
+    if dtype != torch.float32 and device.type == "cpu":
+        raise MemNetError(
+            "half precision (fp16/bf16) is refused on the CPU: PyTorch's CPU convolutions are "
+            "slower in half precision than in fp32 and lose accuracy; use --dtype fp32 "
+            "(half precision is for CUDA or MPS devices)"
+        )
+    return dtype
+
+
+def activation_bytes_per_pixel(config: MemNetConfig, element_bytes: int = 4) -> int:
+    """Peak activation memory per input pixel of one forward pass, from the network's shape.
+
+    At the gate of the last block the network holds the M long-term and R short-term memories,
+    their concatenation and its normalised copy ((M+R)·C channels each), plus a few C-channel
+    temporaries of the recursion. This deliberately errs on the high side.
+    """
+    m, r, c = config.blocks, config.recursions, config.channels
+    return element_bytes * c * (3 * (m + r) + 6)
+
+
+def _available_memory() -> int:
+    """Bytes the OS can still give this process (MemAvailable; physical memory as a fallback)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2
+    return CPU_BUDGET_CAP
+
+
+def memory_budget(device: torch.device) -> int:
+    """Activation memory (bytes) that automatic tiling may use on `device`."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free * 0.6)
+    if device.type == "mps":
+        recommended = getattr(torch.mps, "recommended_max_memory", None)
+        total = int(recommended()) if recommended is not None else 8 * 1024**3
+        return min(total // 4, CPU_BUDGET_CAP)
+    return min(_available_memory() // 4, CPU_BUDGET_CAP)
 
 
 @dataclass(frozen=True)
@@ -64,11 +182,25 @@ class TileGrid:
         return len(self._spans(self.height)) * len(self._spans(self.width))
 
 
+# The 8 flips/rotations of self-ensemble, each with its inverse.
+def _dihedral(array: NDArray[np.float64], k: int) -> NDArray[np.float64]:
+    out = np.rot90(array, k % 4)
+    return out[:, ::-1] if k >= 4 else out
+
+
+def _dihedral_inverse(array: NDArray[np.float64], k: int) -> NDArray[np.float64]:
+    out = array[:, ::-1] if k >= 4 else array
+    return np.rot90(out, -(k % 4))
+
+
 class Restorer:
     """Apply a MemNet to (H, W) float arrays in [0, 1] units, whole or in exact tiles.
 
-    `tile=0` processes the whole image at once. `tile_pad=None` uses the exact context derived
-    from the model's receptive field.
+    `tile=None` picks the tile size from the device's free memory (the whole image when it
+    fits), `tile=0` always processes the whole image at once, `tile=N` uses tiles of at most
+    N × N output pixels. `tile_pad=None` uses the exact context derived from the model's
+    receptive field. `dtype` is fp32, fp16 or bf16 (half precision through autocast, GPU only);
+    `self_ensemble` averages the 8 flips/rotations of the input.
     """
 
     def __init__(
@@ -76,42 +208,132 @@ class Restorer:
         model: MemNet,
         *,
         device: str | torch.device = "cpu",
-        tile: int | None = DEFAULT_TILE,
+        tile: int | None = None,
         tile_pad: int | None = None,
+        dtype: str | torch.dtype = "fp32",
+        self_ensemble: bool = False,
+        batch_size: int | None = None,
     ) -> None:
-        self.model = model.eval().to(device)
-        self.device = torch.device(device)
-        self.tile = DEFAULT_TILE if tile is None else int(tile)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = model.eval().to(self.device)
+        self.config = model.config
+        self.tile = tile
         self.tile_pad = exact_context(model) if tile_pad is None else int(tile_pad)
-        if self.tile < 0 or self.tile_pad < 0:
+        if (tile is not None and int(tile) < 0) or self.tile_pad < 0:
             raise ValueError("tile size and tile context must be non-negative")
+        if batch_size is not None and int(batch_size) < 1:
+            raise ValueError("batch size must be positive")
+        self.batch_size = batch_size
+        self.self_ensemble = bool(self_ensemble)
+        self.bytes_per_pixel = activation_bytes_per_pixel(
+            self.config, 2 if self.dtype != torch.float32 else 4
+        )
+        # The one place the network is called: an optimised module can replace it here.
         self._network: Callable[[torch.Tensor], torch.Tensor] = self._plain_forward
 
     def _plain_forward(self, x: torch.Tensor) -> torch.Tensor:
         module: nn.Module = self.model
         return module(x)
 
-    @torch.inference_mode()
-    def _run(self, window: NDArray[np.float64]) -> NDArray[np.float64]:
-        x = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))[None, None].to(
-            self.device
-        )
-        y = self._network(x)
-        return y[0, 0].to("cpu", torch.float64).numpy()
+    # ---------------------------------------------------------------- tile and batch planning
 
-    def __call__(self, image: NDArray[np.floating]) -> NDArray[np.float64]:
-        """Restore one (H, W) network input; returns float64, unclipped."""
+    def tile_for(self, height: int, width: int) -> int:
+        """Output-side tile edge for an H × W image (0 = whole image in one pass)."""
+        if self.tile is not None:
+            return int(self.tile)
+        budget = memory_budget(self.device)
+        if height * width * self.bytes_per_pixel <= budget:
+            return 0
+        padded_edge = math.isqrt(budget // self.bytes_per_pixel)
+        return int(min(MAX_AUTO_TILE, max(MIN_AUTO_TILE, padded_edge - 2 * self.tile_pad)))
+
+    def plan(self, height: int, width: int) -> TileGrid | None:
+        """The tile grid for an H × W image, or None when it runs whole."""
+        tile = self.tile_for(height, width)
+        if tile == 0 or (height <= tile and width <= tile):
+            return None
+        return TileGrid(height, width, tile, self.tile_pad)
+
+    def tile_count(self, height: int, width: int) -> int:
+        """Forward windows one call of this restorer runs on an H × W image."""
+        grid = self.plan(height, width)
+        windows = 1 if grid is None else len(grid)
+        return windows * (8 if self.self_ensemble else 1)
+
+    def _batch_for(self, window_pixels: int) -> int:
+        if self.batch_size is not None:
+            return int(self.batch_size)
+        budget = memory_budget(self.device)
+        return max(1, min(MAX_BATCH, budget // max(1, window_pixels * self.bytes_per_pixel)))
+
+    # ---------------------------------------------------------------- running
+
+    @torch.inference_mode()
+    def _run_batch(self, windows: list[NDArray[np.float64]]) -> NDArray[np.float64]:
+        stacked = np.stack([np.asarray(w, dtype=np.float32) for w in windows])[:, None]
+        x = torch.from_numpy(stacked).to(self.device)
+        if self.dtype == torch.float32:
+            y = self._network(x)
+        else:
+            with torch.autocast(device_type=self.device.type, dtype=self.dtype):
+                y = self._network(x)
+        return y[:, 0].to("cpu", torch.float64).numpy()
+
+    def _restore_once(
+        self, array: NDArray[np.float64], progress: Callable[[], None] | None
+    ) -> NDArray[np.float64]:
+        height, width = array.shape
+        grid = self.plan(height, width)
+        if grid is None:
+            out = self._run_batch([array])[0]
+            if progress is not None:
+                progress()
+            return out
+        output = np.empty((height, width), dtype=np.float64)
+        # Windows of equal size (all inner tiles, and each kind of border tile) run together.
+        groups: dict[tuple[int, int], list[tuple[slice, slice, slice, slice]]] = defaultdict(list)
+        for tile in grid:
+            rows, cols = tile[0], tile[1]
+            groups[(rows.stop - rows.start, cols.stop - cols.start)].append(tile)
+        for (win_h, win_w), tiles in groups.items():
+            batch = self._batch_for(win_h * win_w)
+            for first in range(0, len(tiles), batch):
+                chunk = tiles[first : first + batch]
+                restored = self._run_batch([array[rows, cols] for rows, cols, _, _ in chunk])
+                for result, (rows, cols, core_rows, core_cols) in zip(restored, chunk, strict=True):
+                    out_rows = slice(rows.start + core_rows.start, rows.start + core_rows.stop)
+                    out_cols = slice(cols.start + core_cols.start, cols.start + core_cols.stop)
+                    output[out_rows, out_cols] = result[core_rows, core_cols]
+                    if progress is not None:
+                        progress()
+        return output
+
+    def __call__(
+        self, image: NDArray[np.floating], *, progress: ProgressCallback | None = None
+    ) -> NDArray[np.float64]:
+        """Restore one (H, W) network input; returns float64, unclipped.
+
+        `progress(done, total)` is called after every forward window (tile or whole image).
+        """
         array = np.asarray(image, dtype=np.float64)
         if array.ndim != 2:
             raise ValueError(f"Restorer expects one channel (H, W), got shape {array.shape}")
-        height, width = array.shape
-        if self.tile == 0 or (height <= self.tile and width <= self.tile):
-            return self._run(array)
-        output = np.empty_like(array)
-        grid = TileGrid(height, width, self.tile, self.tile_pad)
-        for src_rows, src_cols, core_rows, core_cols in grid:
-            restored = self._run(array[src_rows, src_cols])
-            out_rows = slice(src_rows.start + core_rows.start, src_rows.start + core_rows.stop)
-            out_cols = slice(src_cols.start + core_cols.start, src_cols.start + core_cols.stop)
-            output[out_rows, out_cols] = restored[core_rows, core_cols]
-        return output
+        if array.size == 0:
+            raise ValueError("Restorer got an empty image")
+        total = self.tile_count(*array.shape)
+        done = 0
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+        if not self.self_ensemble:
+            return self._restore_once(array, step)
+        accumulated = np.zeros_like(array)
+        for k in range(8):
+            view = np.ascontiguousarray(_dihedral(array, k))
+            accumulated += _dihedral_inverse(self._restore_once(view, step), k)
+        return accumulated / 8.0

@@ -3,6 +3,11 @@
 A file holds the full state dict (weights and BatchNorm statistics) and string metadata:
 `memnet.config` (JSON of `MemNetConfig`) plus free-form provenance such as the task, the recipe
 and the iteration. No pickle is involved, so loading a file cannot run code.
+
+Legacy PyTorch pickles (.pt/.pth/.ckpt) are refused unless the caller opts in with
+`unsafe_load=True`, and even then they are read with `torch.load(weights_only=True)`, which
+only rebuilds tensors and plain containers; their network shape is read off the tensor names
+and shapes.
 """
 
 from __future__ import annotations
@@ -19,9 +24,18 @@ from memnet.errors import MemNetError
 from memnet.fsutil import atomic_path
 from memnet.model import MemNet, MemNetConfig
 
-__all__ = ["CONFIG_KEY", "load_weights", "read_metadata", "save_weights"]
+__all__ = [
+    "CONFIG_KEY",
+    "PICKLE_SUFFIXES",
+    "config_from_state_dict",
+    "load_any_weights",
+    "load_weights",
+    "read_metadata",
+    "save_weights",
+]
 
 CONFIG_KEY = "memnet.config"
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle", ".tar")
 
 
 def save_weights(
@@ -76,3 +90,83 @@ def load_weights(
         ) from None
     model.eval()
     return model, metadata
+
+
+def _looks_like_pickle(path: Path) -> bool:
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        return True
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    # torch.save writes a zip archive ("PK"); older pickles start with the PROTO opcode 0x80.
+    return head == b"PK" or head[:1] == b"\x80"
+
+
+def config_from_state_dict(state: dict[str, torch.Tensor]) -> MemNetConfig:
+    """Read M, R, C and the input channels off a MemNet state dict's names and shapes."""
+    try:
+        fenet = state["fenet.weight"]
+        blocks = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
+        recursions = 1 + max(
+            int(k.split(".")[3]) for k in state if k.startswith("blocks.0.recursions.")
+        )
+        return MemNetConfig(blocks, recursions, int(fenet.shape[0]), int(fenet.shape[1]))
+    except (KeyError, ValueError, IndexError, AttributeError):
+        raise MemNetError(
+            "the file does not hold a memnet MemNet state dict (no fenet/blocks tensors)"
+        ) from None
+
+
+def _unwrap_state_dict(loaded: object) -> dict[str, torch.Tensor]:
+    # Training checkpoints often nest the weights; accept the common containers.
+    if isinstance(loaded, dict):
+        for key in ("state_dict", "model", "weights", "params"):
+            inner = loaded.get(key)
+            if isinstance(inner, dict) and any(isinstance(v, torch.Tensor) for v in inner.values()):
+                loaded = inner
+                break
+        tensors = {str(k).removeprefix("module."): v for k, v in loaded.items()}
+        if tensors and all(isinstance(v, torch.Tensor) for v in tensors.values()):
+            return tensors
+    raise MemNetError("the file does not hold a state dict of tensors")
+
+
+def _load_pickle(path: Path, map_location: str | torch.device) -> tuple[MemNet, dict[str, str]]:
+    try:
+        loaded = torch.load(str(path), map_location=map_location, weights_only=True)
+    except Exception as error:  # the unpickler raises many kinds for hostile or damaged files
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise MemNetError(
+            f"{path}: cannot load as a weights-only PyTorch file ({type(error).__name__}: {first_line})"
+        ) from None
+    try:
+        state = _unwrap_state_dict(loaded)
+        model = MemNet.from_config(config_from_state_dict(state))
+        model.load_state_dict(state, strict=True)
+    except MemNetError as error:
+        raise MemNetError(f"{path}: {error}") from None
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise MemNetError(f"{path}: weights do not fit a MemNet ({first_line})") from None
+    model.eval()
+    return model, {"source": "pickle"}
+
+
+def load_any_weights(
+    path: str | os.PathLike[str],
+    *,
+    unsafe_load: bool = False,
+    map_location: str | torch.device = "cpu",
+) -> tuple[MemNet, dict[str, str]]:
+    """Load a safetensors weights file, or a legacy pickle when `unsafe_load` allows it."""
+    path = Path(path)
+    if not path.is_file():
+        raise MemNetError(f"{path}: weights file not found")
+    if _looks_like_pickle(path):
+        if not unsafe_load:
+            raise MemNetError(
+                f"{path}: refusing to load a pickle file (it can run code when loaded); convert "
+                "it to .safetensors, or pass --unsafe-load to read it with "
+                "torch.load(weights_only=True) if you trust where it came from"
+            )
+        return _load_pickle(path, map_location)
+    return load_weights(path, map_location=map_location)

@@ -1,6 +1,8 @@
 """Released weights, described declaratively: name → file, SHA-256, config, task and metrics.
 
 The files live in `memnet/weights/` inside the package; nothing is downloaded at run time.
+Every load checks the file's SHA-256 against the registry. The default model of a task is the
+entry marked `default=True`, else the first registered entry for that task.
 """
 
 from __future__ import annotations
@@ -11,9 +13,20 @@ from importlib import resources
 from pathlib import Path
 
 from memnet.errors import MemNetError
-from memnet.model import MemNetConfig
+from memnet.model import MemNet, MemNetConfig
 
-__all__ = ["REGISTRY", "ZooEntry", "describe", "describe_all", "get", "weights_path"]
+__all__ = [
+    "REGISTRY",
+    "ZooEntry",
+    "default_for",
+    "describe",
+    "describe_all",
+    "get",
+    "load_model",
+    "verified_weights_path",
+    "weights_dir",
+    "weights_path",
+]
 
 
 @dataclass(frozen=True)
@@ -31,12 +44,14 @@ class ZooEntry:
     iterations: int = 0
     training_time: str = ""
     metrics: dict[str, str] = field(default_factory=dict)  # e.g. {"Set5 x2": "36.71 / 0.9530"}
+    default: bool = False  # the model `memnet restore` uses for its task when none is named
 
 
 REGISTRY: dict[str, ZooEntry] = {}
 
 
 def get(name: str) -> ZooEntry:
+    """The registered entry called `name` (clear error listing the known ones otherwise)."""
     try:
         return REGISTRY[name]
     except KeyError:
@@ -44,11 +59,26 @@ def get(name: str) -> ZooEntry:
         raise MemNetError(f"unknown model {name!r}; released models: {known}") from None
 
 
+def default_for(task: str) -> ZooEntry | None:
+    """The released model for `task` ('sr', 'denoise', 'jpeg'), or None while there is none."""
+    candidates = [entry for entry in REGISTRY.values() if entry.task == task]
+    marked = [entry for entry in candidates if entry.default]
+    chosen = marked or candidates
+    return chosen[0] if chosen else None
+
+
+def weights_dir() -> Path:
+    """The package folder that holds the released .safetensors files."""
+    return Path(str(resources.files("memnet") / "weights"))
+
+
 def weights_path(entry: ZooEntry) -> Path:
-    return Path(str(resources.files("memnet") / "weights" / entry.file))
+    """Where the entry's file is installed."""
+    return weights_dir() / entry.file
 
 
 def sha256_of(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -70,7 +100,22 @@ def verified_weights_path(entry: ZooEntry) -> Path:
     return path
 
 
+def load_model(name: str, map_location: str = "cpu") -> tuple[MemNet, ZooEntry]:
+    """Build a released model by name from its hash-checked weights file."""
+    from memnet.weights_file import load_weights
+
+    entry = get(name)
+    model, _metadata = load_weights(verified_weights_path(entry), map_location=map_location)
+    if model.config != entry.config:
+        raise MemNetError(
+            f"weights for {entry.name!r} describe a {model.config} network, "
+            f"the registry expects {entry.config} (reinstall memnet)"
+        )
+    return model, entry
+
+
 def describe(name: str) -> str:
+    """Several lines about one released model: task, shape, file, hash, recipe, metrics."""
     entry = get(name)
     c = entry.config
     lines = [
@@ -89,6 +134,7 @@ def describe(name: str) -> str:
 
 
 def describe_all() -> list[str]:
+    """One line per released model."""
     return [
         f"{e.name:<20} {e.task:<8} {', '.join(f'{v:g}' for v in e.levels):<12} {e.description}"
         for e in REGISTRY.values()

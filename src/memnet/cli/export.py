@@ -1,0 +1,65 @@
+"""`memnet export`: write a model as ONNX or TorchScript with dynamic height and width."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from memnet.api import resolve_model
+from memnet.errors import MemNetError
+from memnet.export import DEFAULT_OPSET, FORMATS, export_model, verify_onnx
+from memnet.model import PRESETS, create_model
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export",
+        help="export a model to ONNX or TorchScript",
+        description="Export a released model, a weights file or an untrained preset to ONNX or "
+        "TorchScript. The graph takes (N, 1, H, W) float32 in [0, 1] (SR input already "
+        "bicubic-upsampled) with dynamic N, H and W, and returns the restored image.",
+    )
+    parser.add_argument("--format", choices=FORMATS, required=True, help="output format")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="released model name (see 'memnet info')")
+    source.add_argument("--weights", help="a .safetensors weights file")
+    source.add_argument(
+        "--preset", choices=tuple(PRESETS), help="an untrained preset (for benchmarking)"
+    )
+    parser.add_argument(
+        "-o", "--output", help="output file (default: NAME.onnx or NAME.pt in the current folder)"
+    )
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument(
+        "--unsafe-load",
+        action="store_true",
+        help="allow a pickle --weights file (read with torch.load(weights_only=True))",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.preset:
+        model, name = create_model(args.preset), args.preset
+    else:
+        loaded = resolve_model(args.model or args.weights, unsafe_load=args.unsafe_load)
+        if loaded.model is None:
+            raise MemNetError(f"{loaded.name!r} is a method without a network; nothing to export")
+        model, name = loaded.model, Path(loaded.name).stem
+    extension = ".onnx" if args.format == "onnx" else ".pt"
+    output = Path(args.output) if args.output else Path(f"{name}{extension}")
+    if output.exists() and not args.overwrite:
+        raise MemNetError(f"{output}: already exists (pass --overwrite to replace it)")
+    if not output.parent.is_dir():
+        raise MemNetError(f"{output}: output folder {output.parent} does not exist")
+    export_model(model, output, args.format, opset=args.opset)
+    print(f"wrote {output} ({args.format}, input (N, 1, H, W) float32, dynamic N/H/W)")
+    if args.format == "onnx":
+        try:
+            difference = verify_onnx(model, output)
+        except MemNetError:
+            print("onnxruntime is not installed: the export was not verified")
+        else:
+            print(f"checked with ONNX Runtime: max |difference| to PyTorch {difference:.2e}")
+    return 0

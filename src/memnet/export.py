@@ -1,0 +1,102 @@
+"""Export a MemNet to ONNX or TorchScript with dynamic batch, height and width.
+
+The exported graph is the eval-mode network: input (N, 1, H, W) float32 in [0, 1] units (for SR
+already bicubic-upsampled, see memnet.tasks), output the restored image of the same shape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from memnet.errors import MemNetError
+from memnet.fsutil import atomic_path
+from memnet.model import MemNet
+
+__all__ = ["FORMATS", "export_model", "verify_onnx"]
+
+FORMATS = ("onnx", "torchscript")
+DEFAULT_OPSET = 17
+# Traced on this size; any other size works because every op is stride-1 and size-agnostic.
+EXAMPLE_SIZE = 64
+
+
+class _Restoration(nn.Module):
+    """The network's weighted output only (no branches, no input checks in the graph)."""
+
+    def __init__(self, model: MemNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+
+def export_model(
+    model: MemNet, path: str | os.PathLike[str], fmt: str, *, opset: int = DEFAULT_OPSET
+) -> Path:
+    """Write `model` to `path` as ONNX or TorchScript, atomically; returns the path."""
+    path = Path(path)
+    if fmt not in FORMATS:
+        raise MemNetError(f"unknown export format {fmt!r}; use {', '.join(FORMATS)}")
+    wrapper = _Restoration(model.eval().cpu()).eval()
+    example = torch.rand(1, model.config.in_channels, EXAMPLE_SIZE, EXAMPLE_SIZE)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # Tracing warns about the Python-level shape check in MemNet.forward; it is constant.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if fmt == "torchscript":
+            with torch.no_grad():
+                traced = torch.jit.trace(wrapper, example)
+            traced.save(str(tmp))
+        else:
+            _export_onnx(wrapper, example, tmp, opset, model)
+    return path
+
+
+def _export_onnx(wrapper: nn.Module, example: Tensor, tmp: Path, opset: int, model: MemNet) -> None:
+    try:
+        import onnx  # the exporter needs it, and it stores the config below
+    except ImportError:
+        raise MemNetError(
+            "ONNX export needs the 'onnx' package: pip install 'memnet[onnx]'"
+        ) from None
+    axes = {0: "batch", 2: "height", 3: "width"}
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(tmp),
+            dynamo=False,  # the TorchScript-based exporter: no extra dependency, dynamic axes
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": axes, "output": axes},
+            opset_version=opset,
+            do_constant_folding=True,
+        )
+    graph = onnx.load(str(tmp))
+    entry = graph.metadata_props.add()
+    entry.key, entry.value = "memnet.config", json.dumps(model.config.to_dict(), sort_keys=True)
+    onnx.save(graph, str(tmp))
+
+
+def verify_onnx(
+    model: MemNet, path: str | os.PathLike[str], size: tuple[int, int] = (45, 61)
+) -> float:
+    """Max |ONNX Runtime − PyTorch| on a random input of `size` (not the traced size)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise MemNetError("verifying needs onnxruntime: pip install 'memnet[onnx]'") from None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((2, model.config.in_channels, *size), dtype=np.float32)
+    (onnx_out,) = session.run(None, {"input": x})
+    with torch.no_grad():
+        torch_out = model.eval().cpu()(torch.from_numpy(x)).numpy()
+    return float(np.abs(onnx_out - torch_out).max())
