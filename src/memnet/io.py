@@ -222,8 +222,13 @@ def _read_png16(path: Path) -> NDArray[np.float64]:
     return data.reshape(height, width, planes).astype(np.float64) / scale
 
 
-def _read_wide_tiff(path: Path) -> NDArray[np.float64] | None:
-    """Pixels of a TIFF with more than 8 bits per sample, or None to let Pillow read it."""
+def _is_tiff(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def _read_wide_tiff(path: Path) -> Picture | None:
+    """A TIFF with more than 8 bits per sample (which Pillow reduces or rejects), or None."""
     import tifffile
 
     try:
@@ -234,6 +239,9 @@ def _read_wide_tiff(path: Path) -> NDArray[np.float64] | None:
             _check_size(path, int(page.imagewidth), int(page.imagelength))
             data = page.asarray()
             photometric = int(page.photometric)
+            tags = page.tags
+            icc = tags["InterColorProfile"].value if "InterColorProfile" in tags else None
+            orientation = int(tags["Orientation"].value) if "Orientation" in tags else 1
     except MemNetError:
         raise
     except Exception as error:  # tifffile raises many kinds for damaged files
@@ -248,7 +256,15 @@ def _read_wide_tiff(path: Path) -> NDArray[np.float64] | None:
         values = np.clip(data.astype(np.float64), 0.0, 1.0)
     if photometric == 0:
         values = 1.0 - values
-    return values
+    upright = orient(values, orientation if orientation in range(1, 9) else 1)
+    pixels, alpha = _split_channels(np.ascontiguousarray(upright, dtype=np.float64))
+    return Picture(
+        pixels=np.ascontiguousarray(pixels),
+        alpha=None if alpha is None else np.ascontiguousarray(alpha),
+        bit_depth=16,
+        icc_profile=bytes(icc) if icc else None,
+        source_mode=f"TIFF;{data.dtype}",
+    )
 
 
 def picture_from_pil(image: Image.Image) -> Picture:
@@ -302,31 +318,31 @@ def _cmyk_to_rgb(image: Image.Image, icc: bytes | None) -> tuple[Image.Image, by
 def read_image(path: str | os.PathLike[str]) -> Picture:
     """Decode an image file into a `Picture` with EXIF orientation applied."""
     path = Path(path)
+    if path.is_file() and path.stat().st_size > 0 and _is_tiff(path):
+        wide_tiff = _read_wide_tiff(path)
+        if wide_tiff is not None:
+            return wide_tiff
     image = _open_lazy(path)
-    wide: NDArray[np.float64] | None = None
     if image.format == "PNG":
         header = _png_header(path)
         if header is not None and header[0] == 16 and header[1] in (2, 4, 6):
-            wide = _read_png16(path)
-    elif image.format == "TIFF":
-        wide = _read_wide_tiff(path)
-    if wide is None:
-        try:
-            image.load()
-        except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as error:
-            raise MemNetError(f"{path}: cannot decode image ({error})") from None
-        return picture_from_pil(image)
-    orientation = _orientation(image)
-    pixels, alpha = _split_channels(np.ascontiguousarray(orient(wide, orientation)))
-    icc = image.info.get("icc_profile")
-    return Picture(
-        pixels=np.ascontiguousarray(pixels),
-        alpha=None if alpha is None else np.ascontiguousarray(alpha),
-        bit_depth=16,
-        icc_profile=icc if isinstance(icc, bytes) and icc else None,
-        source_mode=f"{image.mode};16" if image.format == "PNG" else image.mode,
-        exif=_upright_exif(image),
-    )
+            pixels, alpha = _split_channels(
+                np.ascontiguousarray(orient(_read_png16(path), _orientation(image)))
+            )
+            icc = image.info.get("icc_profile")
+            return Picture(
+                pixels=np.ascontiguousarray(pixels),
+                alpha=None if alpha is None else np.ascontiguousarray(alpha),
+                bit_depth=16,
+                icc_profile=icc if isinstance(icc, bytes) and icc else None,
+                source_mode=f"{image.mode};16",
+                exif=_upright_exif(image),
+            )
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as error:
+        raise MemNetError(f"{path}: cannot decode image ({error})") from None
+    return picture_from_pil(image)
 
 
 def read_luminance(path: str | os.PathLike[str]) -> NDArray[np.uint8]:
