@@ -35,7 +35,9 @@ def test_gray_and_rgb_8bit_round_trip(tmp_path: Path) -> None:
     gray = RNG.integers(0, 256, (9, 11), dtype=np.uint8)
     Image.fromarray(gray).save(tmp_path / "g.png")
     picture = read_image(tmp_path / "g.png")
-    assert picture.is_gray and picture.bit_depth == 8 and picture.alpha is None
+    assert picture.is_gray
+    assert picture.bit_depth == 8
+    assert picture.alpha is None
     write_image(picture, tmp_path / "g2.png")
     assert np.array_equal(np.asarray(Image.open(tmp_path / "g2.png")), gray)
 
@@ -65,7 +67,8 @@ def test_palette_with_and_without_transparency(tmp_path: Path) -> None:
     palette = Image.fromarray(rgb8()).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
     palette.save(tmp_path / "p.png")
     picture = read_image(tmp_path / "p.png")
-    assert picture.pixels.shape == (12, 17, 3) and picture.alpha is None
+    assert picture.pixels.shape == (12, 17, 3)
+    assert picture.alpha is None
     expected = np.asarray(palette.convert("RGB"))
     assert np.array_equal(picture_to_array(picture, np.uint8), expected)
     palette.info["transparency"] = 0

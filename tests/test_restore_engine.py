@@ -56,7 +56,8 @@ def test_tiles_run_in_batches_of_equal_windows(monkeypatch: pytest.MonkeyPatch) 
     assert sum(s[0] for s in shapes) == tiles
     assert max(s[0] for s in shapes) == 8  # inner tiles share a window size and run together
     assert len(shapes) < tiles
-    assert calls[-1] == (tiles, tiles) and len(calls) == tiles
+    assert calls[-1] == (tiles, tiles)
+    assert len(calls) == tiles
 
 
 @pytest.mark.slow
