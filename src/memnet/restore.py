@@ -123,7 +123,7 @@ def activation_bytes_per_pixel(config: MemNetConfig, element_bytes: int = 4) -> 
     temporaries of the recursion. This deliberately errs on the high side.
     """
     m, r, c = config.blocks, config.recursions, config.channels
-    return element_bytes * c * (3 * (m + r) + 6)
+    return element_bytes * c * (3 * (m + r) + 8)
 
 
 def _available_memory() -> int:

@@ -1,0 +1,210 @@
+"""Peak memory of `memnet restore` as the image grows: bounded by the tile, not the image.
+
+    python benchmarks/memory.py            # all points, writes benchmarks/memory-results.md
+    python benchmarks/memory.py --quick    # small sizes only, prints the table
+
+Every point runs in a fresh process (so each peak RSS is its own) through the real pipeline of
+`memnet restore` (read → colour split → tiled network → merge → atomic write) with automatic
+tiling. Inputs are synthetic pictures made here. The networks are untrained presets: memory and
+speed do not depend on the weight values. The large runs use the `tiny` preset so that the whole
+benchmark finishes in minutes on a 2-core CPU; one paper-size `m6r6` point shows the same engine
+at the real network's cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).with_name("memory-results.md")
+
+# (label, task, preset, input edge, colour)
+FULL_POINTS = [
+    ("sr x2", "sr", "tiny", 512, True),
+    ("sr x2", "sr", "tiny", 1024, True),
+    ("sr x2", "sr", "tiny", 2048, True),
+    ("denoise", "denoise", "tiny", 1024, False),
+    ("denoise", "denoise", "tiny", 2048, False),
+    ("denoise", "denoise", "tiny", 4096, False),
+    ("denoise", "denoise", "m6r6", 512, False),
+]
+QUICK_POINTS = [
+    ("sr x2", "sr", "tiny", 256, True),
+    ("sr x2", "sr", "tiny", 512, True),
+    ("denoise", "denoise", "tiny", 512, False),
+    ("denoise", "denoise", "tiny", 1024, False),
+]
+
+
+def synthetic_picture(edge: int, colour: bool, seed: int = 0) -> np.ndarray:
+    """Gradients, a few sharp shapes and grain: a stand-in for a photo, made in code."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:edge, 0:edge].astype(np.float32) / edge
+    base = 0.3 + 0.4 * xx * yy + 0.1 * np.sin(40 * xx) * np.cos(25 * yy)
+    base[(xx - 0.5) ** 2 + (yy - 0.5) ** 2 < 0.05] += 0.2
+    planes = [base + 0.03 * k for k in range(3)] if colour else [base]
+    pixels = np.stack([p + rng.normal(0, 0.02, p.shape).astype(np.float32) for p in planes], -1)
+    return (np.clip(pixels, 0, 1) * 255 + 0.5).astype(np.uint8).squeeze()
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(spec: dict[str, object]) -> dict[str, object]:
+    """One restore in this (fresh) process; returns what it measured."""
+    import memnet
+    from memnet.io import read_image
+    from memnet.restore import activation_bytes_per_pixel
+
+    after_import = peak_rss_mb()
+    restorer = memnet.load(str(spec["weights"]), device="cpu", task=str(spec["task"]), scale=2.0)
+    assert restorer.restorer is not None
+    picture = read_image(str(spec["input"]))
+    task = restorer.make_task()
+    out_h, out_w = task.output_shape(picture.height, picture.width)
+    tile = restorer.restorer.tile_for(out_h, out_w)
+    windows = restorer.windows(picture)
+    whole_mb = out_h * out_w * activation_bytes_per_pixel(restorer.restorer.config) / 2**20
+    del picture
+    start = time.perf_counter()
+    restorer.restore_file(str(spec["input"]), str(spec["output"]), overwrite=True)
+    seconds = time.perf_counter() - start
+    return {
+        "after_import_mb": after_import,
+        "peak_mb": peak_rss_mb(),
+        "seconds": seconds,
+        "out_mpix": out_h * out_w / 1e6,
+        "tile": tile,
+        "pad": restorer.restorer.tile_pad,
+        "windows": windows,
+        "whole_image_activations_mb": whole_mb,
+    }
+
+
+def run_point(
+    workdir: Path, label: str, task: str, preset: str, edge: int, colour: bool
+) -> dict[str, object]:
+    import torch
+
+    from memnet.model import create_model
+    from memnet.weights_file import save_weights
+
+    weights = workdir / f"{preset}-{task}.safetensors"
+    if not weights.exists():
+        torch.manual_seed(0)
+        save_weights(create_model(preset, identity_init=True), weights, {"task": task})
+    source = workdir / f"in-{edge}-{'rgb' if colour else 'gray'}.png"
+    if not source.exists():
+        from PIL import Image
+
+        Image.fromarray(synthetic_picture(edge, colour)).save(source)
+    spec = {
+        "task": task,
+        "weights": str(weights),
+        "input": str(source),
+        "output": str(workdir / "out.png"),
+    }
+    completed = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise SystemExit(f"{label} {preset} {edge}² failed:\n{completed.stderr}")
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    result.update(label=label, preset=preset, edge=edge, colour=colour)
+    return result
+
+
+def table(rows: list[dict[str, object]]) -> str:
+    lines = [
+        "| run | preset | input | output | tile + context | windows | peak RSS | of which after import | whole-image activations (estimate) | time | Mpix/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        edge = int(r["edge"])  # type: ignore[call-overload]
+        scale = 2 if r["label"] == "sr x2" else 1
+        tile = "whole image" if r["tile"] == 0 else f"{r['tile']} + 2×{r['pad']}"
+        lines.append(
+            f"| {r['label']} {'RGB' if r['colour'] else 'gray'} | {r['preset']} | {edge}² | "
+            f"{edge * scale}² | {tile} | {r['windows']} | {float(r['peak_mb']):,.0f} MB | "  # type: ignore[arg-type]
+            f"{float(r['after_import_mb']):,.0f} MB | {float(r['whole_image_activations_mb']):,.0f} MB | "  # type: ignore[arg-type]
+            f"{float(r['seconds']):.1f} s | {float(r['out_mpix']) / float(r['seconds']):.3f} |"  # type: ignore[arg-type]
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes only; print, do not write"
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return 0
+    import torch
+
+    import memnet
+
+    points = QUICK_POINTS if args.quick else FULL_POINTS
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="memnet-memory-") as tmp:
+        for point in points:
+            row = run_point(Path(tmp), *point)
+            rows.append(row)
+            print(
+                f"{point[0]:8} {point[2]:5} {point[3]:5}²  peak {float(row['peak_mb']):7.0f} MB  "  # type: ignore[arg-type]
+                f"{float(row['seconds']):7.1f} s",  # type: ignore[arg-type]
+                flush=True,
+            )
+    text = table(rows)
+    print(text)
+    if args.quick:
+        return 0
+    header = f"""# Peak memory of `memnet restore` (CPU)
+
+Measured by `python benchmarks/memory.py` on {date.today().isoformat()}: {platform.machine()},
+{os.cpu_count()} CPU cores, Python {platform.python_version()}, torch {torch.__version__},
+memnet {memnet.__version__}. Each row is a fresh process running the full restore pipeline
+(read PNG → colour split → tiled network → merge → atomic PNG write) with automatic tiling
+(activation budget: a quarter of free memory, at most 2 GiB). SR runs take an RGB picture
+(Y through the network, Cb/Cr bicubic); denoise runs a gray one. Untrained weights: memory and
+speed do not depend on the values. The machine was shared with other work, so times are only
+indicative; the memory figures are what this benchmark is for.
+
+"""
+    notes = """
+
+- *peak RSS* is the process's high-water mark (ru_maxrss), including Python, torch and the
+  image buffers; *of which after import* is the peak before any image was touched.
+- *whole-image activations* is what one forward pass over the whole output would need
+  (memnet.restore.activation_bytes_per_pixel × pixels); tiling keeps the network's share of the
+  peak at one batch of tiles instead.
+- What still grows with the image are the float64 image buffers of the colour pipeline
+  (input, network input and output, Cb/Cr, the merged RGB): about 8 bytes per pixel and plane.
+"""
+    RESULTS.write_text(header + text + notes)
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
