@@ -59,7 +59,18 @@ def synthetic_picture(edge: int, colour: bool, seed: int = 0) -> np.ndarray:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size in MB (Linux reports ru_maxrss in KiB)."""
+    """This process's peak resident set size in MB.
+
+    Linux's VmHWM starts afresh at exec; ru_maxrss would carry over the peak of the parent that
+    forked this process, so it is only the fallback.
+    """
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -132,18 +143,20 @@ def run_point(
 
 def table(rows: list[dict[str, object]]) -> str:
     lines = [
-        "| run | preset | input | output | tile + context | windows | peak RSS | of which after import | whole-image activations (estimate) | time | Mpix/s |",
+        "| run | preset | input | output | tile + context | windows | peak RSS | RSS after import | whole-image activations (estimate) | time | output Mpix/s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        edge = int(r["edge"])  # type: ignore[call-overload]
+        edge = int(str(r["edge"]))
         scale = 2 if r["label"] == "sr x2" else 1
         tile = "whole image" if r["tile"] == 0 else f"{r['tile']} + 2×{r['pad']}"
+        peak, imported = float(str(r["peak_mb"])), float(str(r["after_import_mb"]))
+        whole, seconds = float(str(r["whole_image_activations_mb"])), float(str(r["seconds"]))
+        rate = float(str(r["out_mpix"])) / seconds
         lines.append(
             f"| {r['label']} {'RGB' if r['colour'] else 'gray'} | {r['preset']} | {edge}² | "
-            f"{edge * scale}² | {tile} | {r['windows']} | {float(r['peak_mb']):,.0f} MB | "  # type: ignore[arg-type]
-            f"{float(r['after_import_mb']):,.0f} MB | {float(r['whole_image_activations_mb']):,.0f} MB | "  # type: ignore[arg-type]
-            f"{float(r['seconds']):.1f} s | {float(r['out_mpix']) / float(r['seconds']):.3f} |"  # type: ignore[arg-type]
+            f"{edge * scale}² | {tile} | {r['windows']} | {peak:,.0f} MB | {imported:,.0f} MB | "
+            f"{whole:,.0f} MB | {seconds:.1f} s | {rate:.3f} |"
         )
     return "\n".join(lines)
 
@@ -170,9 +183,9 @@ def main() -> int:
         for point in points:
             row = run_point(Path(tmp), *point)
             rows.append(row)
+            peak, seconds = float(str(row["peak_mb"])), float(str(row["seconds"]))
             print(
-                f"{point[0]:8} {point[2]:5} {point[3]:5}²  peak {float(row['peak_mb']):7.0f} MB  "  # type: ignore[arg-type]
-                f"{float(row['seconds']):7.1f} s",  # type: ignore[arg-type]
+                f"{point[0]:8} {point[2]:5} {point[3]:5}²  peak {peak:7.0f} MB  {seconds:7.1f} s",
                 flush=True,
             )
     text = table(rows)
@@ -193,8 +206,8 @@ indicative; the memory figures are what this benchmark is for.
 """
     notes = """
 
-- *peak RSS* is the process's high-water mark (ru_maxrss), including Python, torch and the
-  image buffers; *of which after import* is the peak before any image was touched.
+- *peak RSS* is the process's high-water mark (VmHWM), including Python, torch and the
+  image buffers; *RSS after import* is the peak before any image was touched.
 - *whole-image activations* is what one forward pass over the whole output would need
   (memnet.restore.activation_bytes_per_pixel × pixels); tiling keeps the network's share of the
   peak at one batch of tiles instead.

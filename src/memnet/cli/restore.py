@@ -128,7 +128,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="average the 8 flips/rotations (8x slower, slightly better)",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, no summary")
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only errors and warnings (no progress bars, output lines or summary)",
+    )
     parser.set_defaults(handler=run)
 
 
