@@ -270,3 +270,17 @@ def test_baselines_match_their_tasks() -> None:
         make_tasks("blur", [2])
     with pytest.raises(MemNetError, match=r"1\.\.100"):
         make_tasks("jpeg", [0])
+
+
+def test_unlistable_folder_is_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = write_set(tmp_path / "Locked", count=1)
+
+    def refuse(self: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    # Permissions cannot be relied on in a test (root reads everything): refuse the listing.
+    monkeypatch.setattr(Path, "iterdir", refuse)
+    with pytest.raises(MemNetError, match=r"cannot list folder .*Locked: Permission denied"):
+        load_set(str(folder))

@@ -227,3 +227,18 @@ def test_help_describes_the_protocol(capsys: pytest.CaptureFixture[str]) -> None
     for option in ("--scales", "--sigmas", "--qualities", "--save-images", "--seed", "--quiet"):
         assert option in out
     assert "reproducible" in out
+
+
+def test_unwritable_out_fails_before_any_work(
+    tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code, stdout, stderr = run_eval(
+        capsys,
+        "--task", "sr", "--sets", "Set5", "--method", "bicubic",
+        "--data-root", str(data_root), "--out", str(blocker / "results"), "--quiet",
+    )  # fmt: skip
+    assert (code, stdout) == (1, "")
+    assert stderr.count("\n") == 1
+    assert "cannot create folder" in stderr

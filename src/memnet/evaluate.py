@@ -33,11 +33,12 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from PIL import Image
 
 from memnet import __version__
 from memnet.datasets import resolve_set
 from memnet.errors import MemNetError
-from memnet.fsutil import atomic_write_text
+from memnet.fsutil import atomic_path, atomic_write_text
 from memnet.imaging.color import round_to_uint8
 from memnet.io import read_luminance
 from memnet.tasks import TASK_KINDS, Deblock, Denoise, SuperResolution, Task, make_task
@@ -106,7 +107,7 @@ def noise_generator(seed: int, image_name: str) -> np.random.Generator:
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # images are arrays: compare sets by identity
 class BenchmarkSet:
     """A named set of clean images, read as 8-bit luminance (MATLAB Y or gray)."""
 
@@ -267,12 +268,17 @@ class EvalReport:
 
     def write(self, out_dir: Path, stem: str) -> list[Path]:
         """Write STEM.csv (per image), STEM.json (summary) and STEM.md (table) atomically."""
-        out_dir.mkdir(parents=True, exist_ok=True)
         files = [out_dir / f"{stem}.csv", out_dir / f"{stem}.json", out_dir / f"{stem}.md"]
-        atomic_write_text(files[0], self.csv())
         text = json.dumps(self.to_json(), indent=2, allow_nan=False)
-        atomic_write_text(files[1], text + "\n")
-        atomic_write_text(files[2], self.markdown())
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(files[0], self.csv())
+            atomic_write_text(files[1], text + "\n")
+            atomic_write_text(files[2], self.markdown())
+        except OSError as error:
+            raise MemNetError(
+                f"cannot write results to {out_dir}: {error.strerror or error}"
+            ) from None
         return files
 
 
@@ -282,14 +288,13 @@ class EvalReport:
 
 
 def _save_restored(path: Path, restored: NDArray[np.float64]) -> None:
-    from PIL import Image
-
-    from memnet.fsutil import atomic_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = round_to_uint8(np.nan_to_num(restored, nan=0.0) * 255.0)
-    with atomic_path(path) as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")
+    pixels = round_to_uint8(restored * 255.0)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            Image.fromarray(pixels).save(tmp, format="PNG")
+    except OSError as error:
+        raise MemNetError(f"{path}: cannot write image ({error.strerror or error})") from None
 
 
 def evaluate(

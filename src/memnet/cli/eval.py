@@ -64,7 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a baseline with no network: bicubic (SR) or identity (denoise, jpeg: the "
         "degraded input)",
     )
-    what.add_argument("--model", metavar="NAME", help="a released model (see 'memnet info')")
+    what.add_argument(
+        "--model",
+        metavar="NAME",
+        help="a released model (see 'memnet info'); the default, without --method or "
+        "--weights, is the released model for the task",
+    )
     what.add_argument(
         "--weights", metavar="FILE", type=Path, help="a memnet .safetensors weights file"
     )
@@ -83,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also write the restored Y/gray images as 8-bit PNG under --out",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the denoising noise (default 0)"
+        "--seed", type=int, default=0, metavar="N", help="seed of the denoising noise (default 0)"
     )
     parser.add_argument(
         "--tile",
@@ -91,7 +96,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="network tile size in px (0 = whole image; default: the inference engine's)",
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help="auto, cpu, cuda, cuda:N or mps (default auto)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 
@@ -129,7 +139,7 @@ def resolve_device(name: str) -> str:
         device = torch.device(name)
     except (RuntimeError, ValueError):
         raise MemNetError(
-            f"--device: unknown device {name!r} (use auto, cpu, cuda, cuda:N)"
+            f"--device: unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)"
         ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise MemNetError(f"--device {name}: CUDA is not available on this machine")
@@ -164,6 +174,8 @@ def build_method(
     from memnet import weights_file, zoo
     from memnet.restore import Restorer
 
+    if args.tile is not None and args.tile < 0:
+        raise MemNetError("--tile must be 0 (whole image) or a positive size")
     details: dict[str, Any] = {}
     if args.weights is not None:
         path = args.weights
@@ -187,8 +199,6 @@ def build_method(
             f"evaluating it on {args.task!r}",
             file=sys.stderr,
         )
-    if args.tile is not None and args.tile < 0:
-        raise MemNetError("--tile must be 0 (whole image) or a positive size")
     restorer = Restorer(model, device=device, tile=args.tile)
     details.update(
         sha256=zoo.sha256_of(path),
@@ -219,6 +229,15 @@ def run(args: argparse.Namespace) -> int:
         raise MemNetError("--sets: no set given")
     if args.save_images and args.out is None:
         raise MemNetError("--save-images needs --out DIR to write the images to")
+
+    if args.out is not None:
+        # Fail before the work, not after it, when the results cannot be written.
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise MemNetError(
+                f"--out {args.out}: cannot create folder ({error.strerror or error})"
+            ) from None
 
     method, method_name, details = build_method(args)
     sets = [load_set(name, args.data_root) for name in set_names]
