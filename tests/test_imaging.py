@@ -99,6 +99,15 @@ def test_rgb2ycbcr_matches_matlab_reference_pixels() -> None:
     np.testing.assert_array_equal(rgb2ycbcr(rgb), expected)
 
 
+def test_rgb2ycbcr_rounds_half_levels_in_matlab_order() -> None:
+    # (0, 204, 68) gives exactly Y = 125.5 in exact arithmetic. MATLAB scales its matrix by 1/255
+    # first and sums T1·R + T2·G + T3·B + 16 left to right (imlincomb), landing just below the
+    # half: 125. Dividing the pixel by 255 first would land on or above it and give 126.
+    rgb = np.array([[[0, 204, 68]]], dtype=np.uint8)
+    assert rgb2ycbcr(rgb)[0, 0, 0] == 125
+    assert round(16 + (128.553 * 204 + 24.966 * 68) / 255, 10) == 125.5
+
+
 def test_colour_round_trip_is_within_one_level() -> None:
     rgb = np.random.default_rng(2).integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
     # memnet keeps YCbCr in float between the split and the merge: back to 8 bits exactly.

@@ -11,8 +11,16 @@ from pathlib import Path
 
 from memnet.errors import MemNetError
 
-__all__ = ["IMAGE_SUFFIXES", "KNOWN_SETS", "default_data_root", "list_images", "resolve_set"]
+__all__ = [
+    "DATA_ROOT_ENV",
+    "IMAGE_SUFFIXES",
+    "KNOWN_SETS",
+    "default_data_root",
+    "list_images",
+    "resolve_set",
+]
 
+DATA_ROOT_ENV = "MEMNET_DATA_ROOT"
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
 
 # name → folder under the data root
@@ -32,12 +40,29 @@ KNOWN_SETS: dict[str, str] = {
 
 
 def default_data_root() -> Path:
-    return Path(os.environ.get("MEMNET_DATA_ROOT", "../shared/datasets"))
+    """`$MEMNET_DATA_ROOT` if set, else `../shared/datasets` relative to the current directory."""
+    return Path(os.environ.get(DATA_ROOT_ENV) or "../shared/datasets")
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files directly inside `folder`, sorted by name."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    """Image files directly inside `folder`, sorted by name (hidden files are ignored)."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError as error:
+        raise MemNetError(f"cannot list folder {folder}: {error.strerror or error}") from None
+    return sorted(
+        p
+        for p in entries
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+    )
+
+
+def _known_name(name: str) -> str | None:
+    if name in KNOWN_SETS:
+        return name
+    # Set names are matched case-insensitively ("set5", "bsd100") for convenience.
+    matches = [known for known in KNOWN_SETS if known.lower() == name.lower()]
+    return matches[0] if matches else None
 
 
 def resolve_set(
@@ -45,21 +70,25 @@ def resolve_set(
 ) -> tuple[str, list[Path]]:
     """(display name, image paths) for a known set name or a folder of images."""
     root = Path(data_root) if data_root is not None else default_data_root()
-    if name_or_path in KNOWN_SETS:
-        folder = root / KNOWN_SETS[name_or_path]
+    known = _known_name(name_or_path)
+    # A folder path wins over a set name only when it is written as a path ("./Set5").
+    looks_like_path = os.sep in name_or_path or name_or_path.startswith(".")
+    if known is not None and not looks_like_path:
+        folder = root / KNOWN_SETS[known]
         if not folder.is_dir():
             raise MemNetError(
-                f"set {name_or_path!r} not found at {folder}; point --data-root (or MEMNET_DATA_ROOT) at the datasets folder"
+                f"set {known!r} not found at {folder}; point --data-root (or {DATA_ROOT_ENV}) "
+                "at the datasets folder"
             )
-        name = name_or_path
+        name = known
     else:
         folder = Path(name_or_path)
         if not folder.is_dir():
-            known = ", ".join(KNOWN_SETS)
+            what = "a file, not a folder" if folder.exists() else "not a folder"
             raise MemNetError(
-                f"unknown set {name_or_path!r}: not a known set name ({known}) nor a folder"
+                f"unknown set {name_or_path!r} ({what}); known sets: {', '.join(KNOWN_SETS)}"
             )
-        name = folder.name
+        name = folder.resolve().name
     images = list_images(folder)
     if not images:
         raise MemNetError(

@@ -350,6 +350,11 @@ def read_luminance(path: str | os.PathLike[str]) -> NDArray[np.uint8]:
     from memnet.imaging.color import rgb2ycbcr
 
     image = _open(Path(path))
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # Pillow's own 16-bit → 8-bit conversion clips instead of scaling; MATLAB's im2uint8
+        # maps 65535 to 255: round(v / 257).
+        wide = np.asarray(image, dtype=np.float64)
+        return np.clip(np.floor(wide / 257.0 + 0.5), 0, 255).astype(np.uint8)
     if image.mode in ("1", "L"):
         return np.asarray(image.convert("L"), dtype=np.uint8).copy()
     if image.mode == "LA":

@@ -24,7 +24,7 @@ from memnet.imaging.color import round_to_uint8
 from memnet.imaging.jpeg import jpeg_roundtrip
 from memnet.imaging.noise import add_gaussian_noise
 from memnet.imaging.resize import imresize, modcrop
-from memnet.metrics import psnr, shave, ssim
+from memnet.metrics import SSIM_WINDOW, psnr, shave, ssim
 
 __all__ = ["TASK_KINDS", "Deblock", "Denoise", "Score", "SuperResolution", "Task", "make_task"]
 
@@ -46,10 +46,25 @@ def _as_uint8_image(image: NDArray[np.generic]) -> NDArray[np.uint8]:
     return image.astype(np.uint8, copy=False)
 
 
+def _check_scorable(
+    scored: tuple[int, ...], border: int, setting: str, original: tuple[int, ...]
+) -> None:
+    # The scored region (after the shave) must hold at least one SSIM window.
+    needed = SSIM_WINDOW + 2 * border
+    if min(scored[0], scored[1]) < needed:
+        raise ValueError(
+            f"image of size {original[0]}x{original[1]} is too small for {setting}: "
+            f"the protocol needs at least {needed}x{needed} px"
+        )
+
+
 class Task(ABC):
     """A degradation and the protocol by which restorations of it are measured."""
 
     kind: ClassVar[TaskKind]
+    #: What is scored and how, in words (for reports), in full and in short.
+    protocol: ClassVar[str]
+    scoring: ClassVar[str]
 
     @property
     @abstractmethod
@@ -63,7 +78,13 @@ class Task(ABC):
 
     def ground_truth(self, clean: NDArray[np.uint8]) -> NDArray[np.uint8]:
         """The part of a clean image the protocol scores against (SR crops to the scale)."""
-        return _as_uint8_image(clean)
+        image = _as_uint8_image(clean)
+        _check_scorable(image.shape, self.border, self.describe(), image.shape)
+        return image
+
+    def describe(self) -> str:
+        """The setting in words, e.g. '×2 SR', 'σ=50 denoising', 'q=10 JPEG'."""
+        return self.label
 
     @abstractmethod
     def degrade(self, clean: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[np.float64]:
@@ -91,6 +112,11 @@ class SuperResolution(Task):
 
     scale: float
     kind: ClassVar[TaskKind] = "sr"
+    protocol: ClassVar[str] = (
+        "Y channel (MATLAB rgb2ycbcr); ground truth cropped to a multiple of the scale; input = "
+        "MATLAB bicubic down then up in double; output rounded to 8 bits; shave = scale px"
+    )
+    scoring: ClassVar[str] = "Y channel, output rounded to 8 bits, shave = scale"
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.scale) or self.scale <= 1:
@@ -100,6 +126,9 @@ class SuperResolution(Task):
     def label(self) -> str:
         return f"x{self.scale:g}"
 
+    def describe(self) -> str:
+        return f"×{self.scale:g} SR"
+
     @property
     def border(self) -> int:
         return math.ceil(self.scale)
@@ -108,11 +137,7 @@ class SuperResolution(Task):
         image = _as_uint8_image(clean)
         modulus = int(self.scale) if float(self.scale).is_integer() else 1
         cropped = modcrop(image, modulus)
-        small = math.ceil(cropped.shape[0] / self.scale), math.ceil(cropped.shape[1] / self.scale)
-        if min(small) < 2 or min(cropped.shape) <= 2 * self.border:
-            raise ValueError(
-                f"image of size {image.shape[0]}x{image.shape[1]} is too small for ×{self.scale:g} SR"
-            )
+        _check_scorable(cropped.shape, self.border, self.describe(), image.shape)
         return cropped
 
     def downscale(self, clean: NDArray[np.generic]) -> NDArray[np.float64]:
@@ -146,6 +171,11 @@ class Denoise(Task):
 
     sigma: float
     kind: ClassVar[TaskKind] = "denoise"
+    protocol: ClassVar[str] = (
+        "gray (the MATLAB Y of a colour image); noisy = clean + sigma/255 * N(0,1), "
+        "neither clipped nor quantised; output unrounded; no shave"
+    )
+    scoring: ClassVar[str] = "gray, unclipped noise, output unrounded, no shave"
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.sigma) or self.sigma <= 0:
@@ -154,6 +184,9 @@ class Denoise(Task):
     @property
     def label(self) -> str:
         return f"sigma{self.sigma:g}"
+
+    def describe(self) -> str:
+        return f"σ={self.sigma:g} denoising"
 
     def degrade(self, clean: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[np.float64]:
         truth = self.ground_truth(clean).astype(np.float64) / 255.0
@@ -166,6 +199,11 @@ class Deblock(Task):
 
     quality: int
     kind: ClassVar[TaskKind] = "jpeg"
+    protocol: ClassVar[str] = (
+        "Y channel (MATLAB rgb2ycbcr); JPEG (libjpeg, IJG tables) at quality q of the 8-bit Y, "
+        "decoded; output unrounded; no shave"
+    )
+    scoring: ClassVar[str] = "Y channel, output unrounded, no shave"
 
     def __post_init__(self) -> None:
         if (
@@ -178,6 +216,9 @@ class Deblock(Task):
     @property
     def label(self) -> str:
         return f"q{int(self.quality)}"
+
+    def describe(self) -> str:
+        return f"q={int(self.quality)} JPEG"
 
     def degrade(self, clean: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[np.float64]:
         compressed = jpeg_roundtrip(self.ground_truth(clean), int(self.quality))

@@ -3,6 +3,11 @@
 Arrays are (H, W, 3). For uint8 input MATLAB rounds the result to uint8 (half away from zero,
 saturating); float input in [0, 1] gives float output in [0, 1] units, unrounded. Both are kept
 here because the test protocol takes Y from uint8 images exactly as MATLAB does.
+
+The arithmetic follows MATLAB's own code step by step, because the order of the floating-point
+operations decides the rounding of pixels that land (almost) exactly on a half level: the matrix
+is scaled first (`T = (1/255) · origT` for uint8 input) and each output channel is then
+`T1·R + T2·G + T3·B + offset`, accumulated left to right in double (MATLAB's `imlincomb`).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from numpy.typing import NDArray
 
 __all__ = ["rgb2ycbcr", "round_to_uint8", "ycbcr2rgb"]
 
-# Rows give Y, Cb, Cr in 0..255 units from R, G, B in 0..1.
+# Rows give Y, Cb, Cr in 0..255 units from R, G, B in 0..1 (MATLAB's `origT`, `origOffset`).
 RGB_TO_YCBCR = np.array(
     [
         [65.481, 128.553, 24.966],
@@ -35,21 +40,33 @@ def _check_rgb(image: NDArray[np.generic]) -> None:
         raise ValueError(f"expected an (H, W, 3) image, got shape {image.shape}")
 
 
+def _linear_combination(
+    image: NDArray[np.generic], matrix: NDArray[np.floating], offset: NDArray[np.floating]
+) -> NDArray[np.float64]:
+    # MATLAB's imlincomb: val = k1·A1 + k2·A2 + k3·A3 + offset, in this order, in double.
+    planes = [np.asarray(image[..., c], dtype=np.float64) for c in range(3)]
+    out = np.empty(image.shape, dtype=np.float64)
+    for p in range(3):
+        value = matrix[p, 0] * planes[0]
+        value = value + matrix[p, 1] * planes[1]
+        value = value + matrix[p, 2] * planes[2]
+        out[..., p] = value + offset[p]
+    return out
+
+
 def rgb2ycbcr(image: NDArray[np.generic]) -> NDArray[np.generic]:
     """RGB → YCbCr like MATLAB: uint8 in → uint8 out; float in [0, 1] → float in [0, 1]."""
     _check_rgb(image)
     if image.dtype == np.uint8:
-        ycbcr = np.asarray(image, dtype=np.float64) / 255.0 @ RGB_TO_YCBCR.T + YCBCR_OFFSET
-        return round_to_uint8(ycbcr)
-    rgb = np.asarray(image, dtype=np.float64)
-    return (rgb @ RGB_TO_YCBCR.T + YCBCR_OFFSET) / 255.0
+        return round_to_uint8(_linear_combination(image, (1 / 255) * RGB_TO_YCBCR, YCBCR_OFFSET))
+    return _linear_combination(image, (1 / 255) * RGB_TO_YCBCR, (1 / 255) * YCBCR_OFFSET)
 
 
 def ycbcr2rgb(image: NDArray[np.generic]) -> NDArray[np.generic]:
     """YCbCr → RGB like MATLAB: uint8 in → uint8 out; float in [0, 1] → float (unclipped)."""
     _check_rgb(image)
+    matrix = 255.0 * YCBCR_TO_RGB
     if image.dtype == np.uint8:
-        rgb = (np.asarray(image, dtype=np.float64) - YCBCR_OFFSET) @ YCBCR_TO_RGB.T
-        return round_to_uint8(rgb * 255.0)
-    ycbcr = np.asarray(image, dtype=np.float64) * 255.0
-    return (ycbcr - YCBCR_OFFSET) @ YCBCR_TO_RGB.T
+        offset = (255.0 * YCBCR_TO_RGB) @ YCBCR_OFFSET
+        return round_to_uint8(_linear_combination(image, matrix, -offset))
+    return _linear_combination(image, matrix, -(YCBCR_TO_RGB @ YCBCR_OFFSET))

@@ -1,0 +1,279 @@
+"""`memnet eval`: score a method on benchmark sets with the authors' exact test protocol."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from memnet.errors import MemNetError
+
+# Defaults per task: the sets and levels the literature reports.
+DEFAULT_SETS = {"sr": "Set5,Set14,BSD100", "denoise": "BSD68,Set12", "jpeg": "Classic5,LIVE1"}
+DEFAULT_LEVELS = {"sr": "2,3,4", "denoise": "15,25,30,50,70", "jpeg": "10,20,30,40"}
+LEVEL_OPTIONS = {"sr": "scales", "denoise": "sigmas", "jpeg": "qualities"}
+
+EPILOG = """\
+examples:
+  memnet eval --task sr --scales 2,3,4 --sets Set5,Set14,BSD100 --method bicubic
+  memnet eval --task denoise --sigmas 15,25,50 --sets BSD68 --method identity
+  memnet eval --task jpeg --qualities 10,20 --sets Classic5,LIVE1 --weights my.safetensors
+  memnet eval --task sr --sets path/to/folder --scales 4 --method bicubic --out results
+
+Sets are names under --data-root (default: $MEMNET_DATA_ROOT, else ../shared/datasets) or
+folders of clean images. The table goes to stdout; with --out the per-image CSV, a JSON summary
+and the table are written there as TASK-METHOD.{csv,json,md}. Denoising noise is seeded per
+image from --seed and the file name, so tables are reproducible. Every image is read and
+checked before any is restored: an unreadable or too-small image stops the run with its name.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="benchmark a model or baseline with the paper's exact test protocol",
+        description="Score a MemNet model or a baseline on benchmark sets, exactly as the "
+        "authors' MATLAB test scripts did: PSNR/SSIM on Y (SR, JPEG) or gray (denoising), "
+        "averaged per set. Prints a markdown table (sets × levels).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--task", required=True, choices=("sr", "denoise", "jpeg"), help="what to restore"
+    )
+    parser.add_argument("--scales", metavar="LIST", help="SR scales (default 2,3,4)")
+    parser.add_argument(
+        "--sigmas", metavar="LIST", help="noise σ of 255 for denoise (default 15,25,30,50,70)"
+    )
+    parser.add_argument(
+        "--qualities", metavar="LIST", help="JPEG qualities 1..100 (default 10,20,30,40)"
+    )
+    parser.add_argument(
+        "--sets",
+        metavar="LIST",
+        help="comma-separated set names or folders (default: sr Set5,Set14,BSD100; "
+        "denoise BSD68,Set12; jpeg Classic5,LIVE1)",
+    )
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument(
+        "--method",
+        choices=("bicubic", "identity"),
+        help="a baseline with no network: bicubic (SR) or identity (denoise, jpeg: the "
+        "degraded input)",
+    )
+    what.add_argument(
+        "--model",
+        metavar="NAME",
+        help="a released model (see 'memnet info'); the default, without --method or "
+        "--weights, is the released model for the task",
+    )
+    what.add_argument(
+        "--weights", metavar="FILE", type=Path, help="a memnet .safetensors weights file"
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        metavar="DIR",
+        help="folder holding the named sets (default: $MEMNET_DATA_ROOT or ../shared/datasets)",
+    )
+    parser.add_argument(
+        "--out", type=Path, metavar="DIR", help="write per-image CSV, JSON summary and table here"
+    )
+    parser.add_argument(
+        "--save-images",
+        action="store_true",
+        help="also write the restored Y/gray images as 8-bit PNG under --out",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seed of the denoising noise (default 0)"
+    )
+    parser.add_argument(
+        "--tile",
+        type=int,
+        metavar="N",
+        help="network tile size in px (0 = whole image; default: the inference engine's)",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help="auto, cpu, cuda, cuda:N or mps (default auto)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run)
+
+
+def parse_levels(text: str, option: str) -> list[float]:
+    """'2,3,4' → [2.0, 3.0, 4.0], with a one-line error naming the option."""
+    levels: list[float] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            levels.append(float(item))
+        except ValueError:
+            raise MemNetError(f"--{option}: {item!r} is not a number") from None
+    if not levels:
+        raise MemNetError(f"--{option}: no values given")
+    return levels
+
+
+def _split(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "method"
+
+
+def resolve_device(name: str) -> str:
+    """'auto' → cuda when available, else cpu; other names are checked."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise MemNetError(
+            f"--device: unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise MemNetError(f"--device {name}: CUDA is not available on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise MemNetError(f"--device {name}: MPS is not available on this machine")
+    return name
+
+
+def _released_model(task: str) -> str:
+    from memnet import zoo
+
+    for entry in zoo.REGISTRY.values():
+        if entry.task == task:
+            return entry.name
+    raise MemNetError(
+        f"no released model exists for task {task!r} yet; pass --method "
+        f"{'bicubic' if task == 'sr' else 'identity'} or --weights FILE.safetensors"
+    )
+
+
+def build_method(
+    args: argparse.Namespace,
+) -> tuple[Callable[..., Any], str, dict[str, Any]]:
+    """(method callable, its name, details for the JSON summary) from the CLI options."""
+    from memnet.evaluate import baseline
+
+    if args.method:
+        if args.tile is not None:
+            raise MemNetError("--tile applies to a network (--model or --weights), not --method")
+        return baseline(args.method, args.task), args.method, {}
+
+    from memnet import weights_file, zoo
+    from memnet.restore import Restorer
+
+    if args.tile is not None and args.tile < 0:
+        raise MemNetError("--tile must be 0 (whole image) or a positive size")
+    details: dict[str, Any] = {}
+    if args.weights is not None:
+        path = args.weights
+        name = path.stem
+        details["weights"] = str(path)
+    else:
+        name = args.model or _released_model(args.task)
+        path = zoo.verified_weights_path(zoo.get(name))
+        details["model"] = name
+    device = resolve_device(args.device)
+    model, metadata = weights_file.load_weights(path)
+    if model.config.in_channels != 1:
+        raise MemNetError(
+            f"{path}: a model with {model.config.in_channels} input channels cannot be evaluated "
+            "by the one-channel protocol"
+        )
+    trained_for = metadata.get("task")
+    if trained_for and trained_for != args.task and not args.quiet:
+        print(
+            f"memnet eval: note: {path.name} was trained for task {trained_for!r}, "
+            f"evaluating it on {args.task!r}",
+            file=sys.stderr,
+        )
+    restorer = Restorer(model, device=device, tile=args.tile)
+    details.update(
+        sha256=zoo.sha256_of(path),
+        config=model.config.to_dict(),
+        device=device,
+        tile=restorer.tile,
+        tile_pad=restorer.tile_pad,
+    )
+    return restorer, name, details
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from memnet.evaluate import evaluate, load_set, make_tasks
+
+    task: str = args.task
+    for kind, option in LEVEL_OPTIONS.items():
+        if kind != task and getattr(args, option) is not None:
+            raise MemNetError(
+                f"--{option} applies to --task {kind}; for --task {task} use --{LEVEL_OPTIONS[task]}"
+            )
+    option = LEVEL_OPTIONS[task]
+    levels = parse_levels(getattr(args, option) or DEFAULT_LEVELS[task], option)
+    make_tasks(task, levels)  # reject bad levels before any image is read
+    set_names = _split(args.sets or DEFAULT_SETS[task])
+    if not set_names:
+        raise MemNetError("--sets: no set given")
+    if args.save_images and args.out is None:
+        raise MemNetError("--save-images needs --out DIR to write the images to")
+
+    if args.out is not None:
+        # Fail before the work, not after it, when the results cannot be written.
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise MemNetError(
+                f"--out {args.out}: cannot create folder ({error.strerror or error})"
+            ) from None
+
+    method, method_name, details = build_method(args)
+    sets = [load_set(name, args.data_root) for name in set_names]
+    stem = f"{task}-{_slug(method_name)}"
+    save_dir = args.out / stem if args.save_images else None
+
+    total = sum(len(s) for s in sets) * len(make_tasks(task, levels))
+    with tqdm(
+        total=total,
+        unit="img",
+        desc=f"eval {task} {method_name}",
+        file=sys.stderr,
+        disable=args.quiet,
+        dynamic_ncols=True,
+    ) as bar:
+
+        def advance(row: Any) -> None:
+            bar.set_postfix_str(f"{row.set} {row.label}", refresh=False)
+            bar.update(1)
+
+        report = evaluate(
+            task,
+            levels,
+            sets,
+            method,
+            method_name=method_name,
+            seed=args.seed,
+            save_dir=save_dir,
+            on_image=advance,
+        )
+    report.details.update(details)
+    print(report.markdown(), end="")
+    if args.out is not None:
+        files = report.write(args.out, stem)
+        if not args.quiet:
+            written = ", ".join(str(f) for f in files)
+            extra = f" and images under {save_dir}" if save_dir is not None else ""
+            print(f"memnet eval: wrote {written}{extra}", file=sys.stderr)
+    return 0
