@@ -1,0 +1,158 @@
+"""Side-by-side visual comparisons: degraded input, baseline, memnet and ground truth crops.
+
+Starting from a clean picture, the degradation a user would meet is made (a smaller picture
+for SR, a noisy one, a JPEG file), restored by the baseline and by a model through the same
+pipeline `memnet restore` uses, and a crop of each is laid out next to the ground truth with
+its PSNR (on Y, or gray) underneath. The crop is chosen where the ground truth has the most
+detail unless one is given.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageDraw, ImageFont
+
+from memnet.api import ImageRestorer
+from memnet.errors import MemNetError
+from memnet.imaging.color import rgb2ycbcr, round_to_uint8
+from memnet.imaging.noise import add_gaussian_noise
+from memnet.imaging.resize import imresize, modcrop
+from memnet.io import Picture
+from memnet.metrics import psnr, shave
+from memnet.tasks import Deblock, Denoise, SuperResolution, Task
+
+__all__ = ["Panel", "best_crop", "compose", "degrade_picture", "make_panels"]
+
+LABEL_HEIGHT = 30
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One picture of the comparison, at ground-truth resolution, with its caption."""
+
+    title: str
+    pixels: NDArray[np.float64]  # (H, W) or (H, W, 3) in [0, 1]
+    psnr: float | None = None
+
+
+def _luminance(pixels: NDArray[np.float64]) -> NDArray[np.float64]:
+    if pixels.ndim == 2:
+        return pixels * 255.0
+    return np.asarray(rgb2ycbcr(np.clip(pixels, 0, 1)), dtype=np.float64)[..., 0] * 255.0
+
+
+def _score(restored: NDArray[np.float64], truth: NDArray[np.float64], border: int) -> float:
+    # Rounded to 8 bits, as a saved picture is; Y of colour pictures, as in the papers.
+    a = round_to_uint8(_luminance(restored)).astype(np.float64)
+    b = round_to_uint8(_luminance(truth)).astype(np.float64)
+    return psnr(shave(a, border), shave(b, border))
+
+
+def degrade_picture(clean: NDArray[np.float64], task: Task, seed: int = 0) -> NDArray[np.float64]:
+    """The degraded picture a user would have: 8-bit low-resolution, noisy, or a JPEG file."""
+    if isinstance(task, SuperResolution):
+        small = imresize(clean, 1.0 / task.scale)
+        return np.asarray(round_to_uint8(small * 255.0), dtype=np.float64) / 255.0
+    if isinstance(task, Denoise):
+        return add_gaussian_noise(clean, task.sigma, np.random.default_rng(seed))
+    if isinstance(task, Deblock):
+        buffer = _io.BytesIO()
+        Image.fromarray(round_to_uint8(clean * 255.0)).save(
+            buffer, format="JPEG", quality=int(task.quality)
+        )
+        buffer.seek(0)
+        with Image.open(buffer) as decoded:
+            mode = "L" if clean.ndim == 2 else "RGB"
+            return np.asarray(decoded.convert(mode), dtype=np.float64) / 255.0
+    raise MemNetError(f"no degradation for task {task.kind!r}")
+
+
+def make_panels(
+    clean: NDArray[np.float64], task: Task, restorer: ImageRestorer, seed: int = 0
+) -> list[Panel]:
+    """Input, baseline (SR only: for the others the input is the baseline), memnet, ground truth."""
+    if isinstance(task, SuperResolution) and float(task.scale).is_integer():
+        clean = modcrop(clean, int(task.scale))
+    degraded = degrade_picture(clean, task, seed)
+    border = task.border
+    restored = restorer.restore_picture(
+        Picture(pixels=degraded),
+        scale=getattr(task, "scale", None),
+        sigma=getattr(task, "sigma", None),
+        quality=getattr(task, "quality", None),
+    ).pixels
+    panels: list[Panel] = []
+    if isinstance(task, SuperResolution):
+        factor = math.ceil(task.scale)
+        nearest = np.repeat(np.repeat(degraded, factor, axis=0), factor, axis=1)
+        nearest = nearest[: clean.shape[0], : clean.shape[1]]
+        bicubic = imresize(degraded, output_shape=clean.shape[:2])
+        panels.append(Panel(f"input (1/{task.scale:g} size)", nearest))
+        panels.append(Panel("bicubic", bicubic, _score(bicubic, clean, border)))
+    else:
+        name = "noisy" if isinstance(task, Denoise) else "JPEG"
+        panels.append(
+            Panel(f"{name} input ({task.label})", degraded, _score(degraded, clean, border))
+        )
+    panels.append(Panel(f"memnet ({restorer.name})", restored, _score(restored, clean, border)))
+    panels.append(Panel("ground truth", clean))
+    return panels
+
+
+def best_crop(truth: NDArray[np.float64], size: int) -> tuple[int, int]:
+    """Top-left corner of the `size` × `size` window with the most gradient energy."""
+    lum = _luminance(truth)
+    height, width = lum.shape
+    if size >= min(height, width):
+        return 0, 0
+    energy = np.zeros_like(lum)
+    energy[:, 1:] += np.abs(np.diff(lum, axis=1))
+    energy[1:, :] += np.abs(np.diff(lum, axis=0))
+    integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    step = max(1, size // 8)
+    best, corner = -1.0, (0, 0)
+    for top in range(0, height - size + 1, step):
+        for left in range(0, width - size + 1, step):
+            total = (
+                integral[top + size, left + size]
+                - integral[top, left + size]
+                - integral[top + size, left]
+                + integral[top, left]
+            )
+            if total > best:
+                best, corner = float(total), (top, left)
+    return corner
+
+
+def compose(panels: list[Panel], crop: tuple[int, int, int] | None, zoom: int = 2) -> Image.Image:
+    """Lay the panels' crops out side by side with captions; returns an 8-bit RGB image."""
+    truth = panels[-1].pixels
+    height, width = truth.shape[:2]
+    if crop is None:
+        size = min(128, height, width)
+        top, left = best_crop(truth, size)
+    else:
+        top, left, size = crop
+        if top < 0 or left < 0 or size < 8 or top + size > height or left + size > width:
+            raise MemNetError(
+                f"crop {left},{top} of size {size} does not fit the {width}x{height} picture"
+            )
+    tile = size * zoom
+    sheet = Image.new("RGB", (len(panels) * (tile + 4) + 4, tile + LABEL_HEIGHT + 8), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for i, panel in enumerate(panels):
+        window = np.clip(panel.pixels[top : top + size, left : left + size], 0, 1)
+        image = Image.fromarray(round_to_uint8(window * 255.0)).convert("RGB")
+        image = image.resize((tile, tile), Image.Resampling.NEAREST)
+        x = 4 + i * (tile + 4)
+        sheet.paste(image, (x, 4))
+        draw.text((x, tile + 8), panel.title, fill="black", font=font)
+        if panel.psnr is not None:
+            draw.text((x, tile + 20), f"PSNR {panel.psnr:.2f} dB", fill="black", font=font)
+    return sheet
