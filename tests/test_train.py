@@ -190,3 +190,38 @@ def test_weights_carry_config_and_provenance(tmp_path: Path) -> None:
     saved = load_recipe(tmp_path / "recipe.yaml")  # the resolved recipe reloads as it ran
     assert saved.model_dump() == recipe.model_dump() | {"model": saved.model.model_dump()}
     assert saved.model.network_config() == recipe.model.network_config()
+
+
+def test_missing_dataset_stops_before_anything_is_written(tmp_path: Path) -> None:
+    recipe = smoke("data.sources=[T91]")
+    empty = tmp_path / "no-datasets"
+    empty.mkdir()
+    with pytest.raises(MemNetError, match="set 'T91' not found"):
+        train(recipe, RunOptions(out=tmp_path / "run", quiet=True, data_root=empty))
+    assert not (tmp_path / "run").exists()
+
+
+def test_thread_tuner_keeps_the_faster_count_and_measures_again() -> None:
+    before = torch.get_num_threads()
+    try:
+        tuner = train_module.ThreadTuner(2, probe=3, hold_s=1.0)
+        assert torch.get_num_threads() == 2
+        for _ in range(3):
+            tuner.record(0.9)  # two threads: slow (a busy machine)
+        assert torch.get_num_threads() == 1
+        for _ in range(3):
+            tuner.record(0.3)
+        assert tuner.current == 1  # holds the winner
+        for _ in range(4):
+            tuner.record(0.3)
+        assert torch.get_num_threads() == 2  # measures again after `hold_s` seconds
+        for seconds in (0.1, 0.1, 0.1, 0.3, 0.3, 0.3):
+            tuner.record(seconds)
+        assert tuner.current == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_adaptive_threads_are_refused_in_deterministic_mode() -> None:
+    with pytest.raises(MemNetError, match="deterministic runs need a fixed number"):
+        smoke("train.threads=auto", "train.deterministic=true")

@@ -231,14 +231,25 @@ class TrainSpec(Spec):
     deterministic: bool = Field(
         default=False, description="deterministic kernels (bit-exact reruns; slower on GPU)"
     )
-    threads: PositiveInt | None = Field(
-        default=None, description="compute threads per process (default: cores / processes)"
+    threads: PositiveInt | Literal["auto"] | None = Field(
+        default=None,
+        description="compute threads per process: a number, null (cores / processes) or "
+        "'auto' (now and then measure 1 thread against all, keep the faster: for busy machines)",
     )
     device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
     amp: Literal["auto", "off", "bf16", "fp16"] = Field(
         default="auto", description="mixed precision on CUDA (auto = bf16); CPU runs fp32"
     )
     channels_last: bool = Field(default=True, description="NHWC memory layout (fast path)")
+
+    @model_validator(mode="after")
+    def _check_threads(self) -> TrainSpec:
+        if self.deterministic and self.threads == "auto":
+            raise ValueError(
+                "threads 'auto' changes the thread count during the run; deterministic runs "
+                "need a fixed number (or null)"
+            )
+        return self
 
 
 class ValidationSet(Spec):

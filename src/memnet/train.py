@@ -62,6 +62,7 @@ __all__ = [
     "RunResult",
     "build_optimizer",
     "lr_factor",
+    "measure_throughput",
     "run_validation",
     "train",
 ]
@@ -318,6 +319,10 @@ class Progress:
             self._bar.close()
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _format_duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -368,6 +373,48 @@ def _global_settings(threads: int, deterministic: bool, device: torch.device) ->
         torch.set_num_threads(previous_threads)
         torch.use_deterministic_algorithms(previous_deterministic)
         torch.backends.cudnn.benchmark = previous_benchmark
+
+
+class ThreadTuner:
+    """Keeps the faster of 1 and all compute threads, measured again every `hold_s` seconds.
+
+    On an idle machine all cores win; when other processes keep the cores busy, the threads of
+    one operation wait for each other at every barrier and one thread can be several times
+    faster. Measuring costs `probe` steps per choice, a few percent of the time at most.
+    """
+
+    def __init__(self, most: int, *, probe: int = 3, hold_s: float = 600.0) -> None:
+        self.choices = [most, 1]
+        self.probe, self.hold_s = probe, hold_s
+        self._times: dict[int, list[float]] = {}
+        self._probing = 0  # index into choices while measuring, -1 while holding
+        self._left = float(probe)  # steps left while measuring, seconds left while holding
+        self.current = most
+        torch.set_num_threads(most)
+
+    def record(self, seconds: float) -> None:
+        """Compute time of the step just taken at the current thread count."""
+        if self._probing < 0:
+            self._left -= seconds
+            if self._left <= 0:
+                self._times, self._probing = {}, 0
+                self._use(self.choices[0], self.probe)
+            return
+        self._times.setdefault(self.current, []).append(seconds)
+        self._left -= 1
+        if self._left > 0:
+            return
+        self._probing += 1
+        if self._probing < len(self.choices):
+            self._use(self.choices[self._probing], self.probe)
+            return
+        medians = {n: float(np.median(t)) for n, t in self._times.items()}
+        self._probing = -1
+        self._use(min(medians, key=lambda n: medians[n]), self.hold_s)
+
+    def _use(self, threads: int, budget: float) -> None:
+        self.current, self._left = threads, float(budget)
+        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -450,6 +497,10 @@ class Trainer:
         self.stop_reason: str | None = None
         self._stop_after_step = False
         self.resumed_recipe: dict[str, Any] = {}
+        self.deadline: float | None = None
+        most = torch.get_num_threads()
+        adaptive = spec.threads == "auto" and self.device.type == "cpu" and most > 1
+        self.threads = ThreadTuner(most) if adaptive else None
 
     # -- state --------------------------------------------------------------------------------
 
@@ -636,50 +687,52 @@ class Trainer:
     def run(self) -> RunResult:
         recipe, options, procs = self.recipe, self.options, self.procs
         main = procs.is_main
+        started = time.monotonic()
+        self.deadline = started + options.max_minutes * 60 if options.max_minutes else None
         resume_from = self.folder.resume_point(options.resume)
-        if main:
-            self.folder.prepare()
         if resume_from is not None:
             self.load(resume_from)
         total = recipe.train.iterations
         progress = Progress(main and not options.quiet, total, self.iteration)
+        progress.line(self._run_line())
+        if self.iteration >= total:
+            progress.line(
+                f"run already complete at iteration {self.iteration} "
+                f"(train.iterations = {total}); raise it with --set train.iterations=N"
+            )
+            progress.close()
+            return self._result("completed")
+        # Data first: a missing dataset stops the run before anything is written.
+        source = build_training_set(recipe.task, recipe.data, data_root=options.data_root)
+        validation: list[ValidationItem] = []
+        if main and recipe.validation.interval and recipe.validation.sets:
+            validation = build_validation(
+                recipe.validation,
+                recipe.task.kind,
+                data_root=options.data_root or recipe.data.data_root,
+                synthetic=recipe.data.synthetic,
+            )
+        progress.line(self._data_line(source, validation, time.monotonic() - started))
+        if main:
+            self.folder.prepare()
+            atomic_write_text(self.folder.recipe, self.recipe_yaml)
         log = MetricsLog(
             self.folder.metrics if main else None,
             self.folder.tensorboard if main and recipe.log.tensorboard else None,
         )
-        stream: BatchStream | None = None
+        stream = BatchStream(
+            source,
+            batch_size=self.local_batch,
+            augment=recipe.data.augment,
+            seed=recipe.train.seed,
+            rank=procs.rank,
+            start=self.iteration,
+            workers=recipe.data.workers,
+            prefetch=recipe.data.prefetch,
+            pin_memory=self.device.type == "cuda",
+        )
         try:
-            if main:
-                atomic_write_text(self.folder.recipe, self.recipe_yaml)
-            self._announce(resume_from, progress, log)
-            if self.iteration >= total:
-                progress.line(
-                    f"run already complete at iteration {self.iteration} "
-                    f"(train.iterations = {total}); raise it with --set train.iterations=N"
-                )
-                return self._result("completed")
-            data_started = time.perf_counter()
-            source = build_training_set(recipe.task, recipe.data, data_root=options.data_root)
-            validation: list[ValidationItem] = []
-            if main and recipe.validation.interval and recipe.validation.sets:
-                validation = build_validation(
-                    recipe.validation,
-                    recipe.task.kind,
-                    data_root=options.data_root or recipe.data.data_root,
-                    synthetic=recipe.data.synthetic,
-                )
-            progress.line(self._data_line(source, validation, time.perf_counter() - data_started))
-            stream = BatchStream(
-                source,
-                batch_size=self.local_batch,
-                augment=recipe.data.augment,
-                seed=recipe.train.seed,
-                rank=procs.rank,
-                start=self.iteration,
-                workers=recipe.data.workers,
-                prefetch=recipe.data.prefetch,
-                pin_memory=self.device.type == "cuda",
-            )
+            self._log_start(resume_from, progress, log)
             if validation and recipe.validation.at_start and resume_from is None:
                 self.validate(validation, log, progress)
             with StopSignals() as signals:
@@ -690,8 +743,7 @@ class Trainer:
                        "message": str(error)})  # fmt: skip
             raise
         finally:
-            if stream is not None:
-                stream.close()
+            stream.close()
             progress.close()
             log.close()
 
@@ -705,9 +757,7 @@ class Trainer:
     ) -> str:
         recipe, options = self.recipe, self.options
         total = recipe.train.iterations
-        deadline = (
-            time.monotonic() + options.max_minutes * 60 if options.max_minutes is not None else None
-        )
+        deadline = self.deadline
         interval = recipe.log.interval
         window = _Window()
         reason = "completed"
@@ -724,6 +774,8 @@ class Trainer:
             spent = time.perf_counter() - tick
             self.train_seconds += spent
             window.add(loss, grad_norm, waited, spent)
+            if self.threads is not None:
+                self.threads.record(spent - waited)
             it = self.iteration
             progress.step({"loss": f"{loss:.4g}", "lr": f"{lr:.2g}"})
             if it % interval == 0 or it == total:
@@ -744,6 +796,9 @@ class Trainer:
                 break
             tick = time.perf_counter()  # validation and checkpoint writes are not training time
         self._share_buffers()
+        finished = reason == "completed"
+        if finished and validation and self.iteration % recipe.validation.interval:
+            self.validate(validation, log, progress)  # the final weights are scored too
         self.save_last()
         log.write({"kind": "event", "event": reason, "iteration": self.iteration,
                    "elapsed_s": round(self.train_seconds, 1)})  # fmt: skip
@@ -760,6 +815,7 @@ class Trainer:
             "data_wait_ms": round(1000 * window.wait / steps, 3),
             "step_ms": round(1000 * window.seconds / steps, 2),
             "patches_per_s": round(steps * self.recipe.train.batch_size / window.seconds, 1),
+            "threads": torch.get_num_threads(),
             "elapsed_s": round(self.train_seconds, 1),
         }
         log.write(record)
@@ -772,7 +828,7 @@ class Trainer:
 
     # -- messages -----------------------------------------------------------------------------
 
-    def _announce(self, resume_from: Path | None, progress: Progress, log: MetricsLog) -> None:
+    def _run_line(self) -> str:
         recipe = self.recipe
         net = recipe.model.network_config()
         where = f"{self.device}" + (
@@ -782,14 +838,16 @@ class Trainer:
             self.amp_dtype,  # type: ignore[arg-type]
             "fp32",
         )
-        progress.line(
-            f"memnet train {recipe.name}: {recipe.task.kind} "
-            f"{recipe.task.levels or list(recipe.task.range or [])}, MemNet M{net.blocks}R{net.recursions}"
-            f"C{net.channels}, batch {recipe.train.batch_size} of {recipe.data.patch_size}x"
-            f"{recipe.data.patch_size}, {recipe.optim.name} lr {recipe.optim.lr:g}, "
-            f"{recipe.train.iterations} iterations on {where} ({precision}, "
-            f"{torch.get_num_threads()} threads) -> {self.folder.root}"
+        levels = recipe.task.levels or list(recipe.task.range or [])
+        return (
+            f"memnet train {recipe.name}: {recipe.task.kind} {levels}, MemNet "
+            f"M{net.blocks}R{net.recursions}C{net.channels}, batch {recipe.train.batch_size} of "
+            f"{recipe.data.patch_size}x{recipe.data.patch_size}, {recipe.optim.name} lr "
+            f"{recipe.optim.lr:g}, {recipe.train.iterations} iterations on {where} ({precision}, "
+            f"{_plural(torch.get_num_threads(), 'thread')}) -> {self.folder.root}"
         )
+
+    def _log_start(self, resume_from: Path | None, progress: Progress, log: MetricsLog) -> None:
         event: dict[str, Any] = {
             "kind": "event",
             "event": "resume" if resume_from is not None else "start",
@@ -805,7 +863,7 @@ class Trainer:
             note = f" (recipe changes: {', '.join(changed)})" if changed else ""
             progress.line(f"resuming from {resume_from} at iteration {self.iteration}{note}")
         log.write(event)
-        if self.procs.is_main and recipe.log.tensorboard and not log.tensorboard:
+        if self.procs.is_main and self.recipe.log.tensorboard and not log.tensorboard:
             progress.line("TensorBoard not installed: metrics go to metrics.jsonl only")
 
     def _recipe_changes(self) -> list[str]:
@@ -819,7 +877,7 @@ class Trainer:
         images = sum(len(item.pairs) for item in validation)
         return (
             f"data: {len(source)} training images (degraded copies cached), "
-            f"{len(validation)} validation sets with {images} images, prepared in {seconds:.1f} s"
+            f"{len(validation)} validation sets with {images} images; ready after {seconds:.1f} s"
         )
 
     def _result(self, reason: str) -> RunResult:
@@ -832,6 +890,47 @@ def _default_threads(procs: Processes) -> int:
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, cores // max(1, procs.local_world_size))
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Training speed of a recipe, measured from its per-step metrics."""
+
+    iterations: int
+    patches_per_s: float  # median over the measured steps
+    best_patches_per_s: float
+    step_ms: float  # median
+    data_wait_ms: float  # median
+
+
+def measure_throughput(
+    recipe: Recipe, iterations: int, *, warmup: int = 3, data_root: str | None = None
+) -> Throughput:
+    """Train `warmup + iterations` steps in a throw-away folder and report the step speed."""
+    import tempfile
+
+    quick = recipe.model_copy(deep=True)
+    quick.validation.interval = 0
+    quick.log.interval = 1
+    quick.log.tensorboard = False
+    quick.checkpoint.snapshot_interval = 0
+    quick.train.iterations = max(quick.train.iterations, warmup + iterations)
+    quick.checkpoint.interval = quick.train.iterations
+    with tempfile.TemporaryDirectory(prefix="memnet-throughput-") as folder:
+        options = RunOptions(
+            out=folder, quiet=True, stop_at=warmup + iterations, data_root=data_root
+        )
+        train(quick, options)
+        lines = (Path(folder) / "metrics.jsonl").read_text().splitlines()
+    steps = [r for r in map(json.loads, lines) if r.get("kind") == "train"][warmup:]
+    speeds = [float(r["patches_per_s"]) for r in steps]
+    return Throughput(
+        iterations=len(steps),
+        patches_per_s=float(np.median(speeds)),
+        best_patches_per_s=max(speeds),
+        step_ms=float(np.median([r["step_ms"] for r in steps])),
+        data_wait_ms=float(np.median([r["data_wait_ms"] for r in steps])),
+    )
 
 
 def train(recipe: Recipe, options: RunOptions | None = None) -> RunResult:
@@ -849,7 +948,8 @@ def train(recipe: Recipe, options: RunOptions | None = None) -> RunResult:
         started_group = True
     try:
         device = _resolve_device(recipe.train.device, procs.local_rank)
-        threads = recipe.train.threads or _default_threads(procs)
+        fixed = recipe.train.threads
+        threads = fixed if isinstance(fixed, int) else _default_threads(procs)
         with _global_settings(threads, recipe.train.deterministic, device):
             return Trainer(recipe, options, procs).run()
     finally:

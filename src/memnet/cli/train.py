@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from memnet.config import dump_recipe, load_recipe
@@ -53,6 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="validate the recipe, print it fully resolved and exit",
     )
+    parser.add_argument(
+        "--benchmark",
+        type=int,
+        metavar="N",
+        help="measure training speed instead: N steps (after 3 warm-up steps) in a temporary "
+        "folder, no validation; prints median patches/s, step time and data-wait",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(handler=run)
 
@@ -65,7 +73,21 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(dump_recipe(recipe))
         return 0
     # imported here so that `memnet --help` and --check stay fast
-    from memnet.train import RunOptions, train
+    from memnet.train import RunOptions, measure_throughput, train
+
+    if args.benchmark is not None:
+        if args.benchmark < 1:
+            raise ValueError(f"--benchmark needs a positive number of steps, got {args.benchmark}")
+        speed = measure_throughput(recipe, args.benchmark, data_root=args.data_root)
+        net = recipe.model.network_config()
+        print(
+            f"{recipe.name}: M{net.blocks}R{net.recursions}C{net.channels}, batch "
+            f"{recipe.train.batch_size} of {recipe.data.patch_size}x{recipe.data.patch_size}: "
+            f"{speed.patches_per_s:.1f} patches/s (median of {speed.iterations} steps; best "
+            f"{speed.best_patches_per_s:.1f}), step {speed.step_ms:.0f} ms, data-wait "
+            f"{speed.data_wait_ms:.2f} ms"
+        )
+        return 0
 
     result = train(
         recipe,
@@ -77,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             data_root=args.data_root,
         ),
     )
-    if not args.quiet:
+    if not args.quiet and int(os.environ.get("RANK", "0")) == 0:  # one summary under torchrun
         best = f", best validation {result.best_psnr:.3f} dB" if result.best_psnr else ""
         how = {
             "completed": "finished",
