@@ -225,3 +225,25 @@ def test_thread_tuner_keeps_the_faster_count_and_measures_again() -> None:
 def test_adaptive_threads_are_refused_in_deterministic_mode() -> None:
     with pytest.raises(MemNetError, match="deterministic runs need a fixed number"):
         smoke("train.threads=auto", "train.deterministic=true")
+
+
+def test_a_line_cut_short_by_a_kill_is_dropped_on_resume(tmp_path: Path) -> None:
+    recipe = smoke("train.iterations=4")
+    train(recipe, RunOptions(out=tmp_path, quiet=True))
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(path.read_text() + '{"kind": "train", "iter')
+    train(smoke("train.iterations=6"), RunOptions(out=tmp_path, quiet=True, resume="auto"))
+    kinds = [r["kind"] for r in metrics(tmp_path)]  # every line parses
+    assert kinds[-1] == "event"
+
+
+def test_tensorboard_scalars_when_installed(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="TensorBoard is an optional extra")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(smoke("validation.interval=6"), RunOptions(out=tmp_path, quiet=True))
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/loss", "train/lr", "train/data_wait_ms", "psnr/synthetic/x2"} <= set(tags)
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(2, 13, 2))

@@ -91,3 +91,11 @@ def test_cli_refuses_to_overwrite_a_run(tmp_path: Path, capsys: pytest.CaptureFi
     assert main([*args, "--set", "validation.interval=0"]) == 0
     assert main([*args, "--set", "validation.interval=0"]) == 1
     assert "pass --resume auto" in capsys.readouterr().err
+
+
+def test_cli_benchmark_reports_patches_per_second(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["train", str(SMOKE), "--benchmark", "2", "--set", "train.batch_size=4"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "batch 4 of 24x24" in out
+    assert float(out.split(" patches/s")[0].split()[-1]) > 0

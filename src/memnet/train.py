@@ -231,6 +231,15 @@ class StopSignals:
 # --------------------------------------------------------------------------------------------
 
 
+def _drop_partial_line(path: Path) -> None:
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with open(path, "rb+") as handle:
+        data = handle.read()
+        if not data.endswith(b"\n"):
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
 class MetricsLog:
     """Appends JSON lines to metrics.jsonl (and TensorBoard scalars when installed)."""
 
@@ -240,15 +249,8 @@ class MetricsLog:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists() and path.stat().st_size > 0:
-            with open(path, "rb") as handle:
-                handle.seek(-1, os.SEEK_END)
-                partial = handle.read(1) != b"\n"  # a killed run may have cut a line short
-        else:
-            partial = False
+        _drop_partial_line(path)  # a killed run may have cut its last line short
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
-        if partial:
-            self._file.write("\n")
         if tensorboard_dir is not None:
             with contextlib.suppress(ImportError):
                 from torch.utils.tensorboard import SummaryWriter
@@ -264,15 +266,20 @@ class MetricsLog:
             return
         self._file.write(json.dumps(record, allow_nan=True) + "\n")
         self._file.flush()
-        if self._board is not None and "iteration" in record:
-            step = int(record["iteration"])
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "iteration":
-                    self._board.add_scalar(f"{record.get('kind', 'train')}/{key}", value, step)
-                elif isinstance(value, dict):
-                    for sub, number in value.items():
-                        if isinstance(number, (int, float)):
-                            self._board.add_scalar(f"{key}/{sub}", number, step)
+        kind = record.get("kind")
+        if self._board is None or kind not in ("train", "val"):
+            return
+        step = int(record["iteration"])
+        for key, value in record.items():
+            if isinstance(value, dict):
+                for label, number in value.items():
+                    self._board.add_scalar(f"{key}/{label}", number, step)
+            elif (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and key != "iteration"
+            ):
+                self._board.add_scalar(f"{kind}/{key}", value, step)
 
     def close(self) -> None:
         if self._file is not None:
