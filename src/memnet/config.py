@@ -190,7 +190,7 @@ class OptimSpec(Spec):
 
 class ScheduleSpec(Spec):
     kind: Literal["constant", "step", "cosine"] = Field(
-        default="step", description="constant, step (× gamma every step_size) or cosine"
+        default="constant", description="constant, step (× gamma every step_size) or cosine"
     )
     step_size: PositiveInt | None = Field(
         default=None, description="step: iterations between lr drops"
@@ -300,7 +300,7 @@ class Recipe(Spec):
     model: ModelSpec = Field(default_factory=ModelSpec)
     data: DataSpec
     optim: OptimSpec = Field(default_factory=OptimSpec)
-    schedule: ScheduleSpec = Field(default_factory=lambda: ScheduleSpec(kind="constant"))
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     train: TrainSpec
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)

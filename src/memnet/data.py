@@ -15,6 +15,7 @@ import os
 import queue
 import threading
 import time
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ __all__ = [
     "build_training_set",
     "build_validation",
     "load_clean_images",
+    "noise_generator",
     "synthetic_images",
 ]
 
@@ -382,6 +384,14 @@ class BatchStream:
 # --------------------------------------------------------------------------------------------
 
 
+def noise_generator(seed: int, image_name: str) -> np.random.Generator:
+    """The noise stream of one validation image, seeded by (seed, file name).
+
+    The same convention as `memnet eval`, so validation scores equal the evaluation's.
+    """
+    return np.random.default_rng([int(seed), zlib.crc32(image_name.encode("utf-8"))])
+
+
 @dataclass
 class ValidationItem:
     """One (set, level): the task and its (network input, ground truth) pairs."""
@@ -420,13 +430,12 @@ def build_validation(
             images = [(p.name, read_luminance(p)) for p in paths]
         for level in entry.levels:
             task = make_task(kind, level)
-            rng = np.random.default_rng(spec.seed)
             pairs = []
             for name, image in images:
                 try:
                     truth = task.ground_truth(image)
                 except ValueError as error:
                     raise MemNetError(f"validation image {set_name}/{name}: {error}") from None
-                pairs.append((task.degrade(truth, rng), truth))
+                pairs.append((task.degrade(truth, noise_generator(spec.seed, name)), truth))
             items.append(ValidationItem(set_name, task, pairs))
     return items

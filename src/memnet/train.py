@@ -492,7 +492,7 @@ class Trainer:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
         self.optimizer, self.base_lrs = build_optimizer(self.model, recipe.optim)
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
+        self.scaler = _grad_scaler() if self.amp_dtype is torch.float16 else None
         self.params = [p for p in self.model.parameters() if p.requires_grad]
 
         self.iteration = 0
@@ -889,6 +889,13 @@ class Trainer:
 
     def _result(self, reason: str) -> RunResult:
         return RunResult(self.folder.root, self.iteration, reason, self.best_psnr, self.model)
+
+
+def _grad_scaler() -> Any:
+    """fp16 loss scaling (torch.amp.GradScaler from torch 2.3, torch.cuda.amp before)."""
+    if hasattr(torch.amp, "GradScaler"):
+        return torch.amp.GradScaler("cuda")
+    return torch.cuda.amp.GradScaler()
 
 
 def _default_threads(procs: Processes) -> int:
