@@ -63,6 +63,7 @@ __all__ = [
     "build_optimizer",
     "lr_factor",
     "measure_throughput",
+    "retain_freed_memory",
     "run_validation",
     "train",
 ]
@@ -889,6 +890,35 @@ class Trainer:
 
     def _result(self, reason: str) -> RunResult:
         return RunResult(self.folder.root, self.iteration, reason, self.best_psnr, self.model)
+
+
+def retain_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of returning it to the kernel.
+
+    Validation runs whole images, whose activations are large enough for glibc to map and unmap
+    them on every operation; each new map is page-faulted and zeroed again (half the validation
+    time here). Process-wide, so the command line calls it, not the library. Returns whether the
+    setting was applied (glibc only).
+    """
+    import ctypes
+    import ctypes.util
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    return all(
+        mallopt(option, value) == 1
+        for option, value in (
+            (m_mmap_threshold, 1 << 30),
+            (m_trim_threshold, 1 << 30),
+            (m_top_pad, 1 << 28),
+        )
+    )
 
 
 def _grad_scaler() -> Any:

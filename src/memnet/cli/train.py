@@ -73,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(dump_recipe(recipe))
         return 0
     # imported here so that `memnet --help` and --check stay fast
-    from memnet.train import RunOptions, measure_throughput, train
+    from memnet.train import RunOptions, measure_throughput, retain_freed_memory, train
+
+    retain_freed_memory()
 
     if args.benchmark is not None:
         if args.benchmark < 1:
