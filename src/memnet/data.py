@@ -304,6 +304,8 @@ class BatchStream:
         self.rank = rank
         self.position = start  # index of the next batch handed out
         self.pin_memory = pin_memory
+        self._made = 0
+        self._making_seconds = 0.0
         self._start = start
         self._stop = threading.Event()
         per_worker = max(1, math.ceil(prefetch / workers))
@@ -321,12 +323,20 @@ class BatchStream:
 
     def make(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch `index` as (inputs, targets) tensors of shape (B, 1, P, P)."""
+        started = time.perf_counter()
         rng = batch_generator(self.seed, self.rank, index)
         x, y = self.source.sample(rng, self.batch_size, self.augment)
         inputs, targets = torch.from_numpy(x)[:, None], torch.from_numpy(y)[:, None]
         if self.pin_memory:
             inputs, targets = inputs.pin_memory(), targets.pin_memory()
+        self._making_seconds += time.perf_counter() - started  # (a statistic: races are harmless)
+        self._made += 1
         return inputs, targets
+
+    @property
+    def batch_ms(self) -> float:
+        """Average time a background thread spends making one batch, in milliseconds."""
+        return 1000 * self._making_seconds / max(1, self._made)
 
     def _work(self, k: int, workers: int) -> None:
         index = self._start + k

@@ -787,7 +787,7 @@ class Trainer:
             it = self.iteration
             progress.step({"loss": f"{loss:.4g}", "lr": f"{lr:.2g}"})
             if it % interval == 0 or it == total:
-                self._log_window(window, lr, log, progress)
+                self._log_window(window, lr, stream.batch_ms, log, progress)
                 window = _Window()
             if validation and it % recipe.validation.interval == 0:
                 self.validate(validation, log, progress)
@@ -812,7 +812,9 @@ class Trainer:
                    "elapsed_s": round(self.train_seconds, 1)})  # fmt: skip
         return reason
 
-    def _log_window(self, window: _Window, lr: float, log: MetricsLog, progress: Progress) -> None:
+    def _log_window(
+        self, window: _Window, lr: float, batch_ms: float, log: MetricsLog, progress: Progress
+    ) -> None:
         steps, total = window.steps, self.recipe.train.iterations
         record = {
             "kind": "train",
@@ -821,6 +823,7 @@ class Trainer:
             "lr": lr,
             "grad_norm": window.grad_norm / steps,
             "data_wait_ms": round(1000 * window.wait / steps, 3),
+            "batch_ms": round(batch_ms, 3),
             "step_ms": round(1000 * window.seconds / steps, 2),
             "patches_per_s": round(steps * self.recipe.train.batch_size / window.seconds, 1),
             "threads": torch.get_num_threads(),
@@ -945,6 +948,7 @@ class Throughput:
     best_patches_per_s: float
     step_ms: float  # median
     data_wait_ms: float  # median
+    batch_ms: float  # time a background thread takes to make one batch
 
 
 def measure_throughput(
@@ -974,6 +978,7 @@ def measure_throughput(
         best_patches_per_s=max(speeds),
         step_ms=float(np.median([r["step_ms"] for r in steps])),
         data_wait_ms=float(np.median([r["data_wait_ms"] for r in steps])),
+        batch_ms=float(steps[-1]["batch_ms"]),
     )
 
 

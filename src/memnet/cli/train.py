@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             f"{recipe.train.batch_size} of {recipe.data.patch_size}x{recipe.data.patch_size}: "
             f"{speed.patches_per_s:.1f} patches/s (median of {speed.iterations} steps; best "
             f"{speed.best_patches_per_s:.1f}), step {speed.step_ms:.0f} ms, data-wait "
-            f"{speed.data_wait_ms:.2f} ms"
+            f"{speed.data_wait_ms:.2f} ms per step (making a batch: {speed.batch_ms:.2f} ms)"
         )
         return 0
 
