@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 import memnet.train as train_module
 from memnet.checkpoint import load_training_state
 from memnet.config import Recipe, ScheduleSpec, load_recipe
+from memnet.cpu_settings import ThreadTuner
 from memnet.errors import MemNetError
 from memnet.train import (
     DivergenceError,
@@ -204,7 +205,7 @@ def test_missing_dataset_stops_before_anything_is_written(tmp_path: Path) -> Non
 def test_thread_tuner_keeps_the_faster_count_and_measures_again() -> None:
     before = torch.get_num_threads()
     try:
-        tuner = train_module.ThreadTuner(2, probe=3, hold_s=1.0)
+        tuner = ThreadTuner(2, probe=3, hold_s=1.0)
         assert torch.get_num_threads() == 2
         for _ in range(3):
             tuner.record(0.9)  # two threads: slow (a busy machine)

@@ -87,17 +87,26 @@ def test_sigkill_mid_training_resumes_from_the_last_complete_checkpoint(tmp_path
 
 
 @pytest.mark.slow
-def test_sigterm_writes_the_last_checkpoint_and_exits_143(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "code", "event"),
+    [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")],
+    ids=["SIGTERM", "Ctrl-C"],
+)
+def test_a_stop_signal_writes_the_last_checkpoint(
+    tmp_path: Path, signum: int, code: int, event: str
+) -> None:
     process = start_run(tmp_path)
     try:
         wait_for_iteration(tmp_path, process, 5)
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         process.wait(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 143, process.communicate()[1]
+    assert process.returncode == code, process.communicate()[1]
     records = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if x]
-    assert records[-1]["event"] == "terminated"
+    assert records[-1]["event"] == event
     stopped = records[-1]["iteration"]
     assert load_training_state(tmp_path / "checkpoints" / "last.state.pt")["iteration"] == stopped
+    _, meta = load_weights(tmp_path / "checkpoints" / "last.safetensors")
+    assert meta["memnet.iteration"] == str(stopped)

@@ -18,20 +18,18 @@ import json
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
 from memnet import __version__
 from memnet.checkpoint import (
@@ -43,6 +41,7 @@ from memnet.checkpoint import (
     weights_provenance,
 )
 from memnet.config import OptimSpec, Recipe, ScheduleSpec, dump_recipe
+from memnet.cpu_settings import ThreadTuner, available_cores
 from memnet.data import (
     BatchStream,
     PatchSource,
@@ -55,6 +54,7 @@ from memnet.fsutil import atomic_write_text
 from memnet.losses import multi_supervision_loss
 from memnet.model import MemNet, MemNetOutput
 from memnet.restore import Restorer
+from memnet.training_log import MetricsLog, Progress, format_duration, plural
 
 __all__ = [
     "DivergenceError",
@@ -63,7 +63,6 @@ __all__ = [
     "build_optimizer",
     "lr_factor",
     "measure_throughput",
-    "retain_freed_memory",
     "run_validation",
     "train",
 ]
@@ -228,115 +227,6 @@ class StopSignals:
 
 
 # --------------------------------------------------------------------------------------------
-# feedback
-# --------------------------------------------------------------------------------------------
-
-
-def _drop_partial_line(path: Path) -> None:
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    with open(path, "rb+") as handle:
-        data = handle.read()
-        if not data.endswith(b"\n"):
-            handle.truncate(data.rfind(b"\n") + 1)
-
-
-class MetricsLog:
-    """Appends JSON lines to metrics.jsonl (and TensorBoard scalars when installed)."""
-
-    def __init__(self, path: Path | None, tensorboard_dir: Path | None) -> None:
-        self._file: TextIO | None = None
-        self._board: Any = None
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _drop_partial_line(path)  # a killed run may have cut its last line short
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
-        if tensorboard_dir is not None:
-            with contextlib.suppress(ImportError):
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._board = SummaryWriter(str(tensorboard_dir))
-
-    @property
-    def tensorboard(self) -> bool:
-        return self._board is not None
-
-    def write(self, record: dict[str, Any]) -> None:
-        if self._file is None:
-            return
-        self._file.write(json.dumps(record, allow_nan=True) + "\n")
-        self._file.flush()
-        kind = record.get("kind")
-        if self._board is None or kind not in ("train", "val"):
-            return
-        step = int(record["iteration"])
-        for key, value in record.items():
-            if isinstance(value, dict):
-                for label, number in value.items():
-                    self._board.add_scalar(f"{key}/{label}", number, step)
-            elif (
-                isinstance(value, (int, float))
-                and not isinstance(value, bool)
-                and key != "iteration"
-            ):
-                self._board.add_scalar(f"{kind}/{key}", value, step)
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        if self._board is not None:
-            self._board.close()
-            self._board = None
-
-
-class Progress:
-    """A tqdm bar on a terminal, a plain line per log interval otherwise, nothing when quiet."""
-
-    def __init__(self, enabled: bool, total: int, start: int) -> None:
-        self.enabled = enabled
-        self.total = total
-        self._bar: tqdm[Any] | None = None
-        if enabled and sys.stderr.isatty():
-            self._bar = tqdm(
-                total=total, initial=start, unit="it", dynamic_ncols=True, mininterval=0.5
-            )
-
-    def step(self, postfix: dict[str, str]) -> None:
-        if self._bar is not None:
-            self._bar.update(1)
-            self._bar.set_postfix(postfix, refresh=False)
-
-    def line(self, text: str, *, always: bool = False) -> None:
-        """A message: through the bar on a terminal; to stderr otherwise (unless quiet)."""
-        if not (self.enabled or always):
-            return
-        if self._bar is not None:
-            self._bar.write(text, file=sys.stderr)
-        else:
-            print(text, file=sys.stderr, flush=True)
-
-    def interval_line(self, text: str) -> None:
-        """Periodic status for logs (the bar shows it on a terminal)."""
-        if self.enabled and self._bar is None:
-            print(text, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def _format_duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-# --------------------------------------------------------------------------------------------
 # validation
 # --------------------------------------------------------------------------------------------
 
@@ -381,48 +271,6 @@ def _global_settings(threads: int, deterministic: bool, device: torch.device) ->
         torch.set_num_threads(previous_threads)
         torch.use_deterministic_algorithms(previous_deterministic)
         torch.backends.cudnn.benchmark = previous_benchmark
-
-
-class ThreadTuner:
-    """Keeps the faster of 1 and all compute threads, measured again every `hold_s` seconds.
-
-    On an idle machine all cores win; when other processes keep the cores busy, the threads of
-    one operation wait for each other at every barrier and one thread can be several times
-    faster. Measuring costs `probe` steps per choice, a few percent of the time at most.
-    """
-
-    def __init__(self, most: int, *, probe: int = 3, hold_s: float = 600.0) -> None:
-        self.choices = [most, 1]
-        self.probe, self.hold_s = probe, hold_s
-        self._times: dict[int, list[float]] = {}
-        self._probing = 0  # index into choices while measuring, -1 while holding
-        self._left = float(probe)  # steps left while measuring, seconds left while holding
-        self.current = most
-        torch.set_num_threads(most)
-
-    def record(self, seconds: float) -> None:
-        """Compute time of the step just taken at the current thread count."""
-        if self._probing < 0:
-            self._left -= seconds
-            if self._left <= 0:
-                self._times, self._probing = {}, 0
-                self._use(self.choices[0], self.probe)
-            return
-        self._times.setdefault(self.current, []).append(seconds)
-        self._left -= 1
-        if self._left > 0:
-            return
-        self._probing += 1
-        if self._probing < len(self.choices):
-            self._use(self.choices[self._probing], self.probe)
-            return
-        medians = {n: float(np.median(t)) for n, t in self._times.items()}
-        self._probing = -1
-        self._use(min(medians, key=lambda n: medians[n]), self.hold_s)
-
-    def _use(self, threads: int, budget: float) -> None:
-        self.current, self._left = threads, float(budget)
-        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -619,7 +467,7 @@ class Trainer:
         bad = not math.isfinite(loss_value) or (
             self.scaler is None and not math.isfinite(norm_value)
         )
-        stop = self._stop_requested()
+        stop = self.stop_reason is not None
         if self.procs.world_size > 1:
             flags = torch.tensor([float(bad), float(stop)], device=self.device)
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)
@@ -656,9 +504,6 @@ class Trainer:
             f"{norm} (lr {lr:.3g}); the step was not applied and {kept}; lower optim.lr or "
             "tighten train.clip, then resume with --resume auto"
         )
-
-    def _stop_requested(self) -> bool:
-        return self.stop_reason is not None
 
     def validate(self, items: list[ValidationItem], log: MetricsLog, progress: Progress) -> None:
         started = time.perf_counter()
@@ -834,7 +679,7 @@ class Trainer:
         progress.interval_line(
             f"iter {self.iteration}/{total}  loss {record['loss']:.4g}  lr {lr:.3g}  "
             f"{steps / window.seconds:.2f} it/s  {record['patches_per_s']:.0f} patches/s  "
-            f"data-wait {record['data_wait_ms']:.2f} ms  eta {_format_duration(left)}"
+            f"data-wait {record['data_wait_ms']:.2f} ms  eta {format_duration(left)}"
         )
 
     # -- messages -----------------------------------------------------------------------------
@@ -855,7 +700,7 @@ class Trainer:
             f"M{net.blocks}R{net.recursions}C{net.channels}, batch {recipe.train.batch_size} of "
             f"{recipe.data.patch_size}x{recipe.data.patch_size}, {recipe.optim.name} lr "
             f"{recipe.optim.lr:g}, {recipe.train.iterations} iterations on {where} ({precision}, "
-            f"{_plural(torch.get_num_threads(), 'thread')}) -> {self.folder.root}"
+            f"{plural(torch.get_num_threads(), 'thread')}) -> {self.folder.root}"
         )
 
     def _log_start(self, resume_from: Path | None, progress: Progress, log: MetricsLog) -> None:
@@ -895,35 +740,6 @@ class Trainer:
         return RunResult(self.folder.root, self.iteration, reason, self.best_psnr, self.model)
 
 
-def retain_freed_memory() -> bool:
-    """Ask glibc to keep freed memory for reuse instead of returning it to the kernel.
-
-    Validation runs whole images, whose activations are large enough for glibc to map and unmap
-    them on every operation; each new map is page-faulted and zeroed again (half the validation
-    time here). Process-wide, so the command line calls it, not the library. Returns whether the
-    setting was applied (glibc only).
-    """
-    import ctypes
-    import ctypes.util
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (e.g. musl)
-        return False
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-    return all(
-        mallopt(option, value) == 1
-        for option, value in (
-            (m_mmap_threshold, 1 << 30),
-            (m_trim_threshold, 1 << 30),
-            (m_top_pad, 1 << 28),
-        )
-    )
-
-
 def _grad_scaler() -> Any:
     """fp16 loss scaling (torch.amp.GradScaler from torch 2.3, torch.cuda.amp before)."""
     if hasattr(torch.amp, "GradScaler"):
@@ -932,11 +748,7 @@ def _grad_scaler() -> Any:
 
 
 def _default_threads(procs: Processes) -> int:
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, procs.local_world_size))
+    return max(1, available_cores() // max(1, procs.local_world_size))
 
 
 @dataclass(frozen=True)

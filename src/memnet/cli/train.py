@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(dump_recipe(recipe))
         return 0
     # imported here so that `memnet --help` and --check stay fast
-    from memnet.train import RunOptions, measure_throughput, retain_freed_memory, train
+    from memnet.cpu_settings import retain_freed_memory
+    from memnet.train import RunOptions, measure_throughput, train
 
     retain_freed_memory()
 
