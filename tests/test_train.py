@@ -248,3 +248,20 @@ def test_tensorboard_scalars_when_installed(tmp_path: Path) -> None:
     tags = events.Tags()["scalars"]
     assert {"train/loss", "train/lr", "train/data_wait_ms", "psnr/synthetic/x2"} <= set(tags)
     assert [e.step for e in events.Scalars("train/loss")] == list(range(2, 13, 2))
+
+
+@pytest.mark.datasets
+def test_validation_of_an_identity_network_is_the_bicubic_reference(datasets: Path) -> None:
+    from memnet.config import ValidationSet, ValidationSpec
+    from memnet.data import build_validation
+    from memnet.model import create_model
+    from memnet.train import run_validation
+
+    spec = ValidationSpec(sets=[ValidationSet(set="Set5", levels=[2, 3, 4])])
+    items = build_validation(spec, "sr", data_root=datasets, synthetic=smoke().data.synthetic)
+    scores = run_validation(
+        create_model("tiny", identity_init=True), items, device=torch.device("cpu"), tile=0
+    )
+    psnr = [round(scores[f"Set5/x{s}"]["psnr"], 2) for s in (2, 3, 4)]
+    assert psnr == [33.66, 30.39, 28.42]  # memnet-spec.md §4, bicubic
+    assert round(scores["Set5/x2"]["ssim"], 4) == 0.9299
