@@ -250,6 +250,7 @@ def test_tensorboard_scalars_when_installed(tmp_path: Path) -> None:
     assert [e.step for e in events.Scalars("train/loss")] == list(range(2, 13, 2))
 
 
+@pytest.mark.slow
 @pytest.mark.datasets
 def test_validation_of_an_identity_network_is_the_bicubic_reference(datasets: Path) -> None:
     from memnet.config import ValidationSet, ValidationSpec
