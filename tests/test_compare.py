@@ -18,7 +18,7 @@ from memnet.weights_file import save_weights
 def identity_weights(tmp_path: Path) -> Path:
     path = tmp_path / "identity.safetensors"
     model = MemNet(blocks=1, recursions=1, channels=4, identity_init=True).eval()
-    save_weights(model, path, {"task": "sr"})
+    save_weights(model, path, {"memnet.task": "sr"})
     return path
 
 

@@ -79,7 +79,7 @@ def resolve_model(
         from memnet.weights_file import load_any_weights
 
         model, metadata = load_any_weights(path, unsafe_load=unsafe_load)
-        task = metadata.get("task")
+        task = metadata.get("memnet.task", metadata.get("task"))
         return LoadedModel(model, path.name, task if task in TASK_KINDS else None)
     known = ", ".join([*zoo.REGISTRY, *BASELINE_METHODS])
     raise MemNetError(

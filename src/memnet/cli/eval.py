@@ -192,7 +192,7 @@ def build_method(
             f"{path}: a model with {model.config.in_channels} input channels cannot be evaluated "
             "by the one-channel protocol"
         )
-    trained_for = metadata.get("task")
+    trained_for = metadata.get("memnet.task", metadata.get("task"))
     if trained_for and trained_for != args.task and not args.quiet:
         print(
             f"memnet eval: note: {path.name} was trained for task {trained_for!r}, "

@@ -1,0 +1,120 @@
+"""`memnet train RECIPE.yaml`: train (or resume) a MemNet from a YAML recipe."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from memnet.config import dump_recipe, load_recipe
+
+# Exit codes: 0 finished or stopped at --max-minutes (resume later), 130 Ctrl-C, 143 SIGTERM.
+EXIT_CODES = {"completed": 0, "time_limit": 0, "stop_at": 0, "interrupted": 130, "terminated": 143}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a MemNet from a YAML recipe (configs/*.yaml)",
+        description="Train a MemNet as a YAML recipe describes (see configs/ and docs/training.md). "
+        "Checkpoints, metrics.jsonl and the resolved recipe go to the run folder (default "
+        "runs/NAME). A stopped run (Ctrl-C, SIGTERM, --max-minutes, a crash) continues with "
+        "--resume auto. Several processes/GPUs: launch with torchrun.",
+    )
+    parser.add_argument("recipe", help="the recipe YAML file, e.g. configs/sr-cpu.yaml")
+    parser.add_argument(
+        "--resume",
+        metavar="auto|PATH",
+        help="continue a run: 'auto' resumes the run folder's last checkpoint if there is one "
+        "(else starts fresh); PATH is a .state.pt file or a run folder",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set optim.lr=1e-3 --set task.levels=[2,3] "
+        "(repeatable; VALUE is YAML)",
+    )
+    parser.add_argument(
+        "--max-minutes",
+        type=float,
+        metavar="N",
+        help="stop after N minutes of wall time, writing the last checkpoint (resume later)",
+    )
+    parser.add_argument("--out", metavar="DIR", help="run folder (default: runs/NAME)")
+    parser.add_argument(
+        "--data-root",
+        metavar="DIR",
+        help="datasets folder (default: $MEMNET_DATA_ROOT or ../shared/datasets)",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="validate the recipe, print it fully resolved and exit",
+    )
+    parser.add_argument(
+        "--benchmark",
+        type=int,
+        metavar="N",
+        help="measure training speed instead: N steps (after 3 warm-up steps) in a temporary "
+        "folder, no validation; prints median patches/s, step time and data-wait",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise ValueError(f"--max-minutes must be positive, got {args.max_minutes:g}")
+    recipe = load_recipe(args.recipe, args.overrides)
+    if args.check:
+        sys.stdout.write(dump_recipe(recipe))
+        return 0
+    # imported here so that `memnet --help` and --check stay fast
+    from memnet.cpu_settings import retain_freed_memory
+    from memnet.train import RunOptions, measure_throughput, train
+
+    retain_freed_memory()
+
+    if args.benchmark is not None:
+        if args.benchmark < 1:
+            raise ValueError(f"--benchmark needs a positive number of steps, got {args.benchmark}")
+        speed = measure_throughput(recipe, args.benchmark, data_root=args.data_root)
+        net = recipe.model.network_config()
+        print(
+            f"{recipe.name}: M{net.blocks}R{net.recursions}C{net.channels}, batch "
+            f"{recipe.train.batch_size} of {recipe.data.patch_size}x{recipe.data.patch_size}: "
+            f"{speed.patches_per_s:.1f} patches/s (median of {speed.iterations} steps; best "
+            f"{speed.best_patches_per_s:.1f}), step {speed.step_ms:.0f} ms, data-wait "
+            f"{speed.data_wait_ms:.2f} ms per step (making a batch: {speed.batch_ms:.2f} ms)"
+        )
+        return 0
+
+    result = train(
+        recipe,
+        RunOptions(
+            out=args.out,
+            resume=args.resume,
+            max_minutes=args.max_minutes,
+            quiet=args.quiet,
+            data_root=args.data_root,
+        ),
+    )
+    if not args.quiet and int(os.environ.get("RANK", "0")) == 0:  # one summary under torchrun
+        best = f", best validation {result.best_psnr:.3f} dB" if result.best_psnr else ""
+        how = {
+            "completed": "finished",
+            "time_limit": "stopped at the time limit",
+            "stop_at": "stopped",
+            "interrupted": "interrupted",
+            "terminated": "terminated",
+        }[result.reason]
+        again = "" if result.reason == "completed" else " (continue with --resume auto)"
+        print(
+            f"{how} at iteration {result.iteration}{best}; checkpoints in "
+            f"{result.run_dir / 'checkpoints'}{again}",
+            file=sys.stderr,
+        )
+    return EXIT_CODES[result.reason]

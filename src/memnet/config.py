@@ -1,0 +1,500 @@
+"""Training recipes: a typed schema, loaded from YAML, with errors that point into the file.
+
+A recipe says everything a run needs — task and levels, network, data, optimiser, schedule,
+validation, checkpoints — so that a run folder's saved `recipe.yaml` reproduces it. Every
+problem (an unknown key, a wrong type, a value out of range) is reported before any work starts
+as `FILE:LINE: dotted.key: what is wrong (hint)`; values given with `--set` are reported as such.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from memnet.errors import MemNetError
+from memnet.model import PRESETS, MemNetConfig
+
+__all__ = [
+    "CheckpointSpec",
+    "ClipSpec",
+    "DataSpec",
+    "LogSpec",
+    "ModelSpec",
+    "OptimSpec",
+    "Recipe",
+    "RecipeError",
+    "ScheduleSpec",
+    "SyntheticSpec",
+    "TaskSpec",
+    "TrainSpec",
+    "ValidationSet",
+    "ValidationSpec",
+    "apply_overrides",
+    "dump_recipe",
+    "load_recipe",
+    "parse_recipe",
+]
+
+SYNTHETIC = "synthetic"  # data source name for images generated in code (no files needed)
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class RecipeError(MemNetError):
+    """A recipe that cannot be used; the message names the file, line and key."""
+
+
+class Spec(BaseModel):
+    """Base of every recipe section: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------------------------
+# sections
+# --------------------------------------------------------------------------------------------
+
+
+class TaskSpec(Spec):
+    kind: Literal["sr", "denoise", "jpeg"] = Field(
+        description="sr (super-resolution), denoise (Gaussian noise) or jpeg (deblocking)"
+    )
+    levels: list[float] = Field(
+        default_factory=list,
+        description="scales (sr), noise sigmas of 255 (denoise) or JPEG qualities (jpeg) "
+        "trained together in one model, e.g. [2, 3, 4]",
+    )
+    range: tuple[float, float] | None = Field(
+        default=None,
+        description="blind model: [low, high] sigma (denoise) or quality (jpeg) drawn per "
+        "patch/image instead of fixed levels",
+    )
+
+    @model_validator(mode="after")
+    def _check_levels(self) -> TaskSpec:
+        if (not self.levels) == (self.range is None):
+            raise ValueError("give exactly one of 'levels' (a list) or 'range' ([low, high])")
+        if self.kind == "sr":
+            if self.range is not None:
+                raise ValueError("sr trains on fixed scales: use 'levels', e.g. [2, 3, 4]")
+            if any(not math.isfinite(s) or s <= 1 for s in self.levels):
+                raise ValueError(f"sr scales must be numbers > 1, got {self.levels}")
+        values = list(self.levels) + list(self.range or ())
+        if self.kind == "denoise" and any(not math.isfinite(s) or s < 0 for s in values):
+            raise ValueError(f"noise sigmas must be >= 0 (of 255), got {values}")
+        if self.kind == "jpeg" and any(q != int(q) or not 1 <= q <= 100 for q in values):
+            raise ValueError(f"JPEG qualities must be integers in 1..100, got {values}")
+        if self.range is not None and self.range[0] >= self.range[1]:
+            raise ValueError(f"range must be [low, high] with low < high, got {list(self.range)}")
+        if len(set(self.levels)) != len(self.levels):
+            raise ValueError(f"levels repeat a value: {self.levels}")
+        return self
+
+    def training_levels(self) -> list[float]:
+        """The fixed levels; for a blind JPEG range, every integer quality in it."""
+        if self.levels:
+            return list(self.levels)
+        assert self.range is not None
+        if self.kind == "jpeg":
+            return [float(q) for q in range(int(self.range[0]), int(self.range[1]) + 1)]
+        return []
+
+
+class ModelSpec(Spec):
+    preset: str | None = Field(
+        default="m6r6",
+        description=f"a preset name ({', '.join(PRESETS)}), optionally refined by "
+        "blocks/recursions/channels; null to give all three",
+    )
+    blocks: PositiveInt | None = Field(default=None, description="M, memory blocks")
+    recursions: PositiveInt | None = Field(default=None, description="R, recursions per block")
+    channels: PositiveInt | None = Field(default=None, description="C, feature channels")
+    identity_init: bool = Field(
+        default=False,
+        description="zero the reconstruction conv so the network starts as the identity on "
+        "its (upsampled/degraded) input",
+    )
+    bn_momentum: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="BatchNorm running-average momentum (the released Caffe model: 0.001)",
+    )
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> ModelSpec:
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; known presets: {', '.join(PRESETS)}")
+        if self.preset is None and None in (self.blocks, self.recursions, self.channels):
+            raise ValueError("without a preset give all of blocks, recursions and channels")
+        return self
+
+    def network_config(self) -> MemNetConfig:
+        """M/R/C of the network: the preset's, with any explicit field overriding it."""
+        base = PRESETS[self.preset] if self.preset is not None else MemNetConfig()
+        return MemNetConfig(
+            blocks=self.blocks or base.blocks,
+            recursions=self.recursions or base.recursions,
+            channels=self.channels or base.channels,
+        )
+
+
+class SyntheticSpec(Spec):
+    images: PositiveInt = Field(default=24, description="number of generated images")
+    size: int = Field(default=96, ge=32, le=4096, description="side of each generated image")
+    seed: int = Field(default=0, description="seed of the generated picture content")
+
+
+class DataSpec(Spec):
+    sources: list[str] = Field(
+        min_length=1,
+        description="training images: set names (T91, BSD200, Train400, ...), folders, or "
+        "'synthetic' (pictures generated in code)",
+    )
+    data_root: str | None = Field(
+        default=None,
+        description="datasets folder (default: --data-root, $MEMNET_DATA_ROOT or ../shared/datasets)",
+    )
+    max_images: PositiveInt | None = Field(
+        default=None, description="use only the first N images (quick runs)"
+    )
+    patch_size: int = Field(default=31, ge=8, le=1024, description="side of training patches")
+    augment: bool = Field(default=True, description="the 8 flips/rotations of each patch")
+    workers: int = Field(default=1, ge=1, le=64, description="threads that assemble batches")
+    prefetch: int = Field(default=4, ge=1, le=256, description="batches prepared ahead")
+    synthetic: SyntheticSpec = Field(default_factory=SyntheticSpec)
+
+
+class OptimSpec(Spec):
+    name: Literal["sgd", "adam", "adamw"] = Field(default="sgd", description="sgd, adam or adamw")
+    lr: PositiveFloat = Field(default=0.1, description="base learning rate")
+    momentum: float = Field(default=0.9, ge=0, lt=1, description="SGD momentum")
+    betas: tuple[float, float] = Field(default=(0.9, 0.999), description="Adam betas")
+    eps: PositiveFloat = Field(default=1e-8, description="Adam epsilon")
+    weight_decay: NonNegativeFloat = Field(default=1e-4, description="L2 / decoupled decay")
+    bias_lr_factor: PositiveFloat = Field(
+        default=0.1, description="learning-rate factor for conv biases (paper: 0.1)"
+    )
+
+
+class ScheduleSpec(Spec):
+    kind: Literal["constant", "step", "cosine"] = Field(
+        default="constant", description="constant, step (× gamma every step_size) or cosine"
+    )
+    step_size: PositiveInt | None = Field(
+        default=None, description="step: iterations between lr drops"
+    )
+    gamma: float = Field(default=0.1, gt=0, le=1, description="step: factor per drop")
+    warmup: NonNegativeInt = Field(default=0, description="iterations of linear warm-up")
+    final_lr_factor: float = Field(
+        default=0.0, ge=0, le=1, description="cosine: lr at the end, as a factor of the base"
+    )
+
+    @model_validator(mode="after")
+    def _check_step(self) -> ScheduleSpec:
+        if self.kind == "step" and self.step_size is None:
+            raise ValueError("a step schedule needs step_size (iterations between drops)")
+        return self
+
+
+class ClipSpec(Spec):
+    mode: Literal["none", "norm", "adjustable"] = Field(
+        default="adjustable",
+        description="adjustable: global grad norm <= value / current lr (the paper's); "
+        "norm: global grad norm <= value; none",
+    )
+    value: PositiveFloat = Field(default=0.01, description="the clipping constant")
+
+
+class TrainSpec(Spec):
+    iterations: PositiveInt = Field(description="optimiser steps in the whole run")
+    batch_size: PositiveInt = Field(
+        default=32, description="patches per step, over all processes together"
+    )
+    loss: Literal["caffe", "mean"] = Field(
+        default="caffe",
+        description="caffe: M+1 pixel sums / 2N (paper solver); mean: α-weighted MSE",
+    )
+    clip: ClipSpec = Field(default_factory=ClipSpec)
+    seed: int = Field(default=0, description="seed of initial weights and data sampling")
+    deterministic: bool = Field(
+        default=False, description="deterministic kernels (bit-exact reruns; slower on GPU)"
+    )
+    threads: PositiveInt | Literal["auto"] | None = Field(
+        default=None,
+        description="compute threads per process: a number, null (cores / processes) or "
+        "'auto' (now and then measure 1 thread against all, keep the faster: for busy machines)",
+    )
+    device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
+    amp: Literal["auto", "off", "bf16", "fp16"] = Field(
+        default="auto", description="mixed precision on CUDA (auto = bf16); CPU runs fp32"
+    )
+    channels_last: bool = Field(default=True, description="NHWC memory layout (fast path)")
+
+    @model_validator(mode="after")
+    def _check_threads(self) -> TrainSpec:
+        if self.deterministic and self.threads == "auto":
+            raise ValueError(
+                "threads 'auto' changes the thread count during the run; deterministic runs "
+                "need a fixed number (or null)"
+            )
+        return self
+
+
+class ValidationSet(Spec):
+    set: str = Field(description="a set name (Set5, Set12, Classic5, ...), folder or 'synthetic'")
+    levels: list[float] = Field(min_length=1, description="scales, sigmas or qualities")
+    max_images: PositiveInt | None = Field(
+        default=None, description="use only the first N images of the set"
+    )
+
+
+class ValidationSpec(Spec):
+    interval: NonNegativeInt = Field(
+        default=1000, description="validate every N iterations (0: never)"
+    )
+    at_start: bool = Field(default=False, description="also validate before the first step")
+    sets: list[ValidationSet] = Field(default_factory=list)
+    seed: int = Field(default=0, description="seed of the validation degradation (noise)")
+    tile: NonNegativeInt | None = Field(
+        default=None, description="inference tile size (0: whole image; default: Restorer's)"
+    )
+
+
+class CheckpointSpec(Spec):
+    interval: PositiveInt = Field(
+        default=500, description="write the 'last' checkpoint every N iterations"
+    )
+    snapshot_interval: NonNegativeInt = Field(
+        default=0, description="keep a numbered snapshot every N iterations (0: none)"
+    )
+
+
+class LogSpec(Spec):
+    interval: PositiveInt = Field(default=50, description="write a metrics line every N iterations")
+    tensorboard: bool = Field(
+        default=True, description="also log to TensorBoard when it is installed"
+    )
+
+
+class Recipe(Spec):
+    """A whole training run."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="run name (letters, digits, _ . -); the default run folder is runs/NAME",
+    )
+    description: str = ""
+    task: TaskSpec
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    data: DataSpec
+    optim: OptimSpec = Field(default_factory=OptimSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    train: TrainSpec
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    log: LogSpec = Field(default_factory=LogSpec)
+
+
+# --------------------------------------------------------------------------------------------
+# loading, overrides and error reporting
+# --------------------------------------------------------------------------------------------
+
+_UNSET = object()
+
+
+def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: recipe file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise RecipeError(f"{path}: cannot read recipe ({error})") from None
+    try:
+        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise RecipeError(f"{where}: not valid YAML ({problem})") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping of sections (name, task, ...)")
+    return data, node
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_]\w*)*", key):
+        raise RecipeError(
+            f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. optim.lr=1e-3"
+        )
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise RecipeError(f"--set {text!r}: the value is not valid YAML") from None
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> set[tuple[str, ...]]:
+    """Apply `key.path=value` overrides in place; returns the overridden key paths."""
+    touched: set[tuple[str, ...]] = set()
+    for text in overrides:
+        path, value = _parse_override(text)
+        node: Any = data
+        for i, part in enumerate(path[:-1]):
+            child = node.get(part, _UNSET)
+            if child is _UNSET or child is None:
+                child = {}
+                node[part] = child
+            if not isinstance(child, dict):
+                where = ".".join(path[: i + 1])
+                raise RecipeError(f"--set {text!r}: {where} is a value, not a section")
+            node = child
+        node[path[-1]] = value
+        touched.add(tuple(path))
+    return touched
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[str | int, ...]) -> int | None:
+    """1-based line of the deepest YAML node on the path `loc` (None when unknown)."""
+    line = None
+    for part in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        nxt: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if key_node.value == str(part):
+                    line = key_node.start_mark.line + 1
+                    nxt = value_node
+                    break
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(part, int)
+            and 0 <= part < len(node.value)
+        ):
+            nxt = node.value[part]
+            line = nxt.start_mark.line + 1
+        node = nxt
+    return line
+
+
+def _field_for(loc: tuple[str | int, ...]) -> Any:
+    """The pydantic FieldInfo at a location, for its description (the hint)."""
+    model: Any = Recipe
+    info = None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        info = fields[part]
+        annotation = info.annotation
+        model = _model_in(annotation)
+    return info
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _known_keys(loc: tuple[str | int, ...]) -> list[str]:
+    model: Any = Recipe
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        model = _model_in(fields[part].annotation)
+    return list(getattr(model, "model_fields", {}) or {})
+
+
+def _describe_error(
+    error: Mapping[str, Any], source: str, node: yaml.Node | None, overridden: set[tuple[str, ...]]
+) -> str:
+    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    # pydantic appends the validator type to model-level errors; keep the key path only.
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    strings = tuple(str(p) for p in loc)
+    kind = error["type"]
+    if any(strings[: len(o)] == o for o in overridden):
+        where = f"--set {key}"
+    else:
+        # a missing key has no line of its own: point at the section that lacks it
+        line = _line_of(node, loc[:-1] if kind == "missing" else loc)
+        where = f"{source}:{line}: {key}" if line else f"{source}: {key}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+        return f"{where}: unknown key ({hint})"
+    if kind == "missing":
+        info = _field_for(loc)
+        hint = f" ({info.description})" if info is not None and info.description else ""
+        return f"{where}: required key is missing{hint}"
+    got = error.get("input")
+    shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+    info = _field_for(loc)
+    hint = f"; hint: {info.description}" if info is not None and info.description else ""
+    return f"{where}: {message}{shown}{hint}"
+
+
+def parse_recipe(
+    data: dict[str, Any],
+    *,
+    source: str = "recipe",
+    node: yaml.Node | None = None,
+    overridden: set[tuple[str, ...]] | None = None,
+) -> Recipe:
+    """Validate a recipe mapping; raises RecipeError naming every problem on one line."""
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as error:
+        problems = [
+            _describe_error(e, source, node, overridden or set())
+            for e in error.errors(include_url=False)
+        ]
+        head = problems[0] if len(problems) == 1 else f"{len(problems)} problems: "
+        text = head if len(problems) == 1 else head + "; ".join(problems)
+        raise RecipeError(text) from None
+
+
+def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Recipe:
+    """Read, override (`key.path=value`) and validate a YAML recipe."""
+    path = Path(path)
+    data, node = _read_yaml(path)
+    overridden = apply_overrides(data, list(overrides or []))
+    return parse_recipe(data, source=str(path), node=node, overridden=overridden)
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The fully resolved recipe as YAML (every default written out, M/R/C filled in)."""
+    data = recipe.model_dump(mode="json")
+    network = recipe.model.network_config()
+    data["model"].update(
+        blocks=network.blocks, recursions=network.recursions, channels=network.channels
+    )
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)

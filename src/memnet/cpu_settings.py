@@ -1,0 +1,95 @@
+"""CPU settings of a training process: how many compute threads, and keeping freed memory.
+
+The training machine is two cores that other work shares. Both matter there: with the cores
+busy, two threads of one operation wait for each other and one thread can be several times
+faster; and glibc returning large freed blocks to the kernel makes every whole-image
+validation page-fault its activations afresh.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+import numpy as np
+import torch
+
+__all__ = ["ThreadTuner", "available_cores", "retain_freed_memory"]
+
+
+def available_cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class ThreadTuner:
+    """Keeps the faster of 1 and all compute threads, measured again every `hold_s` seconds.
+
+    On an idle machine all cores win; when other processes keep the cores busy, the threads of
+    one operation wait for each other at every barrier and one thread can be several times
+    faster. Measuring costs `probe` steps per choice, a few percent of the time at most.
+    """
+
+    def __init__(self, most: int, *, probe: int = 3, hold_s: float = 600.0) -> None:
+        self.choices = [most, 1]
+        self.probe, self.hold_s = probe, hold_s
+        self._times: dict[int, list[float]] = {}
+        self._probing = 0  # index into choices while measuring, -1 while holding
+        self._left = float(probe)  # steps left while measuring, seconds left while holding
+        self.current = most
+        torch.set_num_threads(most)
+
+    def record(self, seconds: float) -> None:
+        """Compute time of the step just taken at the current thread count."""
+        if self._probing < 0:
+            self._left -= seconds
+            if self._left <= 0:
+                self._times, self._probing = {}, 0
+                self._use(self.choices[0], self.probe)
+            return
+        self._times.setdefault(self.current, []).append(seconds)
+        self._left -= 1
+        if self._left > 0:
+            return
+        self._probing += 1
+        if self._probing < len(self.choices):
+            self._use(self.choices[self._probing], self.probe)
+            return
+        medians = {n: float(np.median(t)) for n, t in self._times.items()}
+        self._probing = -1
+        self._use(min(medians, key=lambda n: medians[n]), self.hold_s)
+
+    def _use(self, threads: int, budget: float) -> None:
+        self.current, self._left = threads, float(budget)
+        torch.set_num_threads(threads)
+
+
+def retain_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of returning it to the kernel.
+
+    Validation runs whole images, whose activations are large enough for glibc to map and unmap
+    them on every operation; each new map is page-faulted and zeroed again (half the validation
+    time here). Process-wide, so the command line calls it, not the library. Returns whether the
+    setting was applied (glibc only).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
+    return all(
+        mallopt(option, value) == 1
+        for option, value in (
+            (m_mmap_threshold, 1 << 30),
+            (m_trim_threshold, 1 << 30),
+            (m_top_pad, 1 << 28),
+        )
+    )
