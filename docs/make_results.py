@@ -16,21 +16,47 @@ from pathlib import Path
 # (set, level) → "PSNR/SSIM" as published for MemNet M6R6.
 PAPER_MEMNET: dict[str, dict[tuple[str, float], str]] = {
     "sr": {
-        ("Set5", 2): "37.78/0.9597", ("Set5", 3): "34.09/0.9248", ("Set5", 4): "31.74/0.8893",
-        ("Set14", 2): "33.28/0.9142", ("Set14", 3): "30.00/0.8350", ("Set14", 4): "28.26/0.7723",
-        ("BSD100", 2): "32.08/0.8978", ("BSD100", 3): "28.96/0.8001", ("BSD100", 4): "27.40/0.7281",
+        ("Set5", 2): "37.78/0.9597",
+        ("Set5", 3): "34.09/0.9248",
+        ("Set5", 4): "31.74/0.8893",
+        ("Set14", 2): "33.28/0.9142",
+        ("Set14", 3): "30.00/0.8350",
+        ("Set14", 4): "28.26/0.7723",
+        ("BSD100", 2): "32.08/0.8978",
+        ("BSD100", 3): "28.96/0.8001",
+        ("BSD100", 4): "27.40/0.7281",
     },
     "jpeg": {
-        ("Classic5", 10): "29.69/0.8107", ("Classic5", 20): "31.90/0.8658",
-        ("LIVE1", 10): "29.45/0.8193", ("LIVE1", 20): "31.83/0.8846",
+        ("Classic5", 10): "29.69/0.8107",
+        ("Classic5", 20): "31.90/0.8658",
+        ("LIVE1", 10): "29.45/0.8193",
+        ("LIVE1", 20): "31.83/0.8846",
     },
     "denoise": {},
 }
 # Other published methods quoted for orientation.
 PAPER_OTHERS: dict[str, tuple[str, dict[tuple[str, float], str]]] = {
-    "sr": ("VDSR", {("Set5", 2): "37.53/0.9587", ("Set14", 2): "33.03/0.9124", ("BSD100", 2): "31.90/0.8960"}),
-    "jpeg": ("ARCNN", {("Classic5", 10): "29.03/0.7929", ("Classic5", 20): "31.15/0.8517", ("LIVE1", 10): "28.96/0.8076", ("LIVE1", 20): "31.29/0.8733"}),
-    "denoise": ("DnCNN-S / BM3D (PSNR)", {("BSD68", 15): "31.73 / 31.07", ("BSD68", 25): "29.23 / 28.57", ("BSD68", 50): "26.23 / 25.62"}),
+    "sr": (
+        "VDSR",
+        {("Set5", 2): "37.53/0.9587", ("Set14", 2): "33.03/0.9124", ("BSD100", 2): "31.90/0.8960"},
+    ),
+    "jpeg": (
+        "ARCNN",
+        {
+            ("Classic5", 10): "29.03/0.7929",
+            ("Classic5", 20): "31.15/0.8517",
+            ("LIVE1", 10): "28.96/0.8076",
+            ("LIVE1", 20): "31.29/0.8733",
+        },
+    ),
+    "denoise": (
+        "DnCNN-S / BM3D (PSNR)",
+        {
+            ("BSD68", 15): "31.73 / 31.07",
+            ("BSD68", 25): "29.23 / 28.57",
+            ("BSD68", 50): "26.23 / 25.62",
+        },
+    ),
 }
 LEVEL_TITLE = {"sr": "×{:g}", "denoise": "σ {:g}", "jpeg": "q {:g}"}
 
@@ -45,15 +71,34 @@ def table(task: str, reports: list[dict]) -> str:
         return ""
     baseline = [r for r in ours if r["method"] in ("bicubic", "identity")]
     models = [r for r in ours if r not in baseline]
-    columns = [(r["method"] if r["method"] != "identity" else {"denoise": "noisy input", "jpeg": "JPEG"}[task], r) for r in baseline + models]
+    columns = [
+        (
+            r["method"]
+            if r["method"] != "identity"
+            else {"denoise": "noisy input", "jpeg": "JPEG"}[task],
+            r,
+        )
+        for r in baseline + models
+    ]
     other_name, others = PAPER_OTHERS[task]
-    header = ["set", "level", *[name for name, _ in columns], f"{other_name} (paper)", "MemNet M6R6 (paper)"]
+    header = [
+        "set",
+        "level",
+        *[name for name, _ in columns],
+        f"{other_name} (paper)",
+        "MemNet M6R6 (paper)",
+    ]
     rows = []
-    keys = sorted({(row["set"], row["level"]) for _, r in columns for row in r["results"]}, key=lambda k: (_set_order(ours, k[0]), k[1]))
+    keys = sorted(
+        {(row["set"], row["level"]) for _, r in columns for row in r["results"]},
+        key=lambda k: (_set_order(ours, k[0]), k[1]),
+    )
     for set_name, level in keys:
         cells = [set_name, LEVEL_TITLE[task].format(level)]
         for _, report in columns:
-            match = [row for row in report["results"] if row["set"] == set_name and row["level"] == level]
+            match = [
+                row for row in report["results"] if row["set"] == set_name and row["level"] == level
+            ]
             cells.append(f"{match[0]['psnr']:.2f}/{match[0]['ssim']:.4f}" if match else "")
         cells.append(others.get((set_name, level), ""))
         cells.append(PAPER_MEMNET[task].get((set_name, level), ""))
