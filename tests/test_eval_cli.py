@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,8 +72,9 @@ def test_bicubic_table_csv_json_and_images(
         "sr-bicubic/Set5/x3/img0.png",
         "sr-bicubic/Set5/x3/img1.png",
     ]
-    # progress on stderr (tqdm), then where the files went
+    # progress on stderr (tqdm): images done of all, elapsed<remaining (the ETA); then the files
     assert "4/4" in stderr
+    assert re.search(r"\d\d:\d\d<\d\d:\d\d", stderr), stderr
     assert "wrote" in stderr
 
 
@@ -102,6 +104,34 @@ def test_denoise_defaults_and_seed(
     assert again == first
     _, other, _ = run_eval(capsys, *base, "--seed", "5")
     assert table_cells(other) != table_cells(first)
+
+
+@pytest.mark.parametrize(
+    ("task", "method", "first_missing", "header"),
+    [
+        ("sr", "bicubic", "Set14", "| set | ×2 | ×3 | ×4 |"),
+        ("denoise", "identity", "BSD68", "| set | σ=15 | σ=25 | σ=30 | σ=50 | σ=70 |"),
+        ("jpeg", "identity", "LIVE1", "| set | q=10 | q=20 | q=30 | q=40 |"),
+    ],
+)
+def test_default_sets_and_levels_are_the_literatures(
+    task: str,
+    method: str,
+    first_missing: str,
+    header: str,
+    data_root: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    common = ["--task", task, "--method", method, "--data-root", str(data_root), "--quiet"]
+    # The made-up root holds one set per task (Set5, Set12, Classic5): the default list asks for
+    # the others too, and names the first that is missing.
+    code, stdout, stderr = run_eval(capsys, *common)
+    assert (code, stdout) == (1, "")
+    assert f"set {first_missing!r} not found" in stderr
+    present = {"sr": "Set5", "denoise": "Set12", "jpeg": "Classic5"}[task]
+    code, stdout, _ = run_eval(capsys, *common, "--sets", present)
+    assert code == 0
+    assert header in stdout
 
 
 def test_folder_path_as_a_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

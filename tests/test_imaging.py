@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from memnet.imaging import imresize, jpeg_roundtrip, modcrop, rgb2ycbcr, ycbcr2rgb
+from memnet.imaging import (
+    imresize,
+    jpeg_decode,
+    jpeg_encode,
+    jpeg_roundtrip,
+    modcrop,
+    rgb2ycbcr,
+    ycbcr2rgb,
+)
 from memnet.imaging.color import round_to_uint8
 from memnet.imaging.noise import add_gaussian_noise
 from memnet.imaging.resize import cubic, resize_weights
@@ -140,6 +150,37 @@ def test_jpeg_round_trip_is_lossy_and_quality_ordered() -> None:
     assert err(low) > err(high) > 0
     with pytest.raises(ValueError, match="quality"):
         jpeg_roundtrip(image, 0)
+
+
+# ITU-T T.81 Annex K luminance quantisation table, natural (row-major) order.
+ANNEX_K_LUMINANCE = np.array(
+    [
+        [16, 11, 10, 16, 24, 40, 51, 61],
+        [12, 12, 14, 19, 26, 58, 60, 55],
+        [14, 13, 16, 24, 40, 57, 69, 56],
+        [14, 17, 22, 29, 51, 87, 80, 62],
+        [18, 22, 37, 56, 68, 109, 103, 77],
+        [24, 35, 55, 64, 81, 104, 113, 92],
+        [49, 64, 78, 87, 103, 121, 120, 101],
+        [72, 92, 95, 98, 112, 100, 103, 99],
+    ]
+)
+
+
+@pytest.mark.parametrize("quality", [10, 20, 30, 40, 75])
+def test_jpeg_uses_the_ijg_quality_tables(quality: int) -> None:
+    # IJG jpeg_set_quality: percentage 5000/q below 50, 200 - 2q from there; baseline clamp.
+    percent = 5000 // quality if quality < 50 else 200 - 2 * quality
+    expected = np.clip((ANNEX_K_LUMINANCE * percent + 50) // 100, 1, 255)
+    data = jpeg_encode(np.full((16, 16), 128, np.uint8), quality)
+    with Image.open(io.BytesIO(data)) as encoded:
+        assert encoded.mode == "L"
+        tables = encoded.quantization
+    assert list(tables) == [0]  # one channel: one table, no chroma
+    np.testing.assert_array_equal(np.array(tables[0]).reshape(8, 8), expected)
+    np.testing.assert_array_equal(
+        jpeg_decode(data), jpeg_roundtrip(np.full((16, 16), 128, np.uint8), quality)
+    )
 
 
 def test_gaussian_noise_is_seeded_and_unclipped() -> None:

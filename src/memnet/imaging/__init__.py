@@ -1,8 +1,17 @@
 """MATLAB-compatible pixel math: pure functions on numpy arrays, float64 unless stated."""
 
 from memnet.imaging.color import rgb2ycbcr, ycbcr2rgb
-from memnet.imaging.jpeg import jpeg_roundtrip
+from memnet.imaging.jpeg import jpeg_decode, jpeg_encode, jpeg_roundtrip
 from memnet.imaging.noise import add_gaussian_noise
 from memnet.imaging.resize import imresize, modcrop
 
-__all__ = ["add_gaussian_noise", "imresize", "jpeg_roundtrip", "modcrop", "rgb2ycbcr", "ycbcr2rgb"]
+__all__ = [
+    "add_gaussian_noise",
+    "imresize",
+    "jpeg_decode",
+    "jpeg_encode",
+    "jpeg_roundtrip",
+    "modcrop",
+    "rgb2ycbcr",
+    "ycbcr2rgb",
+]
