@@ -158,3 +158,21 @@ def test_load_network_output_is_tiled_exactly(tiny_weights: Path) -> None:
     image = RNG.random((40, 50))
     assert np.abs(model_restorer(image) - tiled_restorer(image)).max() <= 1e-5
     assert tiled_restorer.windows(picture_from_array(image)) > 1
+
+
+def test_baseline_refuses_a_device_or_dtype_that_cannot_work() -> None:
+    with pytest.raises(MemNetError, match="half precision"):
+        memnet.load("bicubic", device="cpu", task="sr", scale=2, dtype="bf16")
+    if not torch.cuda.is_available():
+        with pytest.raises(MemNetError, match="CUDA is not available"):
+            memnet.load("identity", device="cuda", task="denoise")
+
+
+def test_weights_of_a_run_carry_their_trained_levels(tmp_path: Path) -> None:
+    path = tmp_path / "run.safetensors"
+    meta = {"memnet.task": "denoise", "memnet.levels": "[30, 50, 70]"}
+    save_weights(MemNet(blocks=2, recursions=2, channels=8), path, meta)
+    restorer = memnet.load(path, device="cpu")
+    assert restorer.loaded.levels == (30.0, 50.0, 70.0)
+    assert restorer.make_task().label == "sigma30"  # the first trained level by default
+    assert restorer.make_task(sigma=50).label == "sigma50"

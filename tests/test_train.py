@@ -104,8 +104,28 @@ def test_adjustable_clipping_bounds_the_raw_step_by_value(tmp_path: Path) -> Non
 # -- runs ----------------------------------------------------------------------------------------
 
 
-def test_resume_is_bit_identical_to_a_straight_run(tmp_path: Path) -> None:
-    recipe = smoke("train.deterministic=true", "checkpoint.interval=100")
+PAPER_SOLVER = (
+    "optim.name=sgd", "optim.lr=0.1", "optim.momentum=0.9", "optim.weight_decay=1e-4",
+    "optim.bias_lr_factor=0.1", "schedule={kind: step, step_size: 5}", "train.loss=caffe",
+    "train.clip={mode: adjustable, value: 0.01}",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        (),  # SR x2/x3/x4, Adam, cosine with warm-up
+        PAPER_SOLVER,  # SGD momentum, bias lr, step schedule, adjustable clipping
+        ("task={kind: denoise, levels: [30, 50, 70]}",),  # fresh noise per patch
+        ("task={kind: denoise, range: [0, 75]}",),  # blind σ
+        ("task={kind: jpeg, levels: [10, 20]}",),
+    ],
+    ids=["sr-adam", "sr-paper-sgd", "denoise", "denoise-blind", "jpeg"],
+)
+def test_resume_is_bit_identical_to_a_straight_run(
+    tmp_path: Path, variant: tuple[str, ...]
+) -> None:
+    recipe = smoke("train.deterministic=true", "checkpoint.interval=100", *variant)
     straight, split = tmp_path / "straight", tmp_path / "split"
     train(recipe, RunOptions(out=straight, quiet=True))
     first = train(recipe, RunOptions(out=split, quiet=True, stop_at=6))
@@ -266,3 +286,16 @@ def test_validation_of_an_identity_network_is_the_bicubic_reference(datasets: Pa
     psnr = [round(scores[f"Set5/x{s}"]["psnr"], 2) for s in (2, 3, 4)]
     assert psnr == [33.66, 30.39, 28.42]  # memnet-spec.md §4, bicubic
     assert round(scores["Set5/x2"]["ssim"], 4) == 0.9299
+
+
+def test_progress_bar_shows_loss_lr_and_patches_per_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memnet.training_log import Progress
+
+    shown: list[dict[str, str]] = []
+    monkeypatch.setattr(Progress, "step", lambda self, postfix: shown.append(postfix))
+    train(smoke("train.iterations=3"), RunOptions(out=tmp_path, quiet=True))
+    assert len(shown) == 3  # one update per iteration (tqdm adds it/s and the ETA)
+    assert set(shown[-1]) == {"loss", "lr", "patches/s"}
+    assert float(shown[-1]["patches/s"]) > 0

@@ -14,6 +14,7 @@ omitted they default to the model's first trained level.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable
@@ -38,7 +39,7 @@ from memnet.io import (
 )
 from memnet.model import MemNet
 from memnet.pipeline import resolve_color, restore_picture
-from memnet.restore import ProgressCallback, Restorer
+from memnet.restore import ProgressCallback, Restorer, resolve_device, resolve_dtype
 from memnet.tasks import TASK_KINDS, Task, make_task
 
 __all__ = ["BASELINE_METHODS", "ImageRestorer", "LoadedModel", "load", "resolve_model"]
@@ -80,10 +81,25 @@ def resolve_model(
 
         model, metadata = load_any_weights(path, unsafe_load=unsafe_load)
         task = metadata.get("memnet.task", metadata.get("task"))
-        return LoadedModel(model, path.name, task if task in TASK_KINDS else None)
+        return LoadedModel(
+            model, path.name, task if task in TASK_KINDS else None, _trained_levels(metadata)
+        )
     known = ", ".join([*zoo.REGISTRY, *BASELINE_METHODS])
     raise MemNetError(
         f"{text!r} is neither a released model ({known}) nor an existing weights file"
+    )
+
+
+def _trained_levels(metadata: dict[str, str]) -> tuple[float, ...]:
+    """The levels a run's weights file says it was trained on (`memnet.levels`), if any."""
+    try:
+        levels = json.loads(metadata.get("memnet.levels", "[]"))
+    except json.JSONDecodeError:
+        return ()
+    if not isinstance(levels, list):
+        return ()
+    return tuple(
+        float(v) for v in levels if isinstance(v, (int, float)) and not isinstance(v, bool)
     )
 
 
@@ -285,7 +301,10 @@ def load(
         if value is not None and not (isinstance(value, float) and math.isnan(value))
     }
     restorer = None
-    if loaded.model is not None:
+    if loaded.model is None:
+        # no network to run, but a device or dtype that cannot work is refused all the same
+        resolve_dtype(dtype, resolve_device(device))
+    else:
         restorer = Restorer(
             loaded.model,
             device=device,

@@ -630,7 +630,10 @@ class Trainer:
             if self.threads is not None:
                 self.threads.record(spent - waited)
             it = self.iteration
-            progress.step({"loss": f"{loss:.4g}", "lr": f"{lr:.2g}"})
+            patches_per_s = window.steps * recipe.train.batch_size / max(window.seconds, 1e-9)
+            progress.step(
+                {"loss": f"{loss:.4g}", "lr": f"{lr:.2g}", "patches/s": f"{patches_per_s:.1f}"}
+            )
             if it % interval == 0 or it == total:
                 self._log_window(window, lr, stream.batch_ms, log, progress)
                 window = _Window()
