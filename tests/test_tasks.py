@@ -39,6 +39,22 @@ def test_sr_input_is_bicubic_down_then_up_never_quantised() -> None:
     assert np.any(np.abs(degraded * 255 - np.round(degraded * 255)) > 1e-3)
 
 
+@pytest.mark.parametrize("scale", [1.5, 2.5, 3.5])
+def test_sr_non_integer_scale_keeps_the_pixel_grid_aligned(scale: float) -> None:
+    # Bicubic down then up reproduces a ramp almost exactly away from the borders, but only if
+    # the way up uses the scale itself: ceil(102 / s) · s ≠ 102, and resizing to exactly 102 px
+    # stretches the grid (by up to 5 levels of this ramp at the far edge for ×3.5).
+    task = SuperResolution(scale)
+    ramp = np.tile(np.arange(102, dtype=np.uint8) * 2, (102, 1))
+    truth = task.ground_truth(ramp)
+    assert truth.shape == ramp.shape  # no crop for a non-integer scale
+    degraded = task.degrade(truth, np.random.default_rng(0))
+    low = imresize(truth.astype(np.float64) / 255, 1 / scale)
+    np.testing.assert_array_equal(degraded, imresize(low, scale)[:102, :102])
+    inner = np.s_[12:-12, 12:-12]
+    assert np.abs(degraded * 255 - truth)[inner].max() < 0.1
+
+
 def test_sr_scores_rounded_output_with_scale_shaved() -> None:
     task = SuperResolution(4)
     truth = task.ground_truth(clean_image((60, 60)))

@@ -147,9 +147,12 @@ class SuperResolution(Task):
     def degrade(self, clean: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[np.float64]:
         truth = self.ground_truth(clean).astype(np.float64) / 255.0
         low = self.downscale(truth)
-        # Back up to exactly the ground truth's size; for integer scales this is the same
-        # kernel as imresize(low, scale) because the size ratio is then exactly `scale`.
-        return imresize(low, output_shape=truth.shape)
+        # Back up by the scale itself, then crop to the ground truth's size. For integer scales
+        # the crop removes nothing (the truth is cropped to a multiple of the scale). For other
+        # scales ceil(ceil(h / s) · s) may exceed h; resizing to exactly h instead would use the
+        # ratio h / ceil(h / s) ≠ s and shift the grid by up to half a pixel at the far edge.
+        height, width = truth.shape
+        return imresize(low, self.scale)[:height, :width]
 
     def prepare_input(self, degraded: NDArray[np.floating]) -> NDArray[np.float64]:
         return imresize(degraded, self.scale)
