@@ -299,3 +299,36 @@ def test_progress_bar_shows_loss_lr_and_patches_per_second(
     assert len(shown) == 3  # one update per iteration (tqdm adds it/s and the ETA)
     assert set(shown[-1]) == {"loss", "lr", "patches/s"}
     assert float(shown[-1]["patches/s"]) > 0
+
+
+def test_resume_from_a_path_a_snapshot_or_a_run_folder(tmp_path: Path) -> None:
+    recipe = smoke("train.deterministic=true", "checkpoint.interval=100")
+    straight, source = tmp_path / "straight", tmp_path / "source"
+    train(recipe, RunOptions(out=straight, quiet=True))
+    train(smoke("train.deterministic=true", "checkpoint.snapshot_interval=4"),
+          RunOptions(out=source, quiet=True, stop_at=8))  # fmt: skip
+    snapshot = source / "checkpoints" / "snapshots" / "iter_00000004.state.pt"
+    assert load_training_state(snapshot)["iteration"] == 4
+
+    # a snapshot's state file, into a new run folder: continues from iteration 4, exactly
+    branch = tmp_path / "branch"
+    result = train(recipe, RunOptions(out=branch, quiet=True, resume=str(snapshot)))
+    assert (result.reason, result.iteration) == ("completed", 12)
+    resumed = [r for r in metrics(branch) if r.get("event") == "resume"]
+    assert resumed[0]["iteration"] == 4
+    a = load_file(straight / "checkpoints" / "last.safetensors")
+    b = load_file(branch / "checkpoints" / "last.safetensors")
+    assert all(torch.equal(a[key], b[key]) for key in a)
+
+    # a run folder resumes from its last.state.pt; weights alone cannot resume
+    again = train(recipe, RunOptions(out=tmp_path / "other", quiet=True, resume=str(source)))
+    assert [r["iteration"] for r in metrics(tmp_path / "other") if r.get("event") == "resume"] == [
+        8
+    ]
+    assert again.iteration == 12
+    weights_only = source / "checkpoints" / "snapshots" / "iter_00000004.safetensors"
+    (source / "checkpoints" / "snapshots" / "iter_00000004.state.pt").unlink()
+    with pytest.raises(MemNetError, match="weights alone cannot resume"):
+        train(recipe, RunOptions(out=tmp_path / "x", quiet=True, resume=str(weights_only)))
+    with pytest.raises(MemNetError, match="no such checkpoint"):
+        train(recipe, RunOptions(out=tmp_path / "x", quiet=True, resume=str(tmp_path / "no.pt")))
