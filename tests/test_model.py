@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 import torch
 from torch import nn
@@ -69,9 +71,15 @@ def test_shared_conv_is_used_by_every_recursion() -> None:
         unit.register_forward_hook(lambda m, i, o: outputs.append(o.clone()))
         for unit in block.recursions
     ]
+    # Each recursion's change could also come from its input (the previous recursion); the
+    # call count shows that every one of the 4 recursions runs the block's own pair of convs.
+    calls: Counter[str] = Counter()
+    for label, conv in (("a", block.conv_a), ("b", block.conv_b)):
+        hooks.append(conv.register_forward_hook(lambda m, i, o, label=label: calls.update([label])))
     x = torch.rand(1, 1, 12, 12)
     with torch.no_grad():
         model(x)
+        assert calls == {"a": 4, "b": 4}
         before = list(outputs)
         outputs.clear()
         block.conv_b.weight.add_(0.1)
