@@ -123,6 +123,9 @@ def test_recursive_folders_are_mirrored_and_globs_work(tmp_path: Path) -> None:
         == 0
     )
     assert files_under(tmp_path / "g") == ["a.png"]
+    # a folder or glob into what looks like a file name is refused before anything is written
+    assert main(["restore", "-i", str(src), "-o", str(tmp_path / "one.png"), "--task", "sr"]) == 1
+    assert not (tmp_path / "one.png").exists()
 
 
 def test_existing_outputs_and_inputs_are_never_overwritten(

@@ -130,6 +130,12 @@ def plan_outputs(
     else:
         if out.exists() and not out.is_dir():
             raise MemNetError(f"{out}: is a file; several inputs need an output folder")
+        if not out.exists() and out.suffix.lower() in FORMAT_BY_SUFFIX:
+            # a folder called "x.png" is almost always a mistake; an existing one is taken as is
+            raise MemNetError(
+                f"{out}: looks like an image file name, but the input is a folder or glob "
+                f"({len(sources)} file{'' if len(sources) == 1 else 's'}); give an output folder"
+            )
         jobs = []
         for source in sources:
             relative = (
