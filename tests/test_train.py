@@ -332,3 +332,19 @@ def test_resume_from_a_path_a_snapshot_or_a_run_folder(tmp_path: Path) -> None:
         train(recipe, RunOptions(out=tmp_path / "x", quiet=True, resume=str(weights_only)))
     with pytest.raises(MemNetError, match="no such checkpoint"):
         train(recipe, RunOptions(out=tmp_path / "x", quiet=True, resume=str(tmp_path / "no.pt")))
+
+
+def test_records_a_killed_run_made_after_its_checkpoint_are_not_logged_twice(
+    tmp_path: Path,
+) -> None:
+    train(smoke("train.iterations=4"), RunOptions(out=tmp_path, quiet=True))
+    path = tmp_path / "metrics.jsonl"
+    lost = [{"kind": "train", "iteration": 6, "loss": 1.0}, {"kind": "val", "iteration": 6}]
+    path.write_text(path.read_text() + "".join(json.dumps(r) + "\n" for r in lost))
+    train(smoke("train.iterations=8"), RunOptions(out=tmp_path, quiet=True, resume="auto"))
+    records = metrics(tmp_path)
+    assert [r["iteration"] for r in records if r["kind"] == "train"] == [2, 4, 6, 8]
+    assert all(r["loss"] != 1.0 for r in records if r["kind"] == "train")
+    assert [r["event"] for r in records if r["kind"] == "event"] == [
+        "start", "completed", "resume", "completed",
+    ]  # fmt: skip

@@ -80,6 +80,8 @@ def test_sigkill_mid_training_resumes_from_the_last_complete_checkpoint(tmp_path
     resumed = [r for r in records if r.get("event") == "resume"]
     assert resumed
     assert resumed[-1]["iteration"] == saved
+    logged = [r["iteration"] for r in records if r["kind"] == "train"]
+    assert logged == list(range(1, saved + 4))  # iterations replayed after the kill: logged once
     assert not list((tmp_path / "checkpoints").glob(".*.tmp"))  # leftovers cleaned up
     final = load_training_state(tmp_path / "checkpoints" / "last.state.pt")
     assert final["iteration"] == saved + 3

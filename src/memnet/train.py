@@ -572,6 +572,7 @@ class Trainer:
         log = MetricsLog(
             self.folder.metrics if main else None,
             self.folder.tensorboard if main and recipe.log.tensorboard else None,
+            resume_at=self.iteration if resume_from is not None else None,
         )
         stream = BatchStream(
             source,

@@ -16,6 +16,8 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from memnet.fsutil import atomic_write_text
+
 __all__ = ["MetricsLog", "Progress", "format_duration", "plural"]
 
 
@@ -28,22 +30,52 @@ def _drop_partial_line(path: Path) -> None:
             handle.truncate(data.rfind(b"\n") + 1)
 
 
-class MetricsLog:
-    """Appends JSON lines to metrics.jsonl (and TensorBoard scalars when installed)."""
+def _drop_records_after(path: Path, iteration: int) -> None:
+    """Remove train/val lines past `iteration`: work a killed run did after its last checkpoint.
 
-    def __init__(self, path: Path | None, tensorboard_dir: Path | None) -> None:
+    The resumed run repeats those iterations, so keeping them would log each one twice. Events
+    (start, resume, stops) are kept: they are the run's history.
+    """
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        past = record.get("kind") in ("train", "val") and int(record["iteration"]) > iteration
+        if not past:
+            kept.append(line)
+    if len(kept) != len(lines):
+        atomic_write_text(path, "".join(kept))
+
+
+class MetricsLog:
+    """Appends JSON lines to metrics.jsonl (and TensorBoard scalars when installed).
+
+    `resume_at`: the iteration a resumed run continues from; records after it are dropped.
+    """
+
+    def __init__(
+        self, path: Path | None, tensorboard_dir: Path | None, resume_at: int | None = None
+    ) -> None:
         self._file: TextIO | None = None
         self._board: Any = None
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         _drop_partial_line(path)  # a killed run may have cut its last line short
+        if resume_at is not None:
+            _drop_records_after(path, resume_at)
         self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
         if tensorboard_dir is not None:
             with contextlib.suppress(ImportError):
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._board = SummaryWriter(str(tensorboard_dir))
+                purge = None if resume_at is None else resume_at + 1
+                self._board = SummaryWriter(str(tensorboard_dir), purge_step=purge)
 
     @property
     def tensorboard(self) -> bool:
