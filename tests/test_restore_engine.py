@@ -86,16 +86,18 @@ def test_true_m6r6_tiles_are_exact() -> None:
 
 def test_automatic_tile_size_follows_the_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     model = small_model()
-    per_pixel = activation_bytes_per_pixel(model.config)
+    per_pixel = Restorer(model).bytes_per_pixel
     monkeypatch.setattr(restore, "memory_budget", lambda device: 10**12)
     assert Restorer(model).tile_for(500, 500) == 0  # fits: whole image at once
     budget = 120 * 120 * per_pixel
     monkeypatch.setattr(restore, "memory_budget", lambda device: budget)
     restorer = Restorer(model)
-    tile = restorer.tile_for(500, 500)
-    assert tile == 120 - 2 * exact_context(model)
-    # the padded window of a tile fits the budget
-    assert (tile + 2 * restorer.tile_pad) ** 2 * per_pixel <= budget
+    grid = restorer.plan(500, 500)
+    assert grid is not None
+    assert restorer.tile_for(500, 500) == grid.tile
+    # every padded window fits the budget
+    for rows, cols, _, _ in grid:
+        assert (rows.stop - rows.start) * (cols.stop - cols.start) * per_pixel <= budget
     image = np.random.default_rng(4).random((150, 140))
     assert restorer.tile_count(150, 140) > 1
     assert np.abs(restorer(image) - Restorer(model, tile=0)(image)).max() <= 1e-5

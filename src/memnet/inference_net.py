@@ -1,0 +1,258 @@
+"""A trained MemNet rearranged for fast, lean inference; the same function as `memnet.model`.
+
+`InferenceMemNet(model)` computes what `model.eval()(x)` computes, in a different order:
+
+- The BatchNorm after each recursion's first conv is folded into a per-recursion copy of that
+  conv (exact in eval mode; it unshares conv_a, which only training needs shared), and the ReLU
+  after it runs inside the conv.
+- The gate's concatenation is never built: the 1×1 gate conv is linear, so it is split over its
+  inputs and each memory's share is added into the gate output as soon as that memory exists.
+  A short-term memory H_r is then dead at once, and the recursion updates H in place.
+- The M reconstruction branches share one conv, so each adds w_m·rec(τ_m(B_m)) straight into
+  the output; the weighted sum of branches is never materialised.
+- Activations are channels_last, which oneDNN's convolutions run fastest; on a CPU the residual
+  and gate additions are done by the conv itself (oneDNN's sum post-op), not as separate passes.
+
+It returns only the weighted restoration (no per-branch outputs) and has no gradients.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from memnet.model import MemNet, MemNetConfig, MemoryBlock, RecursiveUnit
+
+__all__ = ["InferenceMemNet", "fused_conv_available"]
+
+
+def _fused_ops() -> Any:
+    """oneDNN's conv with fused ReLU / add, as PyTorch's CPU compiler uses them (None if absent)."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        ops = torch.ops.mkldnn
+        return (
+            ops._convolution_pointwise.default,
+            ops._convolution_pointwise.binary,
+            ops._convolution_pointwise_.binary,
+        )
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_FUSED: Any = _fused_ops()
+
+
+def fused_conv_available() -> bool:
+    """Whether this PyTorch build has oneDNN's fused conv operators (CPU only)."""
+    return _FUSED is not None
+
+
+class _Affine(nn.Module):
+    """An eval-mode BatchNorm's statistics and affine, applied with the ReLU that follows it."""
+
+    mean: Tensor
+    var: Tensor
+    weight: Tensor
+    bias: Tensor
+
+    def __init__(self, bn: nn.BatchNorm2d, channels: slice | None = None) -> None:
+        super().__init__()
+        assert bn.running_mean is not None
+        assert bn.running_var is not None
+        pick = channels if channels is not None else slice(None)
+        self.eps = bn.eps
+        # Kept as statistics, not folded into a scale and shift, so that the result is the
+        # plain model's to the last bit.
+        self.register_buffer("mean", bn.running_mean[pick].detach().clone())
+        self.register_buffer("var", bn.running_var[pick].detach().clone())
+        self.register_buffer("weight", _or_ones(bn.weight, bn.running_mean)[pick].detach().clone())
+        self.register_buffer("bias", _or_zeros(bn.bias, bn.running_mean)[pick].detach().clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.batch_norm(x, self.mean, self.var, self.weight, self.bias, False, 0.0, self.eps)
+        return out.relu_()
+
+
+def _or_ones(value: Tensor | None, like: Tensor) -> Tensor:
+    return torch.ones_like(like) if value is None else value
+
+
+def _or_zeros(value: Tensor | None, like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if value is None else value
+
+
+class _Conv(nn.Module):
+    """A stride-1 'same' conv whose result can be ReLU'd or added into a tensor in one pass."""
+
+    weight: Tensor
+    bias: Tensor | None
+
+    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight.detach().clone())
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        pad = weight.shape[-1] // 2
+        self.padding = [pad, pad]
+
+    def _fused(self, x: Tensor) -> bool:
+        # oneDNN's fused operators exist for CPU tensors only; autocast needs the plain path.
+        return _FUSED is not None and x.device.type == "cpu" and x.dtype == self.weight.dtype
+
+    def forward(self, x: Tensor, *, relu: bool = False) -> Tensor:
+        """conv(x), optionally ReLU'd."""
+        if self._fused(x):
+            attr = "relu" if relu else "none"
+            out: Tensor = _FUSED[0](x, self.weight, self.bias, *self._geometry(), attr, [], "")
+            return out
+        out = F.conv2d(x, self.weight, self.bias, padding=self.padding)
+        return out.relu_() if relu else out
+
+    def add(self, other: Tensor, x: Tensor) -> Tensor:
+        """other + conv(x) as a new tensor."""
+        if self._fused(x) and other.dtype == x.dtype:
+            out: Tensor = _FUSED[1](
+                x, other, self.weight, self.bias, *self._geometry(), "add", None, None, [], None
+            )
+            return out
+        return F.conv2d(x, self.weight, self.bias, padding=self.padding).add_(other)
+
+    def add_(self, other: Tensor, x: Tensor) -> Tensor:
+        """other += conv(x), in place; returns other."""
+        if self._fused(x) and other.dtype == x.dtype:
+            _FUSED[2](
+                other, x, self.weight, self.bias, *self._geometry(), "add", None, None, [], None
+            )
+            return other
+        return other.add_(F.conv2d(x, self.weight, self.bias, padding=self.padding))
+
+    def _geometry(self) -> tuple[list[int], list[int], list[int], int]:
+        return self.padding, [1, 1], [1, 1], 1
+
+
+class _Block(nn.Module):
+    """Memory block m: folded recursions and its gate conv split per memory."""
+
+    def __init__(self, model: MemNet, m: int) -> None:
+        super().__init__()
+        block = cast(MemoryBlock, model.blocks[m - 1])
+        channels = model.config.channels
+        conv_a, conv_b = block.conv_a, block.conv_b
+        pre_a: list[_Affine] = []
+        folded: list[_Conv] = []
+        for unit in cast(list[RecursiveUnit], list(block.recursions)):
+            pre_a.append(_Affine(cast(nn.BatchNorm2d, unit.pre_a[0])))
+            scale, shift = _bn_scale_shift(cast(nn.BatchNorm2d, unit.pre_b[0]))
+            bias = conv_a.bias if conv_a.bias is not None else torch.zeros_like(scale)
+            folded.append(_Conv(conv_a.weight * scale[:, None, None, None], bias * scale + shift))
+        self.conv_b = _Conv(conv_b.weight, conv_b.bias)
+        gate = block.gate
+        gate_bn = cast(nn.BatchNorm2d, gate.pre[0])
+        gate_pre: list[_Affine] = []
+        gate_conv: list[_Conv] = []
+        for i in range(gate.conv.in_channels // channels):
+            part = slice(i * channels, (i + 1) * channels)
+            gate_pre.append(_Affine(gate_bn, part))
+            # The bias is added once, with the first share.
+            gate_conv.append(_Conv(gate.conv.weight[:, part], gate.conv.bias if i == 0 else None))
+        # Registered for .to(device); the typed lists are what forward uses.
+        self.modules_a = nn.ModuleList([*pre_a, *folded])
+        self.modules_gate = nn.ModuleList([*gate_pre, *gate_conv])
+        self.pre_a, self.conv_a = pre_a, folded
+        self.gate_pre, self.gate_conv = gate_pre, gate_conv
+        self.long_term = m  # shares 0 .. m-1 belong to B0 .. B_{m-1}, the rest to H_1 .. H_R
+
+    def share(self, gate: Tensor | None, index: int, memory: Tensor) -> Tensor:
+        """Add memory `index`'s share of the gate conv into `gate` (started when None)."""
+        activated = self.gate_pre[index](memory)
+        conv = self.gate_conv[index]
+        # The first share (index 0) carries the gate's bias.
+        return conv(activated) if gate is None else conv.add_(gate, activated)
+
+    def recurse(self, h: Tensor, gate: Tensor) -> Tensor:
+        """Run the R recursions from h = B_{m-1}, adding each H_r into `gate`; returns B_m."""
+        for r, (pre, conv_a) in enumerate(zip(self.pre_a, self.conv_a, strict=True)):
+            inner = conv_a(pre(h), relu=True)
+            # H_{r-1} is dead once its gate share is added (r ≥ 1), so H is updated in place;
+            # B_{m-1} itself (r = 0) is still needed by later blocks.
+            h = self.conv_b.add(h, inner) if r == 0 else self.conv_b.add_(h, inner)
+            del inner
+            gate = self.share(gate, self.long_term + r, h)
+        return gate
+
+
+def _bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    assert bn.running_mean is not None
+    assert bn.running_var is not None
+    weight = _or_ones(bn.weight, bn.running_mean)
+    bias = _or_zeros(bn.bias, bn.running_mean)
+    scale = weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale, bias - bn.running_mean * scale
+
+
+class InferenceMemNet(nn.Module):
+    """Eval-mode `MemNet` rearranged for speed and memory; `forward(x)` equals `model.eval()(x)`."""
+
+    weight_sum: Tensor
+
+    def __init__(self, model: MemNet) -> None:
+        super().__init__()
+        model = model.eval()
+        self.config: MemNetConfig = model.config
+        with torch.no_grad():
+            self.fenet_pre = _Affine(cast(nn.BatchNorm2d, model.fenet_pre[0]))
+            self.fenet = _Conv(model.fenet.weight, model.fenet.bias)
+            blocks = [_Block(model, m) for m in range(1, self.config.blocks + 1)]
+            rec_pre = [
+                _Affine(cast(nn.BatchNorm2d, cast(nn.Sequential, pre)[0]))
+                for pre in model.reconstruction_pre
+            ]
+            rec = model.reconstruction
+            weights = model.branch_weights.detach()
+            rec_bias = rec.bias if rec.bias is not None else torch.zeros(rec.out_channels)
+            # w_m·rec(·) is a conv with w_m-scaled weights: each branch adds itself to the output.
+            recs = [_Conv(rec.weight * w, rec_bias * w) for w in weights.unbind()]
+            self.register_buffer("weight_sum", weights.sum().clone())
+        self.registered = nn.ModuleList([*blocks, *rec_pre, *recs])
+        self.branches = list(zip(blocks, rec_pre, recs, strict=True))
+        self.requires_grad_(False)
+
+    def bytes_per_pixel(self, element_bytes: int = 4) -> int:
+        """Peak activation memory per input pixel of one forward pass (errs on the high side).
+
+        In block M-1 the network holds B0 .. B_{M-2}, the gate output, H and two temporaries
+        of C channels each; one more C-channel tensor covers the input, output and allocator.
+        """
+        return element_bytes * self.config.channels * (self.config.blocks + 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"MemNet expects input of shape (N, {self.config.in_channels}, H, W), "
+                f"got {tuple(x.shape)}"
+            )
+        x = x.contiguous(memory_format=torch.channels_last)
+        memories = [self.fenet(self.fenet_pre(x))]  # B0 .. B_{m-1}
+        out = x * self.weight_sum.to(x.dtype)  # Σ_m w_m · x; each branch adds its residual below
+        last = len(self.branches)
+        for m, (block, rec_pre, rec) in enumerate(self.branches, start=1):
+            start = memories[-1]
+            gate: Tensor | None = None
+            for j in range(m):
+                gate = block.share(gate, j, memories[j])
+                if m == last:
+                    # The last block is the last reader of every long-term memory.
+                    memories[j] = start.new_empty(0)
+            assert gate is not None
+            result = block.recurse(start, gate)
+            del start
+            rec.add_(out, rec_pre(result))
+            if m == last:
+                memories.clear()
+            else:
+                memories.append(result)
+        return out.contiguous()
