@@ -348,3 +348,17 @@ def test_records_a_killed_run_made_after_its_checkpoint_are_not_logged_twice(
     assert [r["event"] for r in records if r["kind"] == "event"] == [
         "start", "completed", "resume", "completed",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW)]
+)
+def test_adam_and_adamw_keep_the_bias_group(name: str, kind: type) -> None:
+    recipe = smoke(f"optim.name={name}", "optim.lr=2e-3", "optim.weight_decay=0.01",
+                   "optim.bias_lr_factor=0.5", "optim.betas=[0.8, 0.99]")  # fmt: skip
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    optimizer, base_lrs = build_optimizer(model, recipe.optim)
+    assert type(optimizer) is kind
+    assert base_lrs == [pytest.approx(2e-3), pytest.approx(1e-3)]
+    assert optimizer.param_groups[0]["betas"] == (0.8, 0.99)
+    assert optimizer.param_groups[0]["weight_decay"] == pytest.approx(0.01)
