@@ -151,9 +151,9 @@ def resolve_device(name: str) -> str:
 def _released_model(task: str) -> str:
     from memnet import zoo
 
-    for entry in zoo.REGISTRY.values():
-        if entry.task == task:
-            return entry.name
+    entry = zoo.default_for(task)
+    if entry is not None:
+        return entry.name
     raise MemNetError(
         f"no released model exists for task {task!r} yet; pass --method "
         f"{'bicubic' if task == 'sr' else 'identity'} or --weights FILE.safetensors"
