@@ -74,8 +74,9 @@ def retain_freed_memory() -> bool:
 
     Validation runs whole images, whose activations are large enough for glibc to map and unmap
     them on every operation; each new map is page-faulted and zeroed again (half the validation
-    time here). Process-wide, so the command line calls it, not the library. Returns whether the
-    setting was applied (glibc only).
+    time here). Process-wide: `memnet train` calls it, and so does `memnet.Restorer` on a CPU
+    (restore, eval and the Python API), where it makes the optimised network ~1.3× faster.
+    Returns whether the setting was applied (glibc only).
     """
     if not sys.platform.startswith("linux"):
         return False

@@ -1,0 +1,317 @@
+"""Speed of memnet on this machine against its measured ceiling, in one run.
+
+    python benchmarks/speed.py           # everything; writes benchmarks/results.md (~7 min, 2 cores)
+    python benchmarks/speed.py --quick   # small sizes, prints the table only (~1 min)
+
+Rows:
+- ceiling: a 3×3 64→64 conv (channels_last, 1×64×256×256) and a 4096² matmul, GFLOP/s;
+- m6r6 inference through the real `memnet.Restorer` (defaults: optimised network, automatic
+  tiling) at 256², 512², 1024²: Mpix/s, useful GFLOP/s (5.78 MFLOP per output pixel; context
+  recomputed by tiles is not counted), % of the conv ceiling, peak RSS;
+- the plain eager reference (benchmarks/eager_reference.py) on the same images, whole;
+- training throughput of m6r6 through `memnet train`'s loop (batch 32 of 31×31 patches,
+  forward+backward counted as 3× forward), with the time each step waited for data;
+- the earlier PyTorch port's network (benchmarks/old_port.py) on the same 512² image.
+
+Every row runs in a fresh process, so each peak RSS (VmHWM) is its own; times are medians of
+at least 3 repetitions. Weights are untrained presets: speed does not depend on their values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results.md"
+PATCH = 31
+BATCH = 32
+
+
+def peak_rss_mb() -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def timed(fn: Any, reps: int) -> list[float]:
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def ceiling(reps: int) -> dict[str, float]:
+    """GFLOP/s of the conv the network is made of, and of a large matmul."""
+    import torch
+    import torch.nn.functional as F
+
+    with torch.inference_mode():
+        x = torch.randn(1, 64, 256, 256).contiguous(memory_format=torch.channels_last)
+        w, b = torch.randn(64, 64, 3, 3), torch.randn(64)
+        conv_flop = 2 * 64 * 64 * 9 * 256 * 256
+        timed(lambda: F.conv2d(x, w, b, padding=1), 2)
+        conv = timed(lambda: F.conv2d(x, w, b, padding=1), max(reps, 7))
+        a, c = torch.randn(4096, 4096), torch.randn(4096, 4096)
+        timed(lambda: a @ c, 1)
+        mm = timed(lambda: a @ c, max(reps, 5))
+    return {
+        "conv_gflops": conv_flop / float(np.median(conv)) / 1e9,
+        "conv_best_gflops": conv_flop / min(conv) / 1e9,
+        "matmul_gflops": 2 * 4096**3 / float(np.median(mm)) / 1e9,
+    }
+
+
+def picture(edge: int) -> np.ndarray:
+    rng = np.random.default_rng(edge)
+    yy, xx = np.mgrid[0:edge, 0:edge] / edge
+    return np.clip(0.4 + 0.3 * xx * yy + rng.normal(0, 0.05, (edge, edge)), 0, 1)
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    """One measurement in this fresh process."""
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    from memnet.model import create_model, summarize
+
+    kind, reps = spec["kind"], spec["reps"]
+    torch.manual_seed(0)
+    model = create_model("m6r6").eval()
+    flop_px = summarize(model).mflop_per_pixel * 1e6
+    out: dict[str, Any] = {"flop_per_pixel": flop_px}
+    if kind == "restorer":
+        from memnet.restore import Restorer
+
+        edge = spec["edge"]
+        restorer = Restorer(model, device="cpu")
+        restorer(picture(96))  # warm-up: first-call setup, not the image's work
+        image = picture(edge)
+        grid = restorer.plan(edge, edge)
+        windows = (
+            [(edge, edge)]
+            if grid is None
+            else [(r.stop - r.start, c.stop - c.start) for r, c, _, _ in grid]
+        )
+        times = timed(lambda: restorer(image), reps)
+        out.update(
+            windows=len(windows),
+            computed_pixels=sum(h * w for h, w in windows),
+            largest_window=max(windows, key=lambda hw: hw[0] * hw[1]),
+        )
+    elif kind == "eager":
+        from eager_reference import EagerMemNet
+
+        edge = spec["edge"]
+        eager = EagerMemNet.from_memnet(model)
+        x = torch.from_numpy(picture(edge).astype(np.float32))[None, None]
+        with torch.inference_mode():
+            eager(x[..., :96, :96])
+            times = timed(lambda: eager(x), reps)
+    elif kind == "old_port":
+        from old_port import OldPortNet, conv_flop_per_pixel
+
+        edge = spec["edge"]
+        port = OldPortNet().eval()
+        out["flop_per_pixel"] = conv_flop_per_pixel(port)
+        x = torch.rand(1, 3, edge, edge)
+        with torch.inference_mode():
+            port(x[..., :32, :32])
+            times = timed(lambda: port(x), reps)
+    elif kind == "training":
+        from memnet.config import load_recipe
+        from memnet.train import measure_throughput
+
+        recipe = load_recipe(
+            str(HERE.parent / "configs" / "sr-m6r6-cpu.yaml"),
+            [f"train.batch_size={BATCH}", f"data.patch_size={PATCH}", "train.threads=2"],
+        )
+        speed = measure_throughput(recipe, spec["steps"], warmup=2)
+        out.update(
+            patches_per_s=speed.patches_per_s,
+            step_ms=speed.step_ms,
+            data_wait_ms=speed.data_wait_ms,
+            batch_ms=speed.batch_ms,
+            steps=speed.iterations,
+        )
+        times = [speed.step_ms / 1e3]
+    else:
+        raise ValueError(kind)
+    out.update(times=times, median_s=float(np.median(times)), peak_rss_mb=peak_rss_mb())
+    return out
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"  {spec} -> {result['median_s']:.2f} s", file=sys.stderr, flush=True)
+    return result
+
+
+def machine() -> str:
+    import torch
+
+    import memnet
+
+    cpu = platform.processor() or platform.machine()
+    with open("/proc/cpuinfo") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{cpu}, {os.cpu_count()} CPU cores, {platform.machine()}; Python "
+        f"{platform.python_version()}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads, oneDNN {torch.backends.mkldnn.is_available()}), "
+        f"numpy {np.__version__}, memnet {memnet.__version__}"
+    )
+
+
+def report(results: dict[str, Any], quick: bool) -> str:
+    ceil = results["ceiling"]
+    peak = ceil["conv_gflops"]
+
+    def pct(gflops: float) -> str:
+        return f"{100 * gflops / peak:.0f} %"
+
+    lines = [
+        "# Speed of memnet (CPU)",
+        "",
+        f"Measured by `python benchmarks/speed.py{' --quick' if quick else ''}` on "
+        f"{date.today().isoformat()}: {results['machine']}. Times are medians of "
+        f"{results['reps']} repetitions, each row in a fresh process; untrained weights.",
+        "",
+        "## Ceiling",
+        "",
+        "| kernel | GFLOP/s |",
+        "|---|---|",
+        f"| 3×3 conv 64→64, channels_last, 1×64×256×256 (median) | {peak:.0f} |",
+        f"| same conv, best repetition | {ceil['conv_best_gflops']:.0f} |",
+        f"| 4096² fp32 matmul | {ceil['matmul_gflops']:.0f} |",
+        "",
+        "Percentages below are of the median conv rate: the network is 97 % such convs.",
+        "",
+        "## m6r6 inference",
+        "",
+        "| image | path | time | Mpix/s | GFLOP/s | % of ceiling | peak RSS | windows "
+        "(computed / output pixels) | speed-up over eager |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    eager_by_edge = {r["edge"]: r for r in results["eager"]}
+    for row in results["restorer"]:
+        edge, pixels = row["edge"], row["edge"] ** 2
+        gflops = row["flop_per_pixel"] * pixels / row["median_s"] / 1e9
+        eager = eager_by_edge.get(edge)
+        speedup = f"{eager['median_s'] / row['median_s']:.2f}×" if eager else "—"
+        lines.append(
+            f"| {edge}² | Restorer (default) | {row['median_s']:.2f} s | "
+            f"{pixels / row['median_s'] / 1e6:.4f} | {gflops:.0f} | {pct(gflops)} | "
+            f"{row['peak_rss_mb']:,.0f} MB | {row['windows']} "
+            f"({row['computed_pixels'] / pixels:.2f}×) | {speedup} |"
+        )
+        if eager:
+            g = eager["flop_per_pixel"] * pixels / eager["median_s"] / 1e9
+            lines.append(
+                f"| {edge}² | eager reference | {eager['median_s']:.2f} s | "
+                f"{pixels / eager['median_s'] / 1e6:.4f} | {g:.0f} | {pct(g)} | "
+                f"{eager['peak_rss_mb']:,.0f} MB | 1 (whole image) | 1.00× |"
+            )
+    train = results["training"]
+    train_gflops = 3 * train["flop_per_pixel"] * PATCH**2 * train["patches_per_s"] / 1e9
+    old = results["old_port"]
+    old_pixels = old["edge"] ** 2
+    old_gflops = old["flop_per_pixel"] * old_pixels / old["median_s"] / 1e9
+    lines += [
+        "",
+        "## m6r6 training",
+        "",
+        "| batch | patches/s | step | GFLOP/s (3× forward) | % of ceiling | data wait per step |",
+        "|---|---|---|---|---|---|",
+        f"| {BATCH} × {PATCH}² | {train['patches_per_s']:.1f} | {train['step_ms'] / 1e3:.2f} s | "
+        f"{train_gflops:.0f} | {pct(train_gflops)} | {train['data_wait_ms']:.1f} ms |",
+        "",
+        f"Recipe configs/sr-m6r6-cpu.yaml (batch {BATCH}, 2 threads), median of "
+        f"{train['steps']} steps after 2 warm-up steps, through memnet.train's own loop and "
+        f"data pipeline (a background thread makes a batch in {train['batch_ms']:.0f} ms).",
+        "",
+        "## The earlier PyTorch port's network",
+        "",
+        "| image | MFLOP/pixel | time | GFLOP/s | % of ceiling | peak RSS | m6r6 Restorer, same image |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    same = next((r for r in results["restorer"] if r["edge"] == old["edge"]), None)
+    lines.append(
+        f"| {old['edge']}² RGB | {old['flop_per_pixel'] / 1e6:.1f} | {old['median_s']:.1f} s | "
+        f"{old_gflops:.0f} | {pct(old_gflops)} | {old['peak_rss_mb']:,.0f} MB | "
+        + (
+            f"{same['median_s']:.2f} s ({old['median_s'] / same['median_s']:.0f}× faster) |"
+            if same
+            else "— |"
+        )
+    )
+    lines += [
+        "",
+        "- *GFLOP/s* counts the network's useful work (MFLOP per output pixel × output pixels);",
+        "  tiles recompute their 74 px of context, shown as *computed / output pixels*.",
+        "- *peak RSS* is the whole process (Python, torch, image buffers) at its high-water mark.",
+        "- The eager reference is not run at 1024²: whole, it needs over 11 GB of activations.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, print only")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(json.loads(args.child))))
+        return
+    reps = 3
+    edges = [128, 256] if args.quick else [256, 512, 1024]
+    eager_edges = [128, 256] if args.quick else [256, 512]
+    old_edge = 128 if args.quick else 512
+    results: dict[str, Any] = {"machine": machine(), "reps": reps, "ceiling": ceiling(reps)}
+    print(f"ceiling {results['ceiling']}", file=sys.stderr, flush=True)
+    results["restorer"] = [
+        {"edge": e, **run_child({"kind": "restorer", "edge": e, "reps": reps})} for e in edges
+    ]
+    results["eager"] = [
+        {"edge": e, **run_child({"kind": "eager", "edge": e, "reps": reps})} for e in eager_edges
+    ]
+    results["training"] = run_child(
+        {"kind": "training", "steps": 2 if args.quick else 5, "reps": 1}
+    )
+    results["old_port"] = {
+        "edge": old_edge,
+        **run_child({"kind": "old_port", "edge": old_edge, "reps": reps}),
+    }
+    text = report(results, args.quick)
+    print(text)
+    if not args.quick:
+        RESULTS.write_text(text)
+        (HERE / "results.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
