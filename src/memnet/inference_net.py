@@ -52,30 +52,35 @@ def fused_conv_available() -> bool:
     return _FUSED is not None
 
 
-class _Affine(nn.Module):
-    """An eval-mode BatchNorm's statistics and affine, applied with the ReLU that follows it."""
+def _pixels(t: Tensor) -> Tensor | None:
+    """A channels_last (N, C, H, W) tensor as its (N·H·W, C) matrix, sharing storage (or None)."""
+    rows = t.permute(0, 2, 3, 1)
+    return rows.view(-1, t.shape[1]) if rows.is_contiguous() else None
 
-    mean: Tensor
-    var: Tensor
-    weight: Tensor
-    bias: Tensor
+
+class _Affine(nn.Module):
+    """An eval-mode BatchNorm as a per-channel scale and shift, with the ReLU that follows it."""
+
+    scale: Tensor
+    shift: Tensor
 
     def __init__(self, bn: nn.BatchNorm2d, channels: slice | None = None) -> None:
         super().__init__()
-        assert bn.running_mean is not None
-        assert bn.running_var is not None
         pick = channels if channels is not None else slice(None)
-        self.eps = bn.eps
-        # Kept as statistics, not folded into a scale and shift, so that the result is the
-        # plain model's to the last bit.
-        self.register_buffer("mean", bn.running_mean[pick].detach().clone())
-        self.register_buffer("var", bn.running_var[pick].detach().clone())
-        self.register_buffer("weight", _or_ones(bn.weight, bn.running_mean)[pick].detach().clone())
-        self.register_buffer("bias", _or_zeros(bn.bias, bn.running_mean)[pick].detach().clone())
+        scale, shift = _bn_scale_shift(bn)
+        self.register_buffer("scale", scale[pick].detach().clone())
+        self.register_buffer("shift", shift[pick].detach().clone())
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.batch_norm(x, self.mean, self.var, self.weight, self.bias, False, 0.0, self.eps)
-        return out.relu_()
+        # On a channels_last CPU tensor PyTorch's eval BatchNorm runs ~30× slower than this
+        # multiply-add over the (pixels, channels) matrix, which vectorises along channels.
+        rows = _pixels(x) if x.device.type == "cpu" and x.dtype == self.scale.dtype else None
+        if rows is None:
+            shape = (1, -1, 1, 1)
+            return torch.addcmul(self.shift.view(shape), x, self.scale.view(shape)).relu_()
+        n, _, h, w = x.shape
+        out = torch.addcmul(self.shift, rows, self.scale).relu_()
+        return out.view(n, h, w, -1).permute(0, 3, 1, 2)
 
 
 def _or_ones(value: Tensor | None, like: Tensor) -> Tensor:
@@ -113,7 +118,7 @@ class _Conv(nn.Module):
         return out.relu_() if relu else out
 
     def add(self, other: Tensor, x: Tensor) -> Tensor:
-        """other + conv(x) as a new tensor."""
+        """other + conv(x) as a new tensor (oneDNN adds it as the conv writes its output)."""
         if self._fused(x) and other.dtype == x.dtype:
             out: Tensor = _FUSED[1](
                 x, other, self.weight, self.bias, *self._geometry(), "add", None, None, [], None
@@ -121,17 +126,44 @@ class _Conv(nn.Module):
             return out
         return F.conv2d(x, self.weight, self.bias, padding=self.padding).add_(other)
 
-    def add_(self, other: Tensor, x: Tensor) -> Tensor:
-        """other += conv(x), in place; returns other."""
-        if self._fused(x) and other.dtype == x.dtype:
-            _FUSED[2](
-                other, x, self.weight, self.bias, *self._geometry(), "add", None, None, [], None
-            )
-            return other
-        return other.add_(F.conv2d(x, self.weight, self.bias, padding=self.padding))
-
     def _geometry(self) -> tuple[list[int], list[int], list[int], int]:
         return self.padding, [1, 1], [1, 1], 1
+
+
+class _Mix(nn.Module):
+    """A 1×1 conv, run on a CPU as a matrix product that accumulates into its output in place."""
+
+    weight: Tensor
+    bias: Tensor | None
+    matrix: Tensor
+
+    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight.detach().clone())
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        self.register_buffer("matrix", weight.detach()[:, :, 0, 0].t().contiguous())
+
+    def _fast(self, x: Tensor) -> bool:
+        return x.device.type == "cpu" and x.dtype == self.matrix.dtype
+
+    def forward(self, x: Tensor) -> Tensor:
+        rows = _pixels(x) if self._fast(x) else None
+        if rows is None:
+            return F.conv2d(x, self.weight, self.bias)
+        out = rows @ self.matrix if self.bias is None else torch.addmm(self.bias, rows, self.matrix)
+        n, _, h, w = x.shape
+        return out.view(n, h, w, -1).permute(0, 3, 1, 2)
+
+    def add_(self, total: Tensor, x: Tensor) -> Tensor:
+        """total += conv(x), in place (the GEMM's beta = 1); returns total."""
+        rows = _pixels(x) if self._fast(x) else None
+        target = _pixels(total) if rows is not None and total.dtype == x.dtype else None
+        if rows is None or target is None:
+            return total.add_(F.conv2d(x, self.weight, self.bias))
+        target.addmm_(rows, self.matrix)
+        if self.bias is not None:
+            target.add_(self.bias)
+        return total
 
 
 class _Block(nn.Module):
@@ -153,12 +185,12 @@ class _Block(nn.Module):
         gate = block.gate
         gate_bn = cast(nn.BatchNorm2d, gate.pre[0])
         gate_pre: list[_Affine] = []
-        gate_conv: list[_Conv] = []
+        gate_conv: list[_Mix] = []
         for i in range(gate.conv.in_channels // channels):
             part = slice(i * channels, (i + 1) * channels)
             gate_pre.append(_Affine(gate_bn, part))
             # The bias is added once, with the first share.
-            gate_conv.append(_Conv(gate.conv.weight[:, part], gate.conv.bias if i == 0 else None))
+            gate_conv.append(_Mix(gate.conv.weight[:, part], gate.conv.bias if i == 0 else None))
         # Registered for .to(device); the typed lists are what forward uses.
         self.modules_a = nn.ModuleList([*pre_a, *folded])
         self.modules_gate = nn.ModuleList([*gate_pre, *gate_conv])
@@ -177,9 +209,9 @@ class _Block(nn.Module):
         """Run the R recursions from h = B_{m-1}, adding each H_r into `gate`; returns B_m."""
         for r, (pre, conv_a) in enumerate(zip(self.pre_a, self.conv_a, strict=True)):
             inner = conv_a(pre(h), relu=True)
-            # H_{r-1} is dead once its gate share is added (r ≥ 1), so H is updated in place;
-            # B_{m-1} itself (r = 0) is still needed by later blocks.
-            h = self.conv_b.add(h, inner) if r == 0 else self.conv_b.add_(h, inner)
+            # oneDNN adds the residual as it writes the conv's output (a post-op): cheaper than
+            # updating H in place, which it would run as a separate pass.
+            h = self.conv_b.add(h, inner)
             del inner
             gate = self.share(gate, self.long_term + r, h)
         return gate
@@ -213,21 +245,24 @@ class InferenceMemNet(nn.Module):
             ]
             rec = model.reconstruction
             weights = model.branch_weights.detach()
+            total = weights.sum()
             rec_bias = rec.bias if rec.bias is not None else torch.zeros(rec.out_channels)
-            # w_m·rec(·) is a conv with w_m-scaled weights: each branch adds itself to the output.
-            recs = [_Conv(rec.weight * w, rec_bias * w) for w in weights.unbind()]
-            self.register_buffer("weight_sum", weights.sum().clone())
-        self.registered = nn.ModuleList([*blocks, *rec_pre, *recs])
-        self.branches = list(zip(blocks, rec_pre, recs, strict=True))
+            # The M branches share one linear conv, so Σ_m w_m·rec(a_m) = rec(Σ_m w_m·a_m):
+            # one reconstruction conv instead of M (a 64→1 conv runs far below the ceiling).
+            self.reconstruction = _Conv(rec.weight, rec_bias * total)
+            self.register_buffer("weight_sum", total.clone())
+        self.branch_weights = [float(w) for w in weights]
+        self.registered = nn.ModuleList([*blocks, *rec_pre])
+        self.branches = list(zip(blocks, rec_pre, strict=True))
         self.requires_grad_(False)
 
     def bytes_per_pixel(self, element_bytes: int = 4) -> int:
         """Peak activation memory per input pixel of one forward pass (errs on the high side).
 
-        In block M-1 the network holds B0 .. B_{M-2}, the gate output, H and two temporaries
-        of C channels each; one more C-channel tensor covers the input, output and allocator.
+        In block M-1 the network holds B0 .. B_{M-2}, the gate output, H, two temporaries and
+        the reconstruction sum, C channels each; one more covers the input, output and allocator.
         """
-        return element_bytes * self.config.channels * (self.config.blocks + 4)
+        return element_bytes * self.config.channels * (self.config.blocks + 5)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.config.in_channels:
@@ -236,10 +271,13 @@ class InferenceMemNet(nn.Module):
                 f"got {tuple(x.shape)}"
             )
         x = x.contiguous(memory_format=torch.channels_last)
-        memories = [self.fenet(self.fenet_pre(x))]  # B0 .. B_{m-1}
-        out = x * self.weight_sum.to(x.dtype)  # Σ_m w_m · x; each branch adds its residual below
+        # A one-channel tensor is ambiguous about its layout; make the features channels_last.
+        features = self.fenet(self.fenet_pre(x)).contiguous(memory_format=torch.channels_last)
+        memories = [features]  # B0 .. B_{m-1}
+        del features
+        branch_sum: Tensor | None = None  # Σ_m w_m · τ_m(B_m), the reconstruction conv's input
         last = len(self.branches)
-        for m, (block, rec_pre, rec) in enumerate(self.branches, start=1):
+        for m, (block, rec_pre) in enumerate(self.branches, start=1):
             start = memories[-1]
             gate: Tensor | None = None
             for j in range(m):
@@ -249,10 +287,19 @@ class InferenceMemNet(nn.Module):
                     memories[j] = start.new_empty(0)
             assert gate is not None
             result = block.recurse(start, gate)
-            del start
-            rec.add_(out, rec_pre(result))
+            del start, gate
+            activated, weight = rec_pre(result), self.branch_weights[m - 1]
+            if branch_sum is None:
+                branch_sum = activated.mul_(weight)
+            else:
+                branch_sum.add_(activated, alpha=weight)
+            del activated
             if m == last:
                 memories.clear()
             else:
                 memories.append(result)
-        return out.contiguous()
+            del result
+        assert branch_sum is not None
+        # y = Σ_m w_m·(x + rec(τ_m(B_m))) = (Σ_m w_m)·x + rec(Σ_m w_m·τ_m(B_m))
+        residual_base = x * self.weight_sum.to(x.dtype)
+        return self.reconstruction.add(residual_base, branch_sum).contiguous()
