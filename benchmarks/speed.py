@@ -1,6 +1,6 @@
 """Speed of memnet on this machine against its measured ceiling, in one run.
 
-    python benchmarks/speed.py           # everything; writes benchmarks/results.md (~7 min, 2 cores)
+    python benchmarks/speed.py           # everything; writes benchmarks/results.md (~11 min, 2 cores)
     python benchmarks/speed.py --quick   # small sizes, prints the table only (~1 min)
 
 Rows:
@@ -291,17 +291,31 @@ def main() -> None:
     edges = [128, 256] if args.quick else [256, 512, 1024]
     eager_edges = [128, 256] if args.quick else [256, 512]
     old_edge = 128 if args.quick else 512
+    partial = HERE / "results.partial.json"
+
+    def keep(results: dict[str, Any]) -> None:
+        # Every finished row is kept at once, so a run cut short still shows what it measured.
+        if not args.quick:
+            partial.write_text(json.dumps(results, indent=1))
+
     results: dict[str, Any] = {"machine": machine(), "reps": reps, "ceiling": ceiling(reps)}
     print(f"ceiling {results['ceiling']}", file=sys.stderr, flush=True)
-    results["restorer"] = [
-        {"edge": e, **run_child({"kind": "restorer", "edge": e, "reps": reps})} for e in edges
-    ]
-    results["eager"] = [
-        {"edge": e, **run_child({"kind": "eager", "edge": e, "reps": reps})} for e in eager_edges
-    ]
+    results["restorer"], results["eager"] = [], []
+    keep(results)
+    for e in edges:
+        results["restorer"].append(
+            {"edge": e, **run_child({"kind": "restorer", "edge": e, "reps": reps})}
+        )
+        keep(results)
+    for e in eager_edges:
+        results["eager"].append(
+            {"edge": e, **run_child({"kind": "eager", "edge": e, "reps": reps})}
+        )
+        keep(results)
     results["training"] = run_child(
         {"kind": "training", "steps": 2 if args.quick else 5, "reps": 1}
     )
+    keep(results)
     results["old_port"] = {
         "edge": old_edge,
         **run_child({"kind": "old_port", "edge": old_edge, "reps": reps}),
@@ -311,6 +325,7 @@ def main() -> None:
     if not args.quick:
         RESULTS.write_text(text)
         (HERE / "results.json").write_text(json.dumps(results, indent=1))
+        partial.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
