@@ -192,16 +192,18 @@ def main() -> int:
     print(text)
     if args.quick:
         return 0
+    from memnet.restore import CPU_BUDGET_CAP
+
+    budget = f"{CPU_BUDGET_CAP / 1024**3:g} GiB"
     header = f"""# Peak memory of `memnet restore` (CPU)
 
 Measured by `python benchmarks/memory.py` on {date.today().isoformat()}: {platform.machine()},
 {os.cpu_count()} CPU cores, Python {platform.python_version()}, torch {torch.__version__},
 memnet {memnet.__version__}. Each row is a fresh process running the full restore pipeline
 (read PNG → colour split → tiled network → merge → atomic PNG write) with automatic tiling
-(activation budget: a quarter of free memory, at most 2 GiB). SR runs take an RGB picture
+(activation budget: a quarter of free memory, at most {budget}). SR runs take an RGB picture
 (Y through the network, Cb/Cr bicubic); denoise runs a gray one. Untrained weights: memory and
-speed do not depend on the values. The machine was shared with other work, so times are only
-indicative; the memory figures are what this benchmark is for.
+speed do not depend on the values. Times are indicative; the memory figures are what this benchmark is for.
 
 """
     notes = """

@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from memnet import zoo
 from memnet.cli import main
 from memnet.model import create_model
 from memnet.weights_file import save_weights
@@ -188,9 +189,10 @@ def test_network_weights_through_the_restorer(
     assert np.isfinite(summary["results"][0]["psnr"])
 
 
-def test_without_a_method_it_wants_the_released_model(
-    data_root: Path, capsys: pytest.CaptureFixture[str]
+def test_without_a_method_and_no_released_model_it_says_what_to_pass(
+    data_root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(zoo, "REGISTRY", {})
     code, _, stderr = run_eval(capsys, "--task", "jpeg", "--data-root", str(data_root))
     assert code == 1
     assert stderr.count("\n") == 1
