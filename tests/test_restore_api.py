@@ -179,5 +179,11 @@ def test_weights_of_a_run_carry_their_trained_levels(tmp_path: Path) -> None:
     save_weights(MemNet(blocks=2, recursions=2, channels=8), path, meta)
     restorer = memnet.load(path, device="cpu")
     assert restorer.loaded.levels == (30.0, 50.0, 70.0)
-    assert restorer.make_task().label == "sigma30"  # the first trained level by default
-    assert restorer.make_task(sigma=50).label == "sigma50"
+    # By default the usual level (sigma 50) when the model covers it, else its first level.
+    assert restorer.make_task().label == "sigma50"
+    assert restorer.make_task(sigma=30).label == "sigma30"
+    for levels, expected in (("[0, 75]", "sigma50"), ("[60, 70]", "sigma60")):
+        save_weights(
+            MemNet(blocks=2, recursions=2, channels=8), path, {**meta, "memnet.levels": levels}
+        )
+        assert memnet.load(path, device="cpu").make_task().label == expected

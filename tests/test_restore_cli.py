@@ -29,6 +29,9 @@ def photo(path: Path, size: tuple[int, int] = (24, 20), mode: str = "RGB") -> Pa
     return path
 
 
+BICUBIC = ["--task", "sr", "--method", "bicubic"]
+
+
 def files_under(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
@@ -41,10 +44,13 @@ def test_quick_start_command_on_the_sample(
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert str(out) in captured.out  # says where the output went
-    assert "bicubic method" in captured.err  # and that no network was used
-    with Image.open(SAMPLE) as source, Image.open(out) as result:
-        assert result.size == (2 * source.width, 2 * source.height)
     assert "1 image restored, 0 failed" in captured.out
+    assert "bicubic method" not in captured.err  # the released SR model ran, not the fallback
+    bicubic = tmp_path / "bicubic.png"
+    assert main(["restore", "-i", str(SAMPLE), "-o", str(bicubic), "--scale", "2", *BICUBIC]) == 0
+    with Image.open(SAMPLE) as source, Image.open(out) as result, Image.open(bicubic) as plain:
+        assert result.size == (2 * source.width, 2 * source.height)
+        assert np.abs(np.asarray(result, float) - np.asarray(plain, float)).mean() > 0.1
 
 
 def test_folder_with_bad_files_restores_the_good_ones(

@@ -129,8 +129,12 @@ class ImageRestorer:
         level = {"scale": scale, "sigma": sigma, "quality": quality}[key]
         if level is None:
             level = self.levels.get(key)
-        if level is None and self.loaded.levels:
-            level = self.loaded.levels[0] if self.task != "sr" else None
+        if level is None and self.loaded.levels and self.task != "sr":
+            # The usual level when the model covers it (a blind model's range includes it),
+            # else the first level it was trained on.
+            trained = self.loaded.levels
+            usual = FALLBACK_LEVELS[self.task]
+            level = usual if min(trained) <= usual <= max(trained) else trained[0]
         if level is None:
             if self.task == "sr":
                 raise MemNetError("super-resolution needs a scale, e.g. scale=2")
