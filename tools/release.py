@@ -16,12 +16,14 @@ Copies are written to a temporary name and renamed, like every file memnet write
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
+
+from memnet import checkpoint
+from memnet.fsutil import atomic_write_bytes
+from memnet.weights_file import read_metadata
+from memnet.zoo import sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "src" / "memnet" / "weights"
@@ -32,25 +34,17 @@ KEPT_CHECKPOINTS = ("last.safetensors", "last.state.pt", "best.safetensors")
 
 def copy_atomically(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.tmp")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    atomic_write_bytes(target, source.read_bytes())
 
 
 def training_summary(weights: Path) -> dict[str, str]:
     """Iteration, training time and recipe name from the weights file's own metadata."""
-    from memnet.weights_file import read_metadata
-
     meta = read_metadata(weights)
     return {
-        "recipe": meta.get("memnet.recipe", ""),
-        "iteration": meta.get("memnet.iteration", "?"),
-        "training_seconds": meta.get("memnet.training_seconds", "?"),
-        "validation": meta.get("memnet.validation", "{}"),
+        "recipe": meta.get(checkpoint.META_RECIPE, ""),
+        "iteration": meta.get(checkpoint.META_ITERATION, "?"),
+        "training_seconds": meta.get(checkpoint.META_SECONDS, "?"),
+        "validation": meta.get(checkpoint.META_VALIDATION, "{}"),
     }
 
 

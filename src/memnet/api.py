@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from memnet import zoo
+from memnet.checkpoint import META_LEVELS
 from memnet.errors import MemNetError
 from memnet.io import (
     Picture,
@@ -93,7 +94,7 @@ def resolve_model(
 def _trained_levels(metadata: dict[str, str]) -> tuple[float, ...]:
     """The levels a run's weights file says it was trained on (`memnet.levels`), if any."""
     try:
-        levels = json.loads(metadata.get("memnet.levels", "[]"))
+        levels = json.loads(metadata.get(META_LEVELS, "[]"))
     except json.JSONDecodeError:
         return ()
     if not isinstance(levels, list):
