@@ -32,18 +32,12 @@ from typing import Any
 
 import numpy as np
 
+from memory import peak_rss_mb  # the same VmHWM reading as the memory benchmark
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.md"
 PATCH = 31
 BATCH = 32
-
-
-def peak_rss_mb() -> float:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def timed(fn: Any, reps: int) -> list[float]:

@@ -13,33 +13,32 @@ import sys
 from pathlib import Path
 
 
-def validation_points(run: Path) -> list[dict]:
-    """The validation records of a run, in order, one per iteration (the latest wins)."""
-    by_iteration: dict[int, dict] = {}
+def records(run: Path) -> list[dict]:
+    """Every complete record of a run's metrics log (a line cut short by a kill is skipped)."""
+    parsed = []
     for line in (run / "metrics.jsonl").read_text().splitlines():
         try:
-            record = json.loads(line)
+            parsed.append(json.loads(line))
         except json.JSONDecodeError:
-            continue  # a line cut short by a kill
-        if record.get("kind") == "val":
-            by_iteration[int(record["iteration"])] = record
+            continue
+    return parsed
+
+
+def validation_points(log: list[dict]) -> list[dict]:
+    """The validation records, in order, one per iteration (the latest wins)."""
+    by_iteration = {int(r["iteration"]): r for r in log if r.get("kind") == "val"}
     return [by_iteration[i] for i in sorted(by_iteration)]
 
 
-def patches_per_second(run: Path) -> float:
-    rates = []
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if record.get("kind") == "train":
-            rates.append(float(record["patches_per_s"]))
-    return sorted(rates)[len(rates) // 2] if rates else 0.0
+def patches_per_second(log: list[dict]) -> float:
+    """Median training throughput over the run's log lines."""
+    rates = sorted(float(r["patches_per_s"]) for r in log if r.get("kind") == "train")
+    return rates[len(rates) // 2] if rates else 0.0
 
 
 def table(run: Path) -> str:
-    points = validation_points(run)
+    log = records(run)
+    points = validation_points(log)
     keys: list[str] = []
     for point in points:
         keys += [k for k in point["psnr"] if k not in keys]
@@ -49,7 +48,7 @@ def table(run: Path) -> str:
         cells = [f"{point['iteration']:,}", f"{point['elapsed_s'] / 60:.0f}"]
         cells += [f"{point['psnr'][k]:.2f}" if k in point["psnr"] else "" for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
-    rate = patches_per_second(run)
+    rate = patches_per_second(log)
     return f"**{run.name}** (median {rate:.0f} patches/s)\n\n" + "\n".join(lines)
 
 
