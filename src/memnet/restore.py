@@ -163,13 +163,10 @@ class TileGrid:
     pad: int
     tile_width: int = 0  # 0: tiles are `tile` wide as well as high
 
-    def _spans(self, length: int, tile: int) -> list[tuple[int, int]]:
-        return _spans(length, tile)
-
     def __iter__(self) -> Iterator[tuple[slice, slice, slice, slice]]:
         """Yield (source rows, source cols, core rows, core cols); the core is relative to the source."""
-        for top, bottom in self._spans(self.height, self.tile):
-            for left, right in self._spans(self.width, self.tile_width or self.tile):
+        for top, bottom in _spans(self.height, self.tile):
+            for left, right in _spans(self.width, self.tile_width or self.tile):
                 src_top, src_left = max(top - self.pad, 0), max(left - self.pad, 0)
                 src_bottom = min(bottom + self.pad, self.height)
                 src_right = min(right + self.pad, self.width)
@@ -181,8 +178,8 @@ class TileGrid:
                 )
 
     def __len__(self) -> int:
-        rows = len(self._spans(self.height, self.tile))
-        return rows * len(self._spans(self.width, self.tile_width or self.tile))
+        rows = len(_spans(self.height, self.tile))
+        return rows * len(_spans(self.width, self.tile_width or self.tile))
 
 
 def _spans(length: int, tile: int) -> list[tuple[int, int]]:

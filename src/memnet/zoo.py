@@ -64,69 +64,82 @@ def register(entry: ZooEntry) -> ZooEntry:
 # sets, PSNR (dB) / SSIM; docs/results.md has every level and the published numbers beside them.
 _CPU_PRESET = MemNetConfig(blocks=4, recursions=4, channels=32)
 
-register(
-    ZooEntry(
-        name="memnet-sr",
-        file="memnet-sr.safetensors",
-        sha256="d1453014aae29a9554c8825f434bb82dd490ebca85957bde0f84005e7e79d4ab",
-        config=_CPU_PRESET,
-        task="sr",
-        levels=(2.0, 3.0, 4.0),
-        description="MemNet M4R4C32, super-resolution x2/x3/x4 in one model",
-        recipe="configs/sr-cpu.yaml",
-        iterations=7427,
-        training_time="118 min on 2 CPU cores",
-        metrics={
-            "Set5 x2": "36.63 / 0.9548",
-            "Set5 x3": "32.83 / 0.9116",
-            "Set5 x4": "30.53 / 0.8664",
-            "Set14 x2": "32.41 / 0.9070",
-            "BSD100 x2": "31.37 / 0.8882",
-        },
-        default=True,
+
+def _cpu_release(
+    name: str,
+    task: str,
+    levels: tuple[float, ...],
+    description: str,
+    *,
+    sha256: str,
+    iterations: int,
+    training_time: str,
+    metrics: dict[str, str],
+) -> ZooEntry:
+    """A default model of `task` in the CPU preset, its file named after it."""
+    return register(
+        ZooEntry(
+            name=name,
+            file=f"{name}.safetensors",
+            config=_CPU_PRESET,
+            task=task,
+            levels=levels,
+            description=f"MemNet M4R4C32, {description}",
+            recipe=f"configs/{task}-cpu.yaml",
+            sha256=sha256,
+            iterations=iterations,
+            training_time=training_time,
+            metrics=metrics,
+            default=True,
+        )
     )
+
+
+_cpu_release(
+    "memnet-sr",
+    "sr",
+    (2.0, 3.0, 4.0),
+    "super-resolution x2/x3/x4 in one model",
+    sha256="d1453014aae29a9554c8825f434bb82dd490ebca85957bde0f84005e7e79d4ab",
+    iterations=7427,
+    training_time="118 min on 2 CPU cores",
+    metrics={
+        "Set5 x2": "36.63 / 0.9548",
+        "Set5 x3": "32.83 / 0.9116",
+        "Set5 x4": "30.53 / 0.8664",
+        "Set14 x2": "32.41 / 0.9070",
+        "BSD100 x2": "31.37 / 0.8882",
+    },
 )
-register(
-    ZooEntry(
-        name="memnet-denoise",
-        file="memnet-denoise.safetensors",
-        sha256="215fb7bfcf594bc4072ee2d24df66ea3565eedcfe40574f2720b78afa7af266a",
-        config=_CPU_PRESET,
-        task="denoise",
-        levels=(0.0, 75.0),
-        description="MemNet M4R4C32, blind Gaussian denoising (any sigma 0-75) in one model",
-        recipe="configs/denoise-cpu.yaml",
-        iterations=4457,
-        training_time="120 min on 2 CPU cores",
-        metrics={
-            "BSD68 sigma15": "30.72 / 0.8627",
-            "BSD68 sigma25": "28.43 / 0.7962",
-            "BSD68 sigma50": "25.56 / 0.6722",
-            "Set12 sigma50": "26.11 / 0.7248",
-        },
-        default=True,
-    )
+_cpu_release(
+    "memnet-denoise",
+    "denoise",
+    (0.0, 75.0),
+    "blind Gaussian denoising (any sigma 0-75) in one model",
+    sha256="215fb7bfcf594bc4072ee2d24df66ea3565eedcfe40574f2720b78afa7af266a",
+    iterations=4457,
+    training_time="120 min on 2 CPU cores",
+    metrics={
+        "BSD68 sigma15": "30.72 / 0.8627",
+        "BSD68 sigma25": "28.43 / 0.7962",
+        "BSD68 sigma50": "25.56 / 0.6722",
+        "Set12 sigma50": "26.11 / 0.7248",
+    },
 )
-register(
-    ZooEntry(
-        name="memnet-jpeg",
-        file="memnet-jpeg.safetensors",
-        sha256="0b01940c2176a9c7b36396f67993f2e58b0ce4fe5483df4f5c88c0f484921c2e",
-        config=_CPU_PRESET,
-        task="jpeg",
-        levels=(10.0, 20.0),
-        description="MemNet M4R4C32, JPEG deblocking q10/q20 in one model",
-        recipe="configs/jpeg-cpu.yaml",
-        iterations=7458,
-        training_time="119 min on 2 CPU cores",
-        metrics={
-            "Classic5 q10": "29.17 / 0.7995",
-            "Classic5 q20": "31.38 / 0.8556",
-            "LIVE1 q10": "29.09 / 0.8126",
-            "LIVE1 q20": "31.42 / 0.8759",
-        },
-        default=True,
-    )
+_cpu_release(
+    "memnet-jpeg",
+    "jpeg",
+    (10.0, 20.0),
+    "JPEG deblocking q10/q20 in one model",
+    sha256="0b01940c2176a9c7b36396f67993f2e58b0ce4fe5483df4f5c88c0f484921c2e",
+    iterations=7458,
+    training_time="119 min on 2 CPU cores",
+    metrics={
+        "Classic5 q10": "29.17 / 0.7995",
+        "Classic5 q20": "31.38 / 0.8556",
+        "LIVE1 q10": "29.09 / 0.8126",
+        "LIVE1 q20": "31.42 / 0.8759",
+    },
 )
 
 
