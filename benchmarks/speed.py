@@ -5,9 +5,10 @@
 
 Rows:
 - ceiling: a 3×3 64→64 conv (channels_last, 1×64×256×256) and a 4096² matmul, GFLOP/s;
-- m6r6 inference through the real `memnet.Restorer` (defaults: optimised network, automatic
-  tiling) at 256², 512², 1024²: Mpix/s, useful GFLOP/s (5.78 MFLOP per output pixel; context
-  recomputed by tiles is not counted), % of the conv ceiling, peak RSS;
+- m6r6 inference through the real `memnet.Restorer` (defaults: optimised network streamed over
+  strips of rows, automatic column windows) at 256², 512², 1024², and at 1024² once more with
+  `stream=False` (whole windows, automatic tiling): Mpix/s, useful GFLOP/s (5.78 MFLOP per
+  output pixel; context recomputed by tiles is not counted), % of the conv ceiling, peak RSS;
 - the plain eager reference (benchmarks/eager_reference.py) on the same images, whole;
 - training throughput of m6r6 through `memnet train`'s loop (batch 32 of 31×31 patches,
   forward+backward counted as 3× forward), with the time each step waited for data;
@@ -92,7 +93,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         from memnet.restore import Restorer
 
         edge = spec["edge"]
-        restorer = Restorer(model, device="cpu")
+        restorer = Restorer(model, device="cpu", stream=spec.get("stream", True))
         restorer(picture(96))  # warm-up: first-call setup, not the image's work
         image = picture(edge)
         grid = restorer.plan(edge, edge)
@@ -106,6 +107,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             windows=len(windows),
             computed_pixels=sum(h * w for h, w in windows),
             largest_window=max(windows, key=lambda hw: hw[0] * hw[1]),
+            stream=restorer.streamed is not None,
+            strip_rows=restorer.streamed.rows_for(edge) if restorer.streamed else None,
         )
     elif kind == "eager":
         from eager_reference import EagerMemNet
@@ -211,18 +214,23 @@ def report(results: dict[str, Any], quick: bool) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     eager_by_edge = {r["edge"]: r for r in results["eager"]}
-    for row in results["restorer"]:
+    for row in results["restorer"] + results.get("tiled", []):
         edge, pixels = row["edge"], row["edge"] ** 2
+        path = (
+            f"Restorer (default: streamed, {row['strip_rows']}-row strips)"
+            if row.get("stream")
+            else "Restorer, stream=False (whole windows, tiles)"
+        )
         gflops = row["flop_per_pixel"] * pixels / row["median_s"] / 1e9
         eager = eager_by_edge.get(edge)
         speedup = f"{eager['median_s'] / row['median_s']:.2f}×" if eager else "—"
         lines.append(
-            f"| {edge}² | Restorer (default) | {row['median_s']:.2f} s | "
+            f"| {edge}² | {path} | {row['median_s']:.2f} s | "
             f"{pixels / row['median_s'] / 1e6:.4f} | {gflops:.0f} | {pct(gflops)} | "
             f"{row['peak_rss_mb']:,.0f} MB | {row['windows']} "
             f"({row['computed_pixels'] / pixels:.2f}×) | {speedup} |"
         )
-        if eager:
+        if eager and row.get("stream", True):
             g = eager["flop_per_pixel"] * pixels / eager["median_s"] / 1e9
             lines.append(
                 f"| {edge}² | eager reference | {eager['median_s']:.2f} s | "
@@ -265,7 +273,8 @@ def report(results: dict[str, Any], quick: bool) -> str:
     lines += [
         "",
         "- *GFLOP/s* counts the network's useful work (MFLOP per output pixel × output pixels);",
-        "  tiles recompute their 74 px of context, shown as *computed / output pixels*.",
+        "  tiles recompute their 74 px of context, shown as *computed / output pixels*; streamed",
+        "  strips (memnet.streaming) recompute nothing.",
         "- *peak RSS* is the whole process (Python, torch, image buffers) at its high-water mark.",
         "- The eager reference is not run at 1024²: whole, it needs over 11 GB of activations.",
         "",
@@ -294,13 +303,17 @@ def main() -> None:
 
     results: dict[str, Any] = {"machine": machine(), "reps": reps, "ceiling": ceiling(reps)}
     print(f"ceiling {results['ceiling']}", file=sys.stderr, flush=True)
-    results["restorer"], results["eager"] = [], []
+    results["restorer"], results["eager"], results["tiled"] = [], [], []
     keep(results)
     for e in edges:
         results["restorer"].append(
             {"edge": e, **run_child({"kind": "restorer", "edge": e, "reps": reps})}
         )
         keep(results)
+    # The same Restorer without row streaming, on the size where it has to tile.
+    spec = {"kind": "restorer", "edge": edges[-1], "reps": reps, "stream": False}
+    results["tiled"].append({"edge": edges[-1], **run_child(spec)})
+    keep(results)
     for e in eager_edges:
         results["eager"].append(
             {"edge": e, **run_child({"kind": "eager", "edge": e, "reps": reps})}

@@ -64,7 +64,8 @@ def test_restorer_uses_it_by_default_and_matches_the_plain_path() -> None:
     image = np.random.default_rng(0).random((45, 38))
     fast = Restorer(model, tile=16)
     plain = Restorer(model, tile=16, optimize=False)
-    assert isinstance(fast._network, InferenceMemNet)
+    assert isinstance(fast.optimized, InferenceMemNet)
+    assert fast._network is (fast.streamed or fast.optimized)
     assert plain.optimized is None
     assert fast.bytes_per_pixel < plain.bytes_per_pixel
     assert np.abs(fast(image) - plain(image)).max() <= 1e-5

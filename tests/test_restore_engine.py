@@ -85,13 +85,14 @@ def test_true_m6r6_tiles_are_exact() -> None:
 
 
 def test_automatic_tile_size_follows_the_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Windows run whole (the GPU path; streamed CPU windows are in tests/test_streaming.py).
     model = small_model()
-    per_pixel = Restorer(model).bytes_per_pixel
+    per_pixel = Restorer(model, stream=False).bytes_per_pixel
     monkeypatch.setattr(restore, "memory_budget", lambda device: 10**12)
-    assert Restorer(model).tile_for(500, 500) == 0  # fits: whole image at once
+    assert Restorer(model, stream=False).tile_for(500, 500) == 0  # fits: whole image at once
     budget = 120 * 120 * per_pixel
     monkeypatch.setattr(restore, "memory_budget", lambda device: budget)
-    restorer = Restorer(model)
+    restorer = Restorer(model, stream=False)
     grid = restorer.plan(500, 500)
     assert grid is not None
     assert restorer.tile_for(500, 500) == grid.tile
@@ -100,7 +101,7 @@ def test_automatic_tile_size_follows_the_memory_budget(monkeypatch: pytest.Monke
         assert (rows.stop - rows.start) * (cols.stop - cols.start) * per_pixel <= budget
     image = np.random.default_rng(4).random((150, 140))
     assert restorer.tile_count(150, 140) > 1
-    assert np.abs(restorer(image) - Restorer(model, tile=0)(image)).max() <= 1e-5
+    assert np.abs(restorer(image) - Restorer(model, tile=0, stream=False)(image)).max() <= 1e-5
 
 
 def test_memory_estimate_scales_with_the_network() -> None:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from memnet.model import MemNet, MemNetConfig, MemoryBlock, RecursiveUnit
 
-__all__ = ["InferenceMemNet", "fused_conv_available"]
+__all__ = ["InferenceMemNet", "fused_conv_available", "fused_conv_ops"]
 
 
 def _fused_ops() -> Any:
@@ -50,6 +50,11 @@ _FUSED: Any = _fused_ops()
 def fused_conv_available() -> bool:
     """Whether this PyTorch build has oneDNN's fused conv operators (CPU only)."""
     return _FUSED is not None
+
+
+def fused_conv_ops() -> Any:
+    """(conv + unary, conv + binary, conv + binary in place) from oneDNN, or None."""
+    return _FUSED
 
 
 def _pixels(t: Tensor) -> Tensor | None:
@@ -153,6 +158,17 @@ class _Mix(nn.Module):
         out = rows @ self.matrix if self.bias is None else torch.addmm(self.bias, rows, self.matrix)
         n, _, h, w = x.shape
         return out.view(n, h, w, -1).permute(0, 3, 1, 2)
+
+    def into_(self, target: Tensor, x: Tensor) -> Tensor:
+        """target = conv(x), written into `target` (channels_last CPU tensors)."""
+        rows, out = _pixels(x), _pixels(target)
+        if rows is None or out is None:
+            return target.copy_(self(x))
+        if self.bias is None:
+            torch.mm(rows, self.matrix, out=out)
+        else:
+            torch.addmm(self.bias, rows, self.matrix, out=out)
+        return target
 
     def add_(self, total: Tensor, x: Tensor) -> Tensor:
         """total += conv(x), in place (the GEMM's beta = 1); returns total."""

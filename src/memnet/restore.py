@@ -23,8 +23,9 @@ from torch import nn
 
 from memnet.cpu_settings import retain_freed_memory
 from memnet.errors import MemNetError
-from memnet.inference_net import InferenceMemNet
+from memnet.inference_net import InferenceMemNet, fused_conv_available
 from memnet.model import MemNet, MemNetConfig, receptive_field
+from memnet.streaming import StreamedMemNet
 
 __all__ = [
     "DEFAULT_TILE",
@@ -247,7 +248,9 @@ class Restorer:
     N × N output pixels. `tile_pad=None` uses the exact context derived from the model's
     receptive field. `dtype` is fp32, fp16 or bf16 (half precision through autocast, GPU only);
     `self_ensemble` averages the 8 flips/rotations of the input. `optimize=False` calls the
-    plain model instead of its faster, leaner rearrangement (memnet.inference_net).
+    plain model instead of its faster, leaner rearrangement (memnet.inference_net); on a CPU
+    in fp32 that runs streamed over strips of rows (memnet.streaming, memory grows with the
+    width only) unless `stream=False`, which runs each window whole.
     """
 
     def __init__(
@@ -261,6 +264,7 @@ class Restorer:
         self_ensemble: bool = False,
         batch_size: int | None = None,
         optimize: bool = True,
+        stream: bool = True,
     ) -> None:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
@@ -279,6 +283,7 @@ class Restorer:
         # The one place the network is called: an optimised module can replace it here.
         self._network: Callable[[torch.Tensor], torch.Tensor] = self._plain_forward
         self.optimized: InferenceMemNet | None = None
+        self.streamed: StreamedMemNet | None = None
         if self.device.type == "cpu":
             # Without it glibc unmaps every large freed activation and the next one is
             # page-faulted and zeroed afresh: a third of the time of a whole-image pass.
@@ -288,6 +293,12 @@ class Restorer:
             self.optimized = InferenceMemNet(self.model).to(self.device)
             self.bytes_per_pixel = self.optimized.bytes_per_pixel(element_bytes)
             self._network = self.optimized
+            cpu_fp32 = self.device.type == "cpu" and self.dtype == torch.float32
+            if stream and cpu_fp32 and fused_conv_available():
+                # No context is recomputed and a strip is read while still in cache: as fast
+                # as a whole-image pass at any size, in the memory of a few hundred rows.
+                self.streamed = StreamedMemNet(self.optimized)
+                self._network = self.streamed
 
     def _plain_forward(self, x: torch.Tensor) -> torch.Tensor:
         module: nn.Module = self.model
@@ -310,10 +321,23 @@ class Restorer:
                 return None
             return TileGrid(height, width, tile, self.tile_pad)
         budget = memory_budget(self.device)
+        if self.streamed is not None:
+            return self._column_plan(height, width, budget)
         if height * width * self.bytes_per_pixel <= budget:
             return None
         grid = best_grid(height, width, self.tile_pad, budget // self.bytes_per_pixel)
         return None if len(grid) == 1 else grid
+
+    def _column_plan(self, height: int, width: int, budget: int) -> TileGrid | None:
+        """Full-height windows, as few as fit: streamed memory depends on the width only."""
+        assert self.streamed is not None
+        columns, tile_w = 1, width
+        for columns in range(1, max(1, width // MIN_AUTO_TILE) + 1):
+            tile_w = math.ceil(width / columns)
+            widest = max(_window_lengths(width, tile_w, self.tile_pad))
+            if self.streamed.bytes_for_width(widest) <= budget:
+                break
+        return None if columns == 1 else TileGrid(height, width, height, self.tile_pad, tile_w)
 
     def tile_count(self, height: int, width: int) -> int:
         """Forward windows one call of this restorer runs on an H × W image."""
@@ -324,6 +348,8 @@ class Restorer:
     def _batch_for(self, window_pixels: int) -> int:
         if self.batch_size is not None:
             return int(self.batch_size)
+        if self.streamed is not None:
+            return 1  # a streamed batch runs image by image anyway
         budget = memory_budget(self.device)
         return max(1, min(MAX_BATCH, budget // max(1, window_pixels * self.bytes_per_pixel)))
 

@@ -1,0 +1,353 @@
+"""Row-streamed evaluation of an `InferenceMemNet`: a whole image at the memory of a few rows.
+
+Every conv in MemNet is 3×3 ("same"), so output row i of a layer needs only rows i-1 .. i+1 of
+its input. The network can therefore run as a pipeline over horizontal strips: each step every
+layer computes its next `rows` rows from what its inputs already hold, and every activation
+keeps only the rows a later layer will still read — a few rows for a conv's input, up to the
+74-row lag between B0 and the last gate for a long-term memory. Memory grows with the image
+width, not its area, and, unlike tiles, no context is ever computed twice; a strip just
+written is read by the next layer while it is still in the CPU's cache.
+
+The arithmetic is the one of `InferenceMemNet.forward` (same folded convs, gate shares in the
+same order, same branch sum), so the result equals the whole-image pass to float rounding.
+It runs on a CPU with oneDNN's fused conv operators, one image at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from memnet.inference_net import fused_conv_ops
+
+if TYPE_CHECKING:
+    from memnet.inference_net import InferenceMemNet, _Affine, _Block, _Conv
+
+__all__ = ["StreamedMemNet", "default_strip_rows", "streaming_available"]
+
+# Strips of about this many pixels keep oneDNN's conv near its full speed (benchmarks/speed.py)
+# while all of a step's strips stay small.
+STRIP_PIXELS = 8192
+MIN_STRIP_ROWS, MAX_STRIP_ROWS = 4, 64
+
+
+def streaming_available(x: Tensor) -> bool:
+    """Whether `x` can be streamed here: fp32 on a CPU with oneDNN's fused convs."""
+    return fused_conv_ops() is not None and x.device.type == "cpu" and x.dtype == torch.float32
+
+
+def default_strip_rows(width: int) -> int:
+    """Rows per step for an image `width` pixels wide."""
+    return max(MIN_STRIP_ROWS, min(MAX_STRIP_ROWS, -(-STRIP_PIXELS // max(1, width))))
+
+
+class _Rows:
+    """Rows of one (1, C, H, W) activation that some later layer still reads.
+
+    Rows are addressed by their image row; storage holds rows [lo, hi) in a channels_last
+    buffer, where any run of rows is one contiguous (rows·W, C) block that convs and matrix
+    products read and write in place. `done` is the number of finished rows (a gate still
+    being accumulated is stored ahead of it). A buffer read by a conv also holds `border` zero
+    rows above row 0 and below the last row: the conv's zero padding at the image's edges.
+    """
+
+    def __init__(self, channels: int, height: int, like: Tensor, border: int = 0) -> None:
+        self.height, self.border = height, border
+        self.data = like.new_empty((1, channels, 0, like.shape[-1])).contiguous(
+            memory_format=torch.channels_last
+        )
+        self.origin = self.lo = self.hi = -border  # image row stored at index 0; stored rows
+        self.done = 0
+        self.readers: list[Callable[[], int]] = []  # each: the lowest row a reader still needs
+        if border:
+            self.append(border).zero_()
+
+    def nbytes(self) -> int:
+        return self.data.numel() * self.data.element_size()
+
+    def view(self, start: int, stop: int) -> Tensor:
+        return self.data[:, :, start - self.origin : stop - self.origin]
+
+    def append(self, count: int) -> Tensor:
+        """Storage for the next `count` rows (uninitialised)."""
+        start = self.hi
+        if start + count - self.origin > self.data.shape[2]:
+            live = self.hi - self.lo
+            if live + count > self.data.shape[2]:
+                # Grow with slack as large as what is kept, so that moving the kept rows
+                # to the front happens only every few steps.
+                grown = self.data.new_empty(
+                    (1, self.data.shape[1], live + count + max(live, 1), self.data.shape[3])
+                ).contiguous(memory_format=torch.channels_last)
+                grown[:, :, :live] = self.view(self.lo, self.hi)
+                self.data = grown
+            elif live:
+                kept = self.view(self.lo, self.hi)
+                overlaps = self.lo - self.origin < live
+                self.data[:, :, :live] = kept.clone() if overlaps else kept
+            self.origin = self.lo
+        self.hi = start + count
+        return self.view(start, start + count)
+
+    def finish(self, rows: int) -> None:
+        """Mark rows up to `rows` finished; the bottom border follows the last row."""
+        self.done = rows
+        if rows == self.height and self.border and self.hi == self.height:
+            self.append(self.border).zero_()
+
+    def readable(self, radius: int) -> int:
+        """Rows a consumer with this vertical reach can compute from what is finished."""
+        return self.height if self.done == self.height else self.done - radius
+
+    def release(self) -> None:
+        if self.readers:
+            self.lo = max(self.lo, min(min(reader() for reader in self.readers), self.hi))
+
+
+def _done_of(rows: _Rows, offset: int) -> Callable[[], int]:
+    return lambda: rows.done + offset
+
+
+def _entry(values: list[int], index: int, offset: int) -> Callable[[], int]:
+    return lambda: values[index] + offset
+
+
+def _rows_matrix(t: Tensor) -> Tensor:
+    """A run of rows of a channels_last buffer as its (pixels, C) matrix (shares storage)."""
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
+def _affine_into(affine: _Affine, source: Tensor, target: Tensor) -> None:
+    """target = relu(scale·source + shift) (an eval BatchNorm and its ReLU), written in place."""
+    out = _rows_matrix(target)
+    torch.addcmul(affine.shift, _rows_matrix(source), affine.scale, out=out)
+    out.relu_()
+
+
+class _Strip:
+    """One image's pipeline state; `step()` advances every layer by up to `rows` rows."""
+
+    def __init__(self, net: InferenceMemNet, x: Tensor, rows: int) -> None:
+        self.net, self.x, self.rows = net, x, rows
+        self.height = height = x.shape[2]
+        config = net.config
+        channels = config.channels
+        self.ops = fused_conv_ops()
+        self.output = torch.empty_like(x)
+        self.output_done = 0
+        reach = net.fenet.weight.shape[-1] // 2
+        self.fenet_in = _Rows(x.shape[1], height, x, border=reach)
+        self.memories = [_Rows(channels, height, x)]  # B0; the gate buffer of block m is B_m
+        self.h_bufs: list[_Rows] = []
+        self.pre_bufs: list[list[_Rows]] = []
+        self.inner_bufs: list[list[_Rows]] = []
+        self.h_done: list[list[int]] = []  # [block][r]: finished rows of H_r
+        for _ in range(config.blocks):
+            self.h_bufs.append(_Rows(channels, height, x))
+            self.pre_bufs.append([_Rows(channels, height, x, 1) for _ in range(config.recursions)])
+            self.inner_bufs.append(
+                [_Rows(channels, height, x, 1) for _ in range(config.recursions)]
+            )
+            self.h_done.append([0] * config.recursions)
+            self.memories.append(_Rows(channels, height, x))
+        self.branch_sum = _Rows(channels, height, x, border=1)
+        self.branch_done = [0] * config.blocks
+        self._wire_readers()
+        self.peak_bytes = 0
+
+    def _wire_readers(self) -> None:
+        blocks = len(self.h_bufs)
+        self.fenet_in.readers.append(_done_of(self.memories[0], -1))
+        for m in range(1, blocks + 1):
+            pres, inners, done = self.pre_bufs[m - 1], self.inner_bufs[m - 1], self.h_done[m - 1]
+            for r in range(len(pres)):
+                pres[r].readers.append(_done_of(inners[r], -1))
+                inners[r].readers.append(_entry(done, r, -1))
+            self.h_bufs[m - 1].readers.append(_entry(done, -1, 0))
+            # B_{m-1} is read by block m's first recursion and every later block's gate.
+            memory = self.memories[m - 1]
+            memory.readers.append(_done_of(pres[0], 0))
+            for k in range(m, blocks + 1):
+                memory.readers.append(_entry(self.h_done[k - 1], 0, 0))
+            self.memories[m].readers.append(_entry(self.branch_done, m - 1, 0))
+        self.branch_sum.readers.append(lambda: self.output_done - 1)
+
+    def _buffers(self) -> list[_Rows]:
+        found = [self.fenet_in, *self.memories, *self.h_bufs, self.branch_sum]
+        for pres, inners in zip(self.pre_bufs, self.inner_bufs, strict=True):
+            found += pres + inners
+        return found
+
+    def finished(self) -> bool:
+        return self.output_done == self.height
+
+    def _span(self, done: int, limit: int) -> tuple[int, int]:
+        return done, min(done + self.rows, limit, self.height)
+
+    def _conv(self, conv: _Conv, source: _Rows, start: int, stop: int, relu: bool) -> Tensor:
+        reach = conv.weight.shape[-1] // 2
+        window = source.view(start - reach, stop + reach)
+        attr = "relu" if relu else "none"
+        padding = [0, conv.weight.shape[-1] // 2]
+        out: Tensor = self.ops[0](
+            window, conv.weight, conv.bias, padding, [1, 1], [1, 1], 1, attr, [], ""
+        )
+        return out
+
+    def _conv_add_(self, conv: _Conv, source: _Rows, start: int, stop: int, target: Tensor) -> None:
+        """target += conv(source rows start .. stop), as oneDNN writes the conv's output."""
+        reach = conv.weight.shape[-1] // 2
+        window = source.view(start - reach, stop + reach)
+        padding = [0, reach]
+        self.ops[2](
+            target, window, conv.weight, conv.bias, padding, [1, 1], [1, 1], 1, "add", None,
+            None, [], None,
+        )  # fmt: skip
+
+    def step(self) -> None:
+        net = self.net
+        # FENet: BN+ReLU of the input, then its conv.
+        start, stop = self._span(self.fenet_in.done, self.height)
+        if stop > start:
+            _affine_into(
+                net.fenet_pre, self.x[:, :, start:stop], self.fenet_in.append(stop - start)
+            )
+            self.fenet_in.finish(stop)
+        b0 = self.memories[0]
+        start, stop = self._span(b0.done, self.fenet_in.readable(1))
+        if stop > start:
+            b0.append(stop - start).copy_(self._conv(net.fenet, self.fenet_in, start, stop, False))
+            b0.finish(stop)
+        for m, (block, rec_pre) in enumerate(net.branches, start=1):
+            self._block(m, block)
+            self._branch(m, rec_pre)
+        self._output()
+        for buffer in self._buffers():
+            buffer.release()
+        self.peak_bytes = max(self.peak_bytes, sum(b.nbytes() for b in self._buffers()))
+
+    def _block(self, m: int, block: _Block) -> None:
+        previous, gate = self.memories[m - 1], self.memories[m]
+        h_buf, done = self.h_bufs[m - 1], self.h_done[m - 1]
+        for r in range(len(done)):
+            pre, inner = self.pre_bufs[m - 1][r], self.inner_bufs[m - 1][r]
+            source_done = previous.done if r == 0 else done[r - 1]
+            # pre_a: BN+ReLU of H_{r-1} (B_{m-1} for the first recursion).
+            start, stop = self._span(pre.done, source_done)
+            if stop > start:
+                source = previous.view(start, stop) if r == 0 else h_buf.view(start, stop)
+                _affine_into(block.pre_a[r], source, pre.append(stop - start))
+                pre.finish(stop)
+            # conv_a with the folded BatchNorm and its ReLU.
+            start, stop = self._span(inner.done, pre.readable(1))
+            if stop > start:
+                inner.append(stop - start).copy_(
+                    self._conv(block.conv_a[r], pre, start, stop, relu=True)
+                )
+                inner.finish(stop)
+            # H_r = H_{r-1} + conv_b(...), updated in place; its gate share added at once.
+            start, stop = self._span(done[r], min(inner.readable(1), source_done))
+            if stop <= start:
+                continue
+            if r == 0:
+                target = h_buf.append(stop - start)
+                target.copy_(previous.view(start, stop))
+            else:
+                target = h_buf.view(start, stop)
+            self._conv_add_(block.conv_b, inner, start, stop, target)
+            if r == 0:
+                # The gate's rows start with the long-term memories' shares (B0 carries the bias).
+                share = gate.append(stop - start)
+                for j in range(m):
+                    activated = block.gate_pre[j](self.memories[j].view(start, stop))
+                    if j == 0:
+                        block.gate_conv[0].into_(share, activated)
+                    else:
+                        block.gate_conv[j].add_(share, activated)
+            block.share(gate.view(start, stop), block.long_term + r, target)
+            done[r] = stop
+            h_buf.done = done[-1]
+            if r == len(done) - 1:
+                gate.finish(stop)
+
+    def _branch(self, m: int, rec_pre: _Affine) -> None:
+        memory = self.memories[m]
+        start, stop = self._span(self.branch_done[m - 1], memory.done)
+        if stop <= start:
+            return
+        activated = rec_pre(memory.view(start, stop))
+        weight = self.net.branch_weights[m - 1]
+        if m == 1:
+            torch.mul(activated, weight, out=self.branch_sum.append(stop - start))
+        else:
+            self.branch_sum.view(start, stop).add_(activated, alpha=weight)
+        self.branch_done[m - 1] = stop
+        if m == len(self.branch_done):
+            self.branch_sum.finish(stop)
+
+    def _output(self) -> None:
+        start, stop = self._span(self.output_done, self.branch_sum.readable(1))
+        if stop <= start:
+            return
+        # y = (Σ_m w_m)·x + rec(Σ_m w_m·τ_m(B_m)), as in InferenceMemNet.forward.
+        base = self.x[:, :, start:stop] * self.net.weight_sum
+        target = self.output[:, :, start:stop]
+        target.copy_(base)
+        self._conv_add_(self.net.reconstruction, self.branch_sum, start, stop, target)
+        self.output_done = stop
+
+
+class StreamedMemNet:
+    """Run an `InferenceMemNet` over (N, C, H, W) CPU fp32 input strip by strip.
+
+    `rows` is the strip height (None: from the width, see `default_strip_rows`). After a call
+    `peak_bytes` holds the most activation memory the last image's pipeline held at once.
+    """
+
+    def __init__(self, net: InferenceMemNet, rows: int | None = None) -> None:
+        if rows is not None and rows < 1:
+            raise ValueError("strip rows must be positive")
+        self.net, self.rows = net, rows
+        self.peak_bytes = 0
+
+    def rows_for(self, width: int) -> int:
+        return self.rows or default_strip_rows(width)
+
+    def bytes_for_width(self, width: int, element_bytes: int = 4) -> int:
+        """Upper bound of the activation memory for one image `width` pixels wide, any height.
+
+        Counted in rows of W × C values: every conv input keeps a strip plus a few rows of
+        halo and slack (2·R·M + 2 of them), the gates and H buffers a strip each, and each
+        long-term memory B_j the rows between its writer and the last block's gate, twice
+        over for slack; three strips cover the transient conv outputs. tests/test_streaming.py
+        checks it against the measured peak.
+        """
+        config = self.net.config
+        blocks, recursions = config.blocks, config.recursions
+        rows = self.rows_for(width)
+        halo_buffers = 2 * recursions * blocks + 2
+        fixed = 2 * recursions * blocks * (blocks - 1) + 4 * recursions * blocks + 6 * halo_buffers
+        per_strip_row = halo_buffers + 3 * blocks + 7
+        return width * config.channels * element_bytes * (fixed + rows * per_strip_row)
+
+    @torch.inference_mode()
+    def __call__(self, x: Tensor) -> Tensor:
+        if x.dim() != 4 or x.shape[1] != self.net.config.in_channels:
+            raise ValueError(
+                f"MemNet expects input of shape (N, {self.net.config.in_channels}, H, W), "
+                f"got {tuple(x.shape)}"
+            )
+        if not streaming_available(x):
+            raise ValueError("row streaming needs fp32 input on a CPU with oneDNN")
+        rows = self.rows_for(x.shape[-1])
+        outputs = []
+        for image in x.split(1):
+            strip = _Strip(self.net, image.contiguous(memory_format=torch.channels_last), rows)
+            while not strip.finished():
+                strip.step()
+            self.peak_bytes = strip.peak_bytes
+            outputs.append(strip.output)
+        return torch.cat(outputs).contiguous()

@@ -1,0 +1,96 @@
+"""Row-streamed inference computes the whole-image result in memory that grows with width only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from memnet import restore
+from memnet.inference_net import InferenceMemNet, fused_conv_available
+from memnet.model import PRESETS
+from memnet.restore import Restorer
+from memnet.streaming import StreamedMemNet
+from test_inference_speedpath import trained_like
+
+pytestmark = pytest.mark.skipif(not fused_conv_available(), reason="needs oneDNN's fused convs")
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_streaming_matches_the_whole_image_pass_for_every_preset(name: str) -> None:
+    model = trained_like(name)
+    fast = InferenceMemNet(model)
+    # The shape of test_inference_speedpath's check against the plain model (≤ 1e-4 there too).
+    x = torch.rand(2, model.config.in_channels, 23, 30)
+    with torch.inference_mode():
+        whole, plain = fast(x), model(x)
+        streamed = StreamedMemNet(fast, rows=5)(x)
+    assert plain.abs().max() > 0.1
+    assert (streamed - whole).abs().max() <= 1e-6
+    assert (streamed - plain).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize(("height", "rows"), [(1, 4), (2, 1), (9, 1), (9, 9), (9, 64), (40, 3)])
+def test_borders_and_strip_sizes(height: int, rows: int) -> None:
+    # Images shorter than a strip, than the network's depth, and strips of a single row.
+    fast = InferenceMemNet(trained_like("tiny", seed=1))
+    x = torch.rand(2, 1, height, 11)
+    with torch.inference_mode():
+        assert (StreamedMemNet(fast, rows=rows)(x) - fast(x)).abs().max() <= 1e-6
+
+
+def test_memory_depends_on_the_width_not_the_height() -> None:
+    fast = InferenceMemNet(trained_like("m4r4c32", seed=2))
+    peaks = {}
+    for height, width in [(150, 8), (450, 8), (150, 16)]:
+        streamed = StreamedMemNet(fast, rows=8)
+        with torch.inference_mode():
+            streamed(torch.rand(1, 1, height, width))
+        peaks[height, width] = streamed.peak_bytes
+        # The bound the restorer plans with holds and is not wildly pessimistic.
+        assert peaks[height, width] <= streamed.bytes_for_width(width)
+        assert streamed.bytes_for_width(width) <= 1.3 * peaks[height, width]
+    assert peaks[450, 8] == peaks[150, 8]
+    assert peaks[150, 16] == 2 * peaks[150, 8]
+    whole = fast.bytes_per_pixel() * 450 * 8
+    assert peaks[450, 8] < whole / 2  # far below a whole-image pass of the tall image
+
+
+def test_bound_holds_for_the_paper_presets() -> None:
+    for name in ("tiny", "m6r6"):
+        fast = InferenceMemNet(trained_like(name, seed=3))
+        for rows in (4, 16):
+            streamed = StreamedMemNet(fast, rows=rows)
+            with torch.inference_mode():
+                streamed(torch.rand(1, 1, 200, 2))
+            assert streamed.peak_bytes <= streamed.bytes_for_width(2) <= 1.5 * streamed.peak_bytes
+
+
+def test_restorer_streams_and_splits_only_the_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = trained_like("tiny", seed=4)
+    restorer = Restorer(model)
+    assert isinstance(restorer._network, StreamedMemNet)
+    assert restorer.plan(300, 200) is None  # any height, whole
+    streamed = restorer.streamed
+    assert streamed is not None
+    budget = streamed.bytes_for_width(100)
+    monkeypatch.setattr(restore, "memory_budget", lambda device: budget)
+    grid = restorer.plan(50, 300)
+    assert grid is not None
+    assert len(grid) > 1
+    for rows, cols, _, _ in grid:
+        assert (rows.start, rows.stop) == (0, 50)
+        assert streamed.bytes_for_width(cols.stop - cols.start) <= budget
+    image = np.random.default_rng(0).random((50, 300))
+    whole = Restorer(model, tile=0, stream=False)(image)
+    assert np.abs(restorer(image) - whole).max() <= 1e-5
+
+
+def test_bad_input_is_refused() -> None:
+    streamed = StreamedMemNet(InferenceMemNet(trained_like("tiny")))
+    with pytest.raises(ValueError, match="expects input of shape"):
+        streamed(torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="fp32 input on a CPU"):
+        streamed(torch.rand(1, 1, 8, 8, dtype=torch.float64))
+    with pytest.raises(ValueError, match="positive"):
+        StreamedMemNet(InferenceMemNet(trained_like("tiny")), rows=0)
