@@ -94,3 +94,18 @@ def test_bad_input_is_refused() -> None:
         streamed(torch.rand(1, 1, 8, 8, dtype=torch.float64))
     with pytest.raises(ValueError, match="positive"):
         StreamedMemNet(InferenceMemNet(trained_like("tiny")), rows=0)
+
+
+def test_streamed_windows_report_progress_in_bands_of_rows() -> None:
+    restorer = Restorer(trained_like("tiny", seed=5))
+    height = 2 * restore.PROGRESS_ROWS + 10
+    assert restorer.tile_count(height, 20) == 3
+    calls: list[tuple[int, int]] = []
+    restorer(np.zeros((height, 20)), progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    ensemble = Restorer(trained_like("tiny", seed=5), self_ensemble=True)
+    assert ensemble.tile_count(height, 20) == 4 * 3 + 4 * 1  # rotated views are 20 rows high
+    calls.clear()
+    ensemble(np.zeros((height, 20)), progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (16, 16)
+    assert len(calls) == 16

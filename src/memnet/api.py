@@ -187,7 +187,7 @@ class ImageRestorer:
         sigma: float | None = None,
         quality: float | None = None,
     ) -> int:
-        """Forward windows (tiles) the network runs for `picture`; 0 for the baseline."""
+        """Progress steps (tiles, or bands of streamed rows) for `picture`; 0 for the baseline."""
         if self.restorer is None:
             return 0
         task = self.make_task(scale=scale, sigma=sigma, quality=quality)

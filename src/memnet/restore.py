@@ -51,6 +51,8 @@ MAX_AUTO_SPLITS = 64
 # optimised network this keeps the whole process near 1.3 GB at any image size.
 CPU_BUDGET_CAP = 1024**3
 MAX_BATCH = 16
+# A streamed window reports progress every this many output rows (a "part" of the image).
+PROGRESS_ROWS = 128
 
 DTYPES: dict[str, torch.dtype] = {
     "fp32": torch.float32,
@@ -339,11 +341,25 @@ class Restorer:
                 break
         return None if columns == 1 else TileGrid(height, width, height, self.tile_pad, tile_w)
 
+    def _parts(self, window_height: int) -> int:
+        # Streamed windows report progress in bands of rows; others once, when done.
+        return math.ceil(window_height / PROGRESS_ROWS) if self.streamed is not None else 1
+
     def tile_count(self, height: int, width: int) -> int:
-        """Forward windows one call of this restorer runs on an H × W image."""
+        """Progress steps of one call on an H × W image: forward windows, or parts of them.
+
+        A window run whole counts once; a streamed window once per PROGRESS_ROWS output rows.
+        """
+        if self.self_ensemble:
+            # Four of the eight views are rotated by 90°: H and W swap.
+            return 4 * (self._steps(height, width) + self._steps(width, height))
+        return self._steps(height, width)
+
+    def _steps(self, height: int, width: int) -> int:
         grid = self.plan(height, width)
-        windows = 1 if grid is None else len(grid)
-        return windows * (8 if self.self_ensemble else 1)
+        if grid is None:
+            return self._parts(height)
+        return sum(self._parts(rows.stop - rows.start) for rows, _, _, _ in grid)
 
     def _batch_for(self, window_pixels: int) -> int:
         if self.batch_size is not None:
@@ -356,14 +372,31 @@ class Restorer:
     # ---------------------------------------------------------------- running
 
     @torch.inference_mode()
-    def _run_batch(self, windows: list[NDArray[np.float64]]) -> NDArray[np.float64]:
+    def _run_batch(
+        self, windows: list[NDArray[np.float64]], progress: Callable[[], None] | None = None
+    ) -> NDArray[np.float64]:
+        """The network on equal-size windows; `progress()` once per window or streamed part."""
         stacked = np.stack([np.asarray(w, dtype=np.float32) for w in windows])[:, None]
         x = torch.from_numpy(stacked).to(self.device)
-        if self.dtype == torch.float32:
+        parts = self._parts(stacked.shape[2])
+        reported = [0] * len(windows)
+
+        def on_rows(image: int, rows: int) -> None:
+            finished = parts if rows == stacked.shape[2] else rows // PROGRESS_ROWS
+            for _ in range(finished - reported[image]):
+                if progress is not None:
+                    progress()
+            reported[image] = finished
+
+        if self.streamed is not None and self._network is self.streamed:
+            y = self.streamed(x, on_rows=on_rows)
+        elif self.dtype == torch.float32:
             y = self._network(x)
         else:
             with torch.autocast(device_type=self.device.type, dtype=self.dtype):
                 y = self._network(x)
+        for image in range(len(windows)):
+            on_rows(image, stacked.shape[2])  # windows not streamed count once, here
         return y[:, 0].to("cpu", torch.float64).numpy()
 
     def _restore_once(
@@ -372,10 +405,7 @@ class Restorer:
         height, width = array.shape
         grid = self.plan(height, width)
         if grid is None:
-            out = self._run_batch([array])[0]
-            if progress is not None:
-                progress()
-            return out
+            return self._run_batch([array], progress)[0]
         output = np.empty((height, width), dtype=np.float64)
         # Windows of equal size (all inner tiles, and each kind of border tile) run together.
         groups: dict[tuple[int, int], list[tuple[slice, slice, slice, slice]]] = defaultdict(list)
@@ -386,13 +416,12 @@ class Restorer:
             batch = self._batch_for(win_h * win_w)
             for first in range(0, len(tiles), batch):
                 chunk = tiles[first : first + batch]
-                restored = self._run_batch([array[rows, cols] for rows, cols, _, _ in chunk])
+                windows = [array[rows, cols] for rows, cols, _, _ in chunk]
+                restored = self._run_batch(windows, progress)
                 for result, (rows, cols, core_rows, core_cols) in zip(restored, chunk, strict=True):
                     out_rows = slice(rows.start + core_rows.start, rows.start + core_rows.stop)
                     out_cols = slice(cols.start + core_cols.start, cols.start + core_cols.stop)
                     output[out_rows, out_cols] = result[core_rows, core_cols]
-                    if progress is not None:
-                        progress()
         return output
 
     def __call__(
@@ -400,7 +429,8 @@ class Restorer:
     ) -> NDArray[np.float64]:
         """Restore one (H, W) network input; returns float64, unclipped.
 
-        `progress(done, total)` is called after every forward window (tile or whole image).
+        `progress(done, total)` is called after every forward window (tile or whole image) or,
+        when streamed, every PROGRESS_ROWS rows of one; `total` is `tile_count(H, W)`.
         """
         array = np.asarray(image, dtype=np.float64)
         if array.ndim != 2:

@@ -334,7 +334,8 @@ class StreamedMemNet:
         return width * config.channels * element_bytes * (fixed + rows * per_strip_row)
 
     @torch.inference_mode()
-    def __call__(self, x: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, on_rows: Callable[[int, int], None] | None = None) -> Tensor:
+        """The network's output for `x`; `on_rows(image, rows)` reports finished output rows."""
         if x.dim() != 4 or x.shape[1] != self.net.config.in_channels:
             raise ValueError(
                 f"MemNet expects input of shape (N, {self.net.config.in_channels}, H, W), "
@@ -343,11 +344,13 @@ class StreamedMemNet:
         if not streaming_available(x):
             raise ValueError("row streaming needs fp32 input on a CPU with oneDNN")
         rows = self.rows_for(x.shape[-1])
-        outputs = []
+        outputs: list[Tensor] = []
         for image in x.split(1):
             strip = _Strip(self.net, image.contiguous(memory_format=torch.channels_last), rows)
             while not strip.finished():
                 strip.step()
+                if on_rows is not None:
+                    on_rows(len(outputs), strip.output_done)
             self.peak_bytes = strip.peak_bytes
             outputs.append(strip.output)
         return torch.cat(outputs).contiguous()

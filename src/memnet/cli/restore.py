@@ -17,7 +17,8 @@ from memnet.pipeline import COLOR_MODES, DEFAULT_COLOR
 from memnet.restore import DTYPES
 from memnet.tasks import TASK_KINDS
 
-# Images needing at least this many forward windows get a progress bar of their own.
+# Images needing at least this many progress steps (tiles, or bands of streamed rows) get a
+# progress bar of their own.
 TILE_BAR_MIN_WINDOWS = 4
 
 EPILOG = """\
@@ -241,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
         tiles = None
         if show_bars and windows >= TILE_BAR_MIN_WINDOWS:
             tiles = tqdm(
-                total=windows, unit="tile", leave=False, desc=job.source.name, disable=None
+                total=windows, unit="part", leave=False, desc=job.source.name, disable=None
             )
 
         def progress(done: int, total: int) -> None:
