@@ -1,14 +1,14 @@
-"""Peak memory of `memnet restore` as the image grows: bounded by the tile, not the image.
+"""Peak memory of `memnet restore` as the image grows: bounded by the window width, not the image.
 
     python benchmarks/memory.py            # all points, writes benchmarks/memory-results.md
     python benchmarks/memory.py --quick    # small sizes only, prints the table
 
 Every point runs in a fresh process (so each peak RSS is its own) through the real pipeline of
-`memnet restore` (read → colour split → tiled network → merge → atomic write) with automatic
-tiling. Inputs are synthetic pictures made here. The networks are untrained presets: memory and
-speed do not depend on the weight values. The large runs use the `tiny` preset so that the whole
-benchmark finishes in minutes on a 2-core CPU; one paper-size `m6r6` point shows the same engine
-at the real network's cost.
+`memnet restore` (read → colour split → network → merge → atomic write) with the automatic
+window plan; on a CPU the network is streamed over strips of rows. Inputs are synthetic pictures
+made here. The networks are untrained presets: memory and speed do not depend on the weight
+values. The largest runs use the `tiny` preset so that the whole benchmark finishes in minutes
+on a 2-core CPU; three paper-size `m6r6` points (512² to 2048²) show the real network's cost.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ FULL_POINTS = [
     ("denoise", "denoise", "tiny", 2048, False),
     ("denoise", "denoise", "tiny", 4096, False),
     ("denoise", "denoise", "m6r6", 512, False),
+    ("denoise", "denoise", "m6r6", 1024, False),
+    ("denoise", "denoise", "m6r6", 2048, False),
 ]
 QUICK_POINTS = [
     ("sr x2", "sr", "tiny", 256, True),
@@ -86,8 +88,17 @@ def child(spec: dict[str, object]) -> dict[str, object]:
     picture = read_image(str(spec["input"]))
     task = restorer.make_task()
     out_h, out_w = task.output_shape(picture.height, picture.width)
-    tile = restorer.restorer.tile_for(out_h, out_w)
-    windows = restorer.windows(picture)
+    engine = restorer.restorer
+    grid = engine.plan(out_h, out_w)
+    windows = 1 if grid is None else len(grid)
+    if grid is None:
+        layout = "whole image"
+    elif grid.tile >= out_h:
+        layout = f"{windows} full-height columns of ≤ {grid.tile_width} + 2×{grid.pad}"
+    else:
+        layout = f"tiles of {grid.tile} + 2×{grid.pad}"
+    if engine.streamed is not None:
+        layout += f", streamed in {engine.streamed.rows_for(out_w if grid is None else grid.tile_width + 2 * grid.pad)}-row strips"
     whole_mb = out_h * out_w * activation_bytes_per_pixel(restorer.restorer.config) / 2**20
     del picture
     start = time.perf_counter()
@@ -98,8 +109,7 @@ def child(spec: dict[str, object]) -> dict[str, object]:
         "peak_mb": peak_rss_mb(),
         "seconds": seconds,
         "out_mpix": out_h * out_w / 1e6,
-        "tile": tile,
-        "pad": restorer.restorer.tile_pad,
+        "layout": layout,
         "windows": windows,
         "whole_image_activations_mb": whole_mb,
     }
@@ -143,13 +153,13 @@ def run_point(
 
 def table(rows: list[dict[str, object]]) -> str:
     lines = [
-        "| run | preset | input | output | tile + context | windows | peak RSS | RSS after import | whole-image activations (estimate) | time | output Mpix/s |",
+        "| run | preset | input | output | windows (network input) | windows | peak RSS | RSS after import | whole-image activations (estimate) | time | output Mpix/s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         edge = int(str(r["edge"]))
         scale = 2 if r["label"] == "sr x2" else 1
-        tile = "whole image" if r["tile"] == 0 else f"{r['tile']} + 2×{r['pad']}"
+        tile = str(r["layout"])
         peak, imported = float(str(r["peak_mb"])), float(str(r["after_import_mb"]))
         whole, seconds = float(str(r["whole_image_activations_mb"])), float(str(r["seconds"]))
         rate = float(str(r["out_mpix"])) / seconds
@@ -200,8 +210,9 @@ def main() -> int:
 Measured by `python benchmarks/memory.py` on {date.today().isoformat()}: {platform.machine()},
 {os.cpu_count()} CPU cores, Python {platform.python_version()}, torch {torch.__version__},
 memnet {memnet.__version__}. Each row is a fresh process running the full restore pipeline
-(read PNG → colour split → tiled network → merge → atomic PNG write) with automatic tiling
-(activation budget: a quarter of free memory, at most {budget}). SR runs take an RGB picture
+(read PNG → colour split → network → merge → atomic PNG write) with the automatic window
+plan (activation budget: a quarter of free memory, at most {budget}); on a CPU the network runs
+streamed over strips of rows (memnet.streaming), so only the width can need splitting. SR runs take an RGB picture
 (Y through the network, Cb/Cr bicubic); denoise runs a gray one. Untrained weights: memory and
 speed do not depend on the values. Times are indicative; the memory figures are what this benchmark is for.
 
@@ -211,8 +222,8 @@ speed do not depend on the values. Times are indicative; the memory figures are 
 - *peak RSS* is the process's high-water mark (VmHWM), including Python, torch and the
   image buffers; *RSS after import* is the peak before any image was touched.
 - *whole-image activations* is what one forward pass over the whole output would need
-  (memnet.restore.activation_bytes_per_pixel × pixels); tiling keeps the network's share of the
-  peak at one batch of tiles instead.
+  (memnet.restore.activation_bytes_per_pixel × pixels); streaming keeps the network's share of
+  the peak at a few hundred rows of the (window) width instead.
 - What still grows with the image are the float64 image buffers of the colour pipeline
   (input, network input and output, Cb/Cr, the merged RGB): about 8 bytes per pixel and plane.
 """

@@ -65,7 +65,7 @@ def test_restorer_uses_it_by_default_and_matches_the_plain_path() -> None:
     fast = Restorer(model, tile=16)
     plain = Restorer(model, tile=16, optimize=False)
     assert isinstance(fast.optimized, InferenceMemNet)
-    assert fast._network is (fast.streamed or fast.optimized)
+    assert fast._network is fast.optimized
     assert plain.optimized is None
     assert fast.bytes_per_pixel < plain.bytes_per_pixel
     assert np.abs(fast(image) - plain(image)).max() <= 1e-5

@@ -26,7 +26,7 @@ def test_streaming_matches_the_whole_image_pass_for_every_preset(name: str) -> N
         whole, plain = fast(x), model(x)
         streamed = StreamedMemNet(fast, rows=5)(x)
     assert plain.abs().max() > 0.1
-    assert (streamed - whole).abs().max() <= 1e-6
+    assert (streamed - whole).abs().max() <= 1e-6  # the same arithmetic, strip by strip
     assert (streamed - plain).abs().max() <= 1e-4
 
 
@@ -69,19 +69,21 @@ def test_bound_holds_for_the_paper_presets() -> None:
 def test_restorer_streams_and_splits_only_the_width(monkeypatch: pytest.MonkeyPatch) -> None:
     model = trained_like("tiny", seed=4)
     restorer = Restorer(model)
-    assert isinstance(restorer._network, StreamedMemNet)
-    assert restorer.plan(300, 200) is None  # any height, whole
     streamed = restorer.streamed
-    assert streamed is not None
+    assert isinstance(streamed, StreamedMemNet)
     budget = streamed.bytes_for_width(100)
     monkeypatch.setattr(restore, "memory_budget", lambda device: budget)
-    grid = restorer.plan(50, 300)
+    assert restorer.plan(20, 20) is None  # fits whole: runs whole, not streamed
+    assert not restorer._streams(20, 20)
+    assert restorer.plan(3000, 100) is None  # too large whole, but streamed at any height
+    assert restorer._streams(3000, 100)
+    grid = restorer.plan(1000, 300)
     assert grid is not None
     assert len(grid) > 1
     for rows, cols, _, _ in grid:
-        assert (rows.start, rows.stop) == (0, 50)
+        assert (rows.start, rows.stop) == (0, 1000)
         assert streamed.bytes_for_width(cols.stop - cols.start) <= budget
-    image = np.random.default_rng(0).random((50, 300))
+    image = np.random.default_rng(0).random((1000, 300))
     whole = Restorer(model, tile=0, stream=False)(image)
     assert np.abs(restorer(image) - whole).max() <= 1e-5
 
@@ -96,14 +98,17 @@ def test_bad_input_is_refused() -> None:
         StreamedMemNet(InferenceMemNet(trained_like("tiny")), rows=0)
 
 
-def test_streamed_windows_report_progress_in_bands_of_rows() -> None:
+def test_streamed_windows_report_progress_in_bands_of_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(restore, "memory_budget", lambda device: 10**10)
     restorer = Restorer(trained_like("tiny", seed=5))
+    restorer.bytes_per_pixel = 10**9  # no window fits whole: every one is streamed
     height = 2 * restore.PROGRESS_ROWS + 10
     assert restorer.tile_count(height, 20) == 3
     calls: list[tuple[int, int]] = []
     restorer(np.zeros((height, 20)), progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 3), (2, 3), (3, 3)]
     ensemble = Restorer(trained_like("tiny", seed=5), self_ensemble=True)
+    ensemble.bytes_per_pixel = 10**9
     assert ensemble.tile_count(height, 20) == 4 * 3 + 4 * 1  # rotated views are 20 rows high
     calls.clear()
     ensemble(np.zeros((height, 20)), progress=lambda done, total: calls.append((done, total)))

@@ -250,9 +250,10 @@ class Restorer:
     N × N output pixels. `tile_pad=None` uses the exact context derived from the model's
     receptive field. `dtype` is fp32, fp16 or bf16 (half precision through autocast, GPU only);
     `self_ensemble` averages the 8 flips/rotations of the input. `optimize=False` calls the
-    plain model instead of its faster, leaner rearrangement (memnet.inference_net); on a CPU
-    in fp32 that runs streamed over strips of rows (memnet.streaming, memory grows with the
-    width only) unless `stream=False`, which runs each window whole.
+    plain model instead of its faster, leaner rearrangement (memnet.inference_net). On a CPU
+    in fp32 a window too large for the activation budget runs streamed over strips of rows
+    (memnet.streaming: memory grows with the width only, nothing is recomputed), so only very
+    wide images need splitting; `stream=False` tiles instead.
     """
 
     def __init__(
@@ -297,10 +298,10 @@ class Restorer:
             self._network = self.optimized
             cpu_fp32 = self.device.type == "cpu" and self.dtype == torch.float32
             if stream and cpu_fp32 and fused_conv_available():
-                # No context is recomputed and a strip is read while still in cache: as fast
-                # as a whole-image pass at any size, in the memory of a few hundred rows.
+                # For what does not fit whole: no context recomputed (unlike tiles), a few
+                # hundred rows of memory, within ~10 % of a whole pass's speed
+                # (benchmarks/strips-results.md).
                 self.streamed = StreamedMemNet(self.optimized)
-                self._network = self.streamed
 
     def _plain_forward(self, x: torch.Tensor) -> torch.Tensor:
         module: nn.Module = self.model
@@ -323,10 +324,10 @@ class Restorer:
                 return None
             return TileGrid(height, width, tile, self.tile_pad)
         budget = memory_budget(self.device)
-        if self.streamed is not None:
-            return self._column_plan(height, width, budget)
         if height * width * self.bytes_per_pixel <= budget:
             return None
+        if self.streamed is not None:
+            return self._column_plan(height, width, budget)
         grid = best_grid(height, width, self.tile_pad, budget // self.bytes_per_pixel)
         return None if len(grid) == 1 else grid
 
@@ -341,9 +342,15 @@ class Restorer:
                 break
         return None if columns == 1 else TileGrid(height, width, height, self.tile_pad, tile_w)
 
-    def _parts(self, window_height: int) -> int:
+    def _streams(self, height: int, width: int) -> bool:
+        """Whether an H × W window runs streamed (it does not fit the budget whole)."""
+        if self.streamed is None:
+            return False
+        return height * width * self.bytes_per_pixel > memory_budget(self.device)
+
+    def _parts(self, height: int, width: int) -> int:
         # Streamed windows report progress in bands of rows; others once, when done.
-        return math.ceil(window_height / PROGRESS_ROWS) if self.streamed is not None else 1
+        return math.ceil(height / PROGRESS_ROWS) if self._streams(height, width) else 1
 
     def tile_count(self, height: int, width: int) -> int:
         """Progress steps of one call on an H × W image: forward windows, or parts of them.
@@ -358,14 +365,14 @@ class Restorer:
     def _steps(self, height: int, width: int) -> int:
         grid = self.plan(height, width)
         if grid is None:
-            return self._parts(height)
-        return sum(self._parts(rows.stop - rows.start) for rows, _, _, _ in grid)
+            return self._parts(height, width)
+        return sum(
+            self._parts(rows.stop - rows.start, cols.stop - cols.start) for rows, cols, _, _ in grid
+        )
 
     def _batch_for(self, window_pixels: int) -> int:
         if self.batch_size is not None:
             return int(self.batch_size)
-        if self.streamed is not None:
-            return 1  # a streamed batch runs image by image anyway
         budget = memory_budget(self.device)
         return max(1, min(MAX_BATCH, budget // max(1, window_pixels * self.bytes_per_pixel)))
 
@@ -378,17 +385,20 @@ class Restorer:
         """The network on equal-size windows; `progress()` once per window or streamed part."""
         stacked = np.stack([np.asarray(w, dtype=np.float32) for w in windows])[:, None]
         x = torch.from_numpy(stacked).to(self.device)
-        parts = self._parts(stacked.shape[2])
+        height, width = stacked.shape[2:]
+        streamed = self._streams(height, width) and self._network is self.optimized
+        parts = math.ceil(height / PROGRESS_ROWS) if streamed else 1
         reported = [0] * len(windows)
 
         def on_rows(image: int, rows: int) -> None:
-            finished = parts if rows == stacked.shape[2] else rows // PROGRESS_ROWS
+            finished = parts if rows == height else rows // PROGRESS_ROWS
             for _ in range(finished - reported[image]):
                 if progress is not None:
                     progress()
             reported[image] = finished
 
-        if self.streamed is not None and self._network is self.streamed:
+        if streamed:
+            assert self.streamed is not None
             y = self.streamed(x, on_rows=on_rows)
         elif self.dtype == torch.float32:
             y = self._network(x)
@@ -396,7 +406,7 @@ class Restorer:
             with torch.autocast(device_type=self.device.type, dtype=self.dtype):
                 y = self._network(x)
         for image in range(len(windows)):
-            on_rows(image, stacked.shape[2])  # windows not streamed count once, here
+            on_rows(image, height)  # windows not streamed count once, here
         return y[:, 0].to("cpu", torch.float64).numpy()
 
     def _restore_once(

@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
 __all__ = ["StreamedMemNet", "default_strip_rows", "streaming_available"]
 
-# Strips of about this many pixels keep oneDNN's conv near its full speed (benchmarks/speed.py)
-# while all of a step's strips stay small.
-STRIP_PIXELS = 8192
+# Strips of about this many pixels were fastest (benchmarks/strips.py): smaller ones pay more
+# per-call overhead, taller ones fall out of the CPU's cache.
+STRIP_PIXELS = 16384
 MIN_STRIP_ROWS, MAX_STRIP_ROWS = 4, 64
 
 
@@ -56,9 +56,7 @@ class _Rows:
 
     def __init__(self, channels: int, height: int, like: Tensor, border: int = 0) -> None:
         self.height, self.border = height, border
-        self.data = like.new_empty((1, channels, 0, like.shape[-1])).contiguous(
-            memory_format=torch.channels_last
-        )
+        self.data = _strip_tensor((1, channels, 0, like.shape[-1]), like)
         self.origin = self.lo = self.hi = -border  # image row stored at index 0; stored rows
         self.done = 0
         self.readers: list[Callable[[], int]] = []  # each: the lowest row a reader still needs
@@ -79,9 +77,8 @@ class _Rows:
             if live + count > self.data.shape[2]:
                 # Grow with slack as large as what is kept, so that moving the kept rows
                 # to the front happens only every few steps.
-                grown = self.data.new_empty(
-                    (1, self.data.shape[1], live + count + max(live, 1), self.data.shape[3])
-                ).contiguous(memory_format=torch.channels_last)
+                shape = (1, self.data.shape[1], live + count + max(live, 4), self.data.shape[3])
+                grown = _strip_tensor(shape, self.data)
                 grown[:, :, :live] = self.view(self.lo, self.hi)
                 self.data = grown
             elif live:
@@ -105,6 +102,17 @@ class _Rows:
     def release(self) -> None:
         if self.readers:
             self.lo = max(self.lo, min(min(reader() for reader in self.readers), self.hi))
+
+
+def _strip_tensor(shape: tuple[int, int, int, int], like: Tensor) -> Tensor:
+    """Uninitialised storage, channels_last as the whole-image pass has it.
+
+    One channel is stored the same either way, but oneDNN picks its kernel by the strides:
+    the plain ones are what `x.contiguous(memory_format=torch.channels_last)` gives a
+    one-channel input, so the stream's first conv matches the whole-image pass bit for bit.
+    """
+    layout = torch.contiguous_format if shape[1] == 1 else torch.channels_last
+    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=layout)
 
 
 def _done_of(rows: _Rows, offset: int) -> Callable[[], int]:
@@ -191,7 +199,7 @@ class _Strip:
         reach = conv.weight.shape[-1] // 2
         window = source.view(start - reach, stop + reach)
         attr = "relu" if relu else "none"
-        padding = [0, conv.weight.shape[-1] // 2]
+        padding = [0, reach]
         out: Tensor = self.ops[0](
             window, conv.weight, conv.bias, padding, [1, 1], [1, 1], 1, attr, [], ""
         )
@@ -346,7 +354,8 @@ class StreamedMemNet:
         rows = self.rows_for(x.shape[-1])
         outputs: list[Tensor] = []
         for image in x.split(1):
-            strip = _Strip(self.net, image.contiguous(memory_format=torch.channels_last), rows)
+            picture = image.contiguous(memory_format=torch.channels_last)
+            strip = _Strip(self.net, picture, rows)
             while not strip.finished():
                 strip.step()
                 if on_rows is not None:
