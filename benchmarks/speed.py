@@ -107,7 +107,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             windows=len(windows),
             computed_pixels=sum(h * w for h, w in windows),
             largest_window=max(windows, key=lambda hw: hw[0] * hw[1]),
-            stream=restorer.streamed is not None,
+            stream=restorer.streams(edge, edge),
             strip_rows=restorer.streamed.rows_for(edge) if restorer.streamed else None,
         )
     elif kind == "eager":
@@ -216,11 +216,12 @@ def report(results: dict[str, Any], quick: bool) -> str:
     eager_by_edge = {r["edge"]: r for r in results["eager"]}
     for row in results["restorer"] + results.get("tiled", []):
         edge, pixels = row["edge"], row["edge"] ** 2
-        path = (
-            f"Restorer (default: streamed, {row['strip_rows']}-row strips)"
-            if row.get("stream")
-            else "Restorer, stream=False (whole windows, tiles)"
-        )
+        if row.get("stream"):
+            path = f"Restorer (default: streamed in {row['strip_rows']}-row strips)"
+        elif row["windows"] == 1:
+            path = "Restorer (default: whole image, fits the budget)"
+        else:
+            path = "Restorer, stream=False (tiles)"
         gflops = row["flop_per_pixel"] * pixels / row["median_s"] / 1e9
         eager = eager_by_edge.get(edge)
         speedup = f"{eager['median_s'] / row['median_s']:.2f}×" if eager else "—"
@@ -230,7 +231,7 @@ def report(results: dict[str, Any], quick: bool) -> str:
             f"{row['peak_rss_mb']:,.0f} MB | {row['windows']} "
             f"({row['computed_pixels'] / pixels:.2f}×) | {speedup} |"
         )
-        if eager and row.get("stream", True):
+        if eager and row in results["restorer"]:
             g = eager["flop_per_pixel"] * pixels / eager["median_s"] / 1e9
             lines.append(
                 f"| {edge}² | eager reference | {eager['median_s']:.2f} s | "

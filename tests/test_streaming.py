@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from memnet import restore
 from memnet.inference_net import InferenceMemNet, fused_conv_available
 from memnet.model import PRESETS
 from memnet.restore import Restorer
-from memnet.streaming import StreamedMemNet
+from memnet.streaming import StreamedMemNet, _Rows, _Strip
 from test_inference_speedpath import trained_like
 
 pytestmark = pytest.mark.skipif(not fused_conv_available(), reason="needs oneDNN's fused convs")
@@ -74,9 +76,9 @@ def test_restorer_streams_and_splits_only_the_width(monkeypatch: pytest.MonkeyPa
     budget = streamed.bytes_for_width(100)
     monkeypatch.setattr(restore, "memory_budget", lambda device: budget)
     assert restorer.plan(20, 20) is None  # fits whole: runs whole, not streamed
-    assert not restorer._streams(20, 20)
+    assert not restorer.streams(20, 20)
     assert restorer.plan(3000, 100) is None  # too large whole, but streamed at any height
-    assert restorer._streams(3000, 100)
+    assert restorer.streams(3000, 100)
     grid = restorer.plan(1000, 300)
     assert grid is not None
     assert len(grid) > 1
@@ -114,3 +116,22 @@ def test_streamed_windows_report_progress_in_bands_of_rows(monkeypatch: pytest.M
     ensemble(np.zeros((height, 20)), progress=lambda done, total: calls.append((done, total)))
     assert calls[-1] == (16, 16)
     assert len(calls) == 16
+
+
+def test_a_finished_stream_leaves_nothing_for_the_garbage_collector() -> None:
+    # The buffers' reader closures form cycles; left to the collector, every call would keep
+    # its hundreds of MB alive until the next collection.
+    streamed = StreamedMemNet(InferenceMemNet(trained_like("tiny", seed=6)), rows=4)
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        with torch.inference_mode():
+            streamed(torch.rand(1, 1, 30, 12))
+        gc.collect()
+        left = [obj for obj in gc.garbage if isinstance(obj, (_Rows, _Strip))]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []

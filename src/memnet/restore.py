@@ -342,7 +342,7 @@ class Restorer:
                 break
         return None if columns == 1 else TileGrid(height, width, height, self.tile_pad, tile_w)
 
-    def _streams(self, height: int, width: int) -> bool:
+    def streams(self, height: int, width: int) -> bool:
         """Whether an H × W window runs streamed (it does not fit the budget whole)."""
         if self.streamed is None:
             return False
@@ -350,7 +350,7 @@ class Restorer:
 
     def _parts(self, height: int, width: int) -> int:
         # Streamed windows report progress in bands of rows; others once, when done.
-        return math.ceil(height / PROGRESS_ROWS) if self._streams(height, width) else 1
+        return math.ceil(height / PROGRESS_ROWS) if self.streams(height, width) else 1
 
     def tile_count(self, height: int, width: int) -> int:
         """Progress steps of one call on an H × W image: forward windows, or parts of them.
@@ -386,7 +386,7 @@ class Restorer:
         stacked = np.stack([np.asarray(w, dtype=np.float32) for w in windows])[:, None]
         x = torch.from_numpy(stacked).to(self.device)
         height, width = stacked.shape[2:]
-        streamed = self._streams(height, width) and self._network is self.optimized
+        streamed = self.streams(height, width) and self._network is self.optimized
         parts = math.ceil(height / PROGRESS_ROWS) if streamed else 1
         reported = [0] * len(windows)
 

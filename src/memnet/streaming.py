@@ -192,6 +192,13 @@ class _Strip:
     def finished(self) -> bool:
         return self.output_done == self.height
 
+    def close(self) -> None:
+        """Free every buffer now: the readers' closures make cycles that the garbage collector
+        would otherwise free only at its next run, hundreds of MB later."""
+        for buffer in self._buffers():
+            buffer.readers.clear()
+            buffer.data = buffer.data.new_empty(0)
+
     def _span(self, done: int, limit: int) -> tuple[int, int]:
         return done, min(done + self.rows, limit, self.height)
 
@@ -356,10 +363,13 @@ class StreamedMemNet:
         for image in x.split(1):
             picture = image.contiguous(memory_format=torch.channels_last)
             strip = _Strip(self.net, picture, rows)
-            while not strip.finished():
-                strip.step()
-                if on_rows is not None:
-                    on_rows(len(outputs), strip.output_done)
+            try:
+                while not strip.finished():
+                    strip.step()
+                    if on_rows is not None:
+                        on_rows(len(outputs), strip.output_done)
+            finally:
+                strip.close()
             self.peak_bytes = strip.peak_bytes
             outputs.append(strip.output)
         return torch.cat(outputs).contiguous()
