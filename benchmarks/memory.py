@@ -96,8 +96,9 @@ def child(spec: dict[str, object]) -> dict[str, object]:
         layout = f"{windows} full-height columns of ≤ {grid.tile_width} + 2×{grid.pad}"
     else:
         layout = f"tiles of {grid.tile} + 2×{grid.pad}"
-    if engine.streamed is not None:
-        layout += f", streamed in {engine.streamed.rows_for(out_w if grid is None else grid.tile_width + 2 * grid.pad)}-row strips"
+    window_w = out_w if grid is None else min(out_w, grid.tile_width + 2 * grid.pad)
+    if engine.streamed is not None and engine.streams(out_h, window_w):
+        layout += f", streamed in {engine.streamed.rows_for(window_w)}-row strips"
     whole_mb = out_h * out_w * activation_bytes_per_pixel(restorer.restorer.config) / 2**20
     del picture
     start = time.perf_counter()

@@ -286,8 +286,8 @@ def load(
 ) -> ImageRestorer:
     """Load a released model (by name), a weights file, or 'bicubic'/'identity' for `task`.
 
-    Without `name_or_path` the released model for `task` is used. `tile=None` sizes tiles from
-    free memory; `color` is auto, y, ycbcr or rgb (see memnet.pipeline).
+    Without `name_or_path` the released model for `task` is used. `tile=None` runs an image
+    whole when it fits free memory, otherwise streamed over rows (CPU) or tiled (GPU); `color` is auto, y, ycbcr or rgb (see memnet.pipeline).
     """
     if name_or_path is None:
         if task is None:

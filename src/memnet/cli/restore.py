@@ -115,7 +115,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--tile",
         type=int,
         default=None,
-        help="tile edge in output pixels, 0 = whole image (default: from free memory)",
+        help="tile edge in output pixels, 0 = whole image (default: whole when it fits free "
+        "memory; otherwise streamed over rows on a CPU, tiled on a GPU)",
     )
     engine.add_argument(
         "--tile-pad",
