@@ -28,15 +28,22 @@ def trained_like(name: str, seed: int = 0) -> MemNet:
     return model.eval()
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
-def test_matches_the_plain_model(name: str) -> None:
+def preset_case(name: str) -> tuple[InferenceMemNet, torch.Tensor, torch.Tensor]:
+    """The optimised network of a preset, an input, and the plain model's output for it."""
     model = trained_like(name)
-    fast = InferenceMemNet(model)
     x = torch.rand(2, model.config.in_channels, 23, 30)
     with torch.inference_mode():
-        plain, optimised = model(x), fast(x)
-    assert optimised.shape == plain.shape
+        plain = model(x)
     assert plain.abs().max() > 0.1  # a meaningful output, not a vanishing one
+    return InferenceMemNet(model), x, plain
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_matches_the_plain_model(name: str) -> None:
+    fast, x, plain = preset_case(name)
+    with torch.inference_mode():
+        optimised = fast(x)
+    assert optimised.shape == plain.shape
     assert (optimised - plain).abs().max() <= 1e-4
 
 

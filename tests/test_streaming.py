@@ -13,21 +13,17 @@ from memnet.inference_net import InferenceMemNet, fused_conv_available
 from memnet.model import PRESETS
 from memnet.restore import Restorer
 from memnet.streaming import StreamedMemNet, _Rows, _Strip
-from test_inference_speedpath import trained_like
+from test_inference_speedpath import preset_case, trained_like
 
 pytestmark = pytest.mark.skipif(not fused_conv_available(), reason="needs oneDNN's fused convs")
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_streaming_matches_the_whole_image_pass_for_every_preset(name: str) -> None:
-    model = trained_like(name)
-    fast = InferenceMemNet(model)
-    # The shape of test_inference_speedpath's check against the plain model (≤ 1e-4 there too).
-    x = torch.rand(2, model.config.in_channels, 23, 30)
+    fast, x, plain = preset_case(name)
     with torch.inference_mode():
-        whole, plain = fast(x), model(x)
+        whole = fast(x)
         streamed = StreamedMemNet(fast, rows=5)(x)
-    assert plain.abs().max() > 0.1
     assert (streamed - whole).abs().max() <= 1e-6  # the same arithmetic, strip by strip
     assert (streamed - plain).abs().max() <= 1e-4
 

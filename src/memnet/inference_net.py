@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from memnet.model import MemNet, MemNetConfig, MemoryBlock, RecursiveUnit
+from memnet.model import MemNet, MemNetConfig, MemoryBlock, RecursiveUnit, check_input
 
 __all__ = ["InferenceMemNet", "fused_conv_available", "fused_conv_ops"]
 
@@ -86,6 +86,14 @@ class _Affine(nn.Module):
         n, _, h, w = x.shape
         out = torch.addcmul(self.shift, rows, self.scale).relu_()
         return out.view(n, h, w, -1).permute(0, 3, 1, 2)
+
+    def into_(self, target: Tensor, x: Tensor) -> Tensor:
+        """target = relu(scale·x + shift), written into `target` (channels_last CPU tensors)."""
+        rows, out = _pixels(x), _pixels(target)
+        if rows is None or out is None:
+            return target.copy_(self(x))
+        torch.addcmul(self.shift, rows, self.scale, out=out).relu_()
+        return target
 
 
 def _or_ones(value: Tensor | None, like: Tensor) -> Tensor:
@@ -281,11 +289,7 @@ class InferenceMemNet(nn.Module):
         return element_bytes * self.config.channels * (self.config.blocks + 5)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != self.config.in_channels:
-            raise ValueError(
-                f"MemNet expects input of shape (N, {self.config.in_channels}, H, W), "
-                f"got {tuple(x.shape)}"
-            )
+        check_input(self.config, x)
         x = x.contiguous(memory_format=torch.channels_last)
         # A one-channel tensor is ambiguous about its layout; make the features channels_last.
         features = self.fenet(self.fenet_pre(x)).contiguous(memory_format=torch.channels_last)

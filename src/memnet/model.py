@@ -236,13 +236,17 @@ class MemNet(nn.Module):
         return MemNetOutput(restored, predictions) if branches else restored
 
     def _check_input(self, x: Tensor) -> None:
-        if not isinstance(x, Tensor):
-            raise TypeError(f"MemNet expects a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4 or x.shape[1] != self.config.in_channels:
-            raise ValueError(
-                f"MemNet expects input of shape (N, {self.config.in_channels}, H, W), "
-                f"got {tuple(x.shape)}"
-            )
+        check_input(self.config, x)
+
+
+def check_input(config: MemNetConfig, x: Tensor) -> None:
+    """A clear error unless `x` is an (N, in_channels, H, W) tensor for this network."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"MemNet expects a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4 or x.shape[1] != config.in_channels:
+        raise ValueError(
+            f"MemNet expects input of shape (N, {config.in_channels}, H, W), got {tuple(x.shape)}"
+        )
 
 
 def sum_weighted(predictions: list[Tensor], weights: Tensor) -> Tensor:

@@ -342,15 +342,16 @@ class Restorer:
                 break
         return None if columns == 1 else TileGrid(height, width, height, self.tile_pad, tile_w)
 
-    def streams(self, height: int, width: int) -> bool:
+    def streams(self, height: int, width: int, budget: int | None = None) -> bool:
         """Whether an H × W window runs streamed (it does not fit the budget whole)."""
         if self.streamed is None:
             return False
-        return height * width * self.bytes_per_pixel > memory_budget(self.device)
+        budget = memory_budget(self.device) if budget is None else budget
+        return height * width * self.bytes_per_pixel > budget
 
-    def _parts(self, height: int, width: int) -> int:
+    def _parts(self, height: int, width: int, budget: int) -> int:
         # Streamed windows report progress in bands of rows; others once, when done.
-        return math.ceil(height / PROGRESS_ROWS) if self.streams(height, width) else 1
+        return math.ceil(height / PROGRESS_ROWS) if self.streams(height, width, budget) else 1
 
     def tile_count(self, height: int, width: int) -> int:
         """Progress steps of one call on an H × W image: forward windows, or parts of them.
@@ -364,10 +365,12 @@ class Restorer:
 
     def _steps(self, height: int, width: int) -> int:
         grid = self.plan(height, width)
+        budget = memory_budget(self.device)  # read once, not per window
         if grid is None:
-            return self._parts(height, width)
+            return self._parts(height, width, budget)
         return sum(
-            self._parts(rows.stop - rows.start, cols.stop - cols.start) for rows, cols, _, _ in grid
+            self._parts(rows.stop - rows.start, cols.stop - cols.start, budget)
+            for rows, cols, _, _ in grid
         )
 
     def _batch_for(self, window_pixels: int) -> int:

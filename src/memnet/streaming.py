@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from memnet.inference_net import fused_conv_ops
+from memnet.model import check_input
 
 if TYPE_CHECKING:
     from memnet.inference_net import InferenceMemNet, _Affine, _Block, _Conv
@@ -123,18 +124,6 @@ def _entry(values: list[int], index: int, offset: int) -> Callable[[], int]:
     return lambda: values[index] + offset
 
 
-def _rows_matrix(t: Tensor) -> Tensor:
-    """A run of rows of a channels_last buffer as its (pixels, C) matrix (shares storage)."""
-    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
-
-
-def _affine_into(affine: _Affine, source: Tensor, target: Tensor) -> None:
-    """target = relu(scale·source + shift) (an eval BatchNorm and its ReLU), written in place."""
-    out = _rows_matrix(target)
-    torch.addcmul(affine.shift, _rows_matrix(source), affine.scale, out=out)
-    out.relu_()
-
-
 class _Strip:
     """One image's pipeline state; `step()` advances every layer by up to `rows` rows."""
 
@@ -227,9 +216,7 @@ class _Strip:
         # FENet: BN+ReLU of the input, then its conv.
         start, stop = self._span(self.fenet_in.done, self.height)
         if stop > start:
-            _affine_into(
-                net.fenet_pre, self.x[:, :, start:stop], self.fenet_in.append(stop - start)
-            )
+            net.fenet_pre.into_(self.fenet_in.append(stop - start), self.x[:, :, start:stop])
             self.fenet_in.finish(stop)
         b0 = self.memories[0]
         start, stop = self._span(b0.done, self.fenet_in.readable(1))
@@ -254,7 +241,7 @@ class _Strip:
             start, stop = self._span(pre.done, source_done)
             if stop > start:
                 source = previous.view(start, stop) if r == 0 else h_buf.view(start, stop)
-                _affine_into(block.pre_a[r], source, pre.append(stop - start))
+                block.pre_a[r].into_(pre.append(stop - start), source)
                 pre.finish(stop)
             # conv_a with the folded BatchNorm and its ReLU.
             start, stop = self._span(inner.done, pre.readable(1))
@@ -284,7 +271,6 @@ class _Strip:
                         block.gate_conv[j].add_(share, activated)
             block.share(gate.view(start, stop), block.long_term + r, target)
             done[r] = stop
-            h_buf.done = done[-1]
             if r == len(done) - 1:
                 gate.finish(stop)
 
@@ -351,11 +337,7 @@ class StreamedMemNet:
     @torch.inference_mode()
     def __call__(self, x: Tensor, on_rows: Callable[[int, int], None] | None = None) -> Tensor:
         """The network's output for `x`; `on_rows(image, rows)` reports finished output rows."""
-        if x.dim() != 4 or x.shape[1] != self.net.config.in_channels:
-            raise ValueError(
-                f"MemNet expects input of shape (N, {self.net.config.in_channels}, H, W), "
-                f"got {tuple(x.shape)}"
-            )
+        check_input(self.net.config, x)
         if not streaming_available(x):
             raise ValueError("row streaming needs fp32 input on a CPU with oneDNN")
         rows = self.rows_for(x.shape[-1])
