@@ -12,6 +12,7 @@ import torch
 from memnet.cli import main
 from memnet.model import MemNet
 from memnet.weights_file import save_weights
+from rounding import float32_bound
 
 
 @pytest.fixture
@@ -44,7 +45,8 @@ def test_onnx_matches_pytorch_at_any_size(
         with torch.no_grad():
             reference = model(torch.from_numpy(x)).numpy()
         assert y.shape == shape
-        assert np.abs(y - reference).max() <= 1e-4
+        # another runtime, other kernels: the same network up to float32 rounding
+        assert np.abs(y - reference).max() <= float32_bound(model.config, np.abs(reference).max())
     metadata = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert '"channels": 8' in metadata["memnet.config"]
     # an existing output is not replaced without --overwrite
@@ -59,7 +61,9 @@ def test_torchscript_runs_at_other_sizes(weights: tuple[MemNet, Path], tmp_path:
     loaded = torch.jit.load(str(out))
     x = torch.rand(2, 1, 41, 77)
     with torch.no_grad():
-        assert (loaded(x) - model(x)).abs().max() <= 1e-5
+        reference = model(x)
+        bound = float32_bound(model.config, reference.abs().max().item())
+        assert (loaded(x) - reference).abs().max() <= bound
 
 
 def test_export_needs_a_network(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

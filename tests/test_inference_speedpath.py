@@ -10,6 +10,7 @@ from memnet import inference_net
 from memnet.inference_net import InferenceMemNet
 from memnet.model import PRESETS, MemNet, create_model
 from memnet.restore import Restorer, TileGrid, best_grid
+from rounding import float32_bound
 
 
 def trained_like(name: str, seed: int = 0) -> MemNet:
@@ -44,7 +45,8 @@ def test_matches_the_plain_model(name: str) -> None:
     with torch.inference_mode():
         optimised = fast(x)
     assert optimised.shape == plain.shape
-    assert (optimised - plain).abs().max() <= 1e-4
+    # Folding and fusing reorder the sums: they may differ by float32 rounding, no more.
+    assert (optimised - plain).abs().max() <= float32_bound(fast.config, plain.abs().max().item())
 
 
 def test_matches_without_fused_convolutions(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -53,7 +55,9 @@ def test_matches_without_fused_convolutions(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(inference_net, "_FUSED", None)
     x = torch.rand(1, 1, 20, 17)
     with torch.inference_mode():
-        assert (InferenceMemNet(model)(x) - model(x)).abs().max() <= 1e-5
+        plain = model(x)
+        bound = float32_bound(model.config, plain.abs().max().item())
+        assert (InferenceMemNet(model)(x) - plain).abs().max() <= bound
 
 
 def test_networks_without_biases_or_affines_fold_too() -> None:
@@ -63,7 +67,9 @@ def test_networks_without_biases_or_affines_fold_too() -> None:
     model.reconstruction.bias = None
     x = torch.rand(1, 1, 16, 16)
     with torch.inference_mode():
-        assert (InferenceMemNet(model)(x) - model(x)).abs().max() <= 1e-5
+        plain = model(x)
+        bound = float32_bound(model.config, plain.abs().max().item())
+        assert (InferenceMemNet(model)(x) - plain).abs().max() <= bound
 
 
 def test_restorer_uses_it_by_default_and_matches_the_plain_path() -> None:
@@ -75,8 +81,9 @@ def test_restorer_uses_it_by_default_and_matches_the_plain_path() -> None:
     assert fast._network is fast.optimized
     assert plain.optimized is None
     assert fast.bytes_per_pixel < plain.bytes_per_pixel
-    assert np.abs(fast(image) - plain(image)).max() <= 1e-5
-    assert np.abs(fast(image) - Restorer(model, tile=0)(image)).max() <= 1e-5
+    bound = float32_bound(model.config, np.abs(plain(image)).max())
+    assert np.abs(fast(image) - plain(image)).max() <= bound
+    assert np.abs(fast(image) - Restorer(model, tile=0)(image)).max() <= bound
 
 
 def area(tile: tuple[slice, slice, slice, slice]) -> int:

@@ -18,6 +18,7 @@ from memnet.model import (
     create_model,
     summarize,
 )
+from rounding import float32_bound
 
 
 @pytest.mark.parametrize(
@@ -176,7 +177,7 @@ def test_identity_init_starts_as_the_input() -> None:
 
 def test_eval_is_deterministic_and_layout_independent() -> None:
     model = create_model("m4r4c32").eval()
-    # Keep the output at image scale (as a trained model's), where 1e-5 is a meaningful bound.
+    # Keep the output at image scale (as a trained model's), where the rounding bound is meaningful.
     model.reconstruction.weight.data.mul_(0.02)
     x = torch.rand(2, 1, 40, 36)
     with torch.no_grad():
@@ -184,7 +185,8 @@ def test_eval_is_deterministic_and_layout_independent() -> None:
         b = model(x)
         c = model.to(memory_format=torch.channels_last)(x.to(memory_format=torch.channels_last))
     assert torch.equal(a, b)
-    assert (a - c).abs().max().item() <= 1e-5
+    # channels_last runs other kernels: the same arithmetic up to float32 rounding
+    assert (a - c).abs().max().item() <= float32_bound(model.config, a.abs().max().item())
 
 
 def test_init_is_kaiming_with_zero_biases() -> None:

@@ -14,10 +14,11 @@ from memnet import zoo
 from memnet.errors import MemNetError
 from memnet.imaging import imresize, rgb2ycbcr, ycbcr2rgb
 from memnet.io import Picture, picture_from_array, read_image
-from memnet.model import MemNet
+from memnet.model import MemNet, MemNetConfig
 from memnet.pipeline import restore_picture
 from memnet.tasks import Deblock, Denoise, SuperResolution
 from memnet.weights_file import save_weights
+from rounding import float32_bound
 
 RNG = np.random.default_rng(11)
 
@@ -161,7 +162,9 @@ def test_load_network_output_is_tiled_exactly(tiny_weights: Path) -> None:
     model_restorer = memnet.load(tiny_weights, device="cpu", tile=0)
     tiled_restorer = memnet.load(tiny_weights, device="cpu", tile=12)
     image = RNG.random((40, 50))
-    assert np.abs(model_restorer(image) - tiled_restorer(image)).max() <= 1e-5
+    whole = model_restorer(image)
+    bound = float32_bound(MemNetConfig(blocks=2, recursions=2, channels=8), np.abs(whole).max())
+    assert np.abs(whole - tiled_restorer(image)).max() <= bound
     assert tiled_restorer.windows(picture_from_array(image)) > 1
 
 

@@ -17,6 +17,7 @@ from memnet.restore import (
     resolve_device,
     resolve_dtype,
 )
+from rounding import EPS32, float32_bound
 
 
 def small_model(blocks: int = 2, recursions: int = 2, channels: int = 8) -> MemNet:
@@ -33,7 +34,7 @@ def test_batched_tiles_equal_whole_image_with_borders_and_corners() -> None:
     whole = Restorer(model, tile=0)(image)
     for batch in (1, 16):
         tiled = Restorer(model, tile=24, batch_size=batch)(image)
-        assert np.abs(whole - tiled).max() <= 1e-5
+        assert np.abs(whole - tiled).max() <= float32_bound(model.config, np.abs(whole).max())
     grid = TileGrid(101, 90, 24, exact_context(model))
     assert len(grid) == 5 * 4  # several tiles in each direction, corners included
 
@@ -69,7 +70,7 @@ def test_m6r6_depth_tiles_are_exact_with_the_74px_context() -> None:
     whole = Restorer(model, tile=0)(image)
     tiled = Restorer(model, tile=56)(image)
     assert len(TileGrid(170, 150, 56, 74)) == 4 * 3
-    assert np.abs(whole - tiled).max() <= 1e-5
+    assert np.abs(whole - tiled).max() <= float32_bound(model.config, np.abs(whole).max())
 
 
 @pytest.mark.slow
@@ -81,7 +82,7 @@ def test_true_m6r6_tiles_are_exact() -> None:
     image = np.random.default_rng(3).random((40, 260))
     whole = Restorer(model, tile=0)(image)
     tiled = Restorer(model, tile=56)(image)
-    assert np.abs(whole - tiled).max() <= 1e-5
+    assert np.abs(whole - tiled).max() <= float32_bound(model.config, np.abs(whole).max())
 
 
 def test_automatic_tile_size_follows_the_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +102,8 @@ def test_automatic_tile_size_follows_the_memory_budget(monkeypatch: pytest.Monke
         assert (rows.stop - rows.start) * (cols.stop - cols.start) * per_pixel <= budget
     image = np.random.default_rng(4).random((150, 140))
     assert restorer.tile_count(150, 140) > 1
-    assert np.abs(restorer(image) - Restorer(model, tile=0, stream=False)(image)).max() <= 1e-5
+    whole = Restorer(model, tile=0, stream=False)(image)
+    assert np.abs(restorer(image) - whole).max() <= float32_bound(model.config, np.abs(whole).max())
 
 
 def test_memory_estimate_scales_with_the_network() -> None:
@@ -124,14 +126,19 @@ def test_self_ensemble_averages_the_eight_flips_and_rotations() -> None:
             out = plain(np.ascontiguousarray(view))
             out = out[:, ::-1] if flip else out
             manual += np.rot90(out, -k)
-    assert np.abs(ensemble - manual / 8).max() <= 1e-6
-    assert np.abs(ensemble - plain(image)).max() > 1e-4
+    bound = float32_bound(model.config, np.abs(manual / 8).max())
+    assert np.abs(ensemble - manual / 8).max() <= bound
+    # the eight views really differ: by far more than rounding could explain
+    assert np.abs(ensemble - plain(image)).max() > 10 * bound
 
 
 def test_identity_network_returns_its_input() -> None:
     model = MemNet(blocks=2, recursions=2, channels=8, identity_init=True).eval()
     image = np.random.default_rng(6).random((40, 30))
-    assert np.abs(Restorer(model, tile=12)(image) - image).max() <= 1e-6
+    # The image passes through float32 (half an ulp) and the mean of the M branches adds up to
+    # one rounding per branch: M + 1 ulps of a value at most 1.
+    bound = (model.config.blocks + 1) * EPS32
+    assert np.abs(Restorer(model, tile=12)(image) - image).max() <= bound
 
 
 def test_half_precision_is_refused_on_cpu_with_a_reason() -> None:

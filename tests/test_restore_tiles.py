@@ -7,6 +7,7 @@ import torch
 
 from memnet.model import MemNet
 from memnet.restore import Restorer, TileGrid, exact_context
+from rounding import float32_bound
 
 
 def test_grid_covers_every_pixel_once() -> None:
@@ -27,7 +28,8 @@ def test_tiles_equal_whole_image_inference() -> None:
     whole = Restorer(model, tile=0)(image)
     tiled = Restorer(model, tile=24)(image)
     assert exact_context(model) == 10
-    assert np.abs(whole - tiled).max() <= 1e-5
-    # too little context is visibly different: the test can fail
+    bound = float32_bound(model.config, np.abs(whole).max())
+    assert np.abs(whole - tiled).max() <= bound
+    # too little context is visibly different, far beyond rounding: the test can fail
     short = Restorer(model, tile=24, tile_pad=2)(image)
-    assert np.abs(whole - short).max() > 1e-4
+    assert np.abs(whole - short).max() > 10 * bound

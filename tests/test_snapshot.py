@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from rounding import float32_bound
 from snapshots import snapshot_input, snapshot_model, stored
 
 
@@ -11,6 +12,9 @@ def test_m6r6_matches_stored_snapshot() -> None:
     reference = stored()
     x = snapshot_input()
     torch.testing.assert_close(x, reference["input"], rtol=0, atol=0)
+    model = snapshot_model()
     with torch.no_grad():
-        output = snapshot_model()(x)
-    torch.testing.assert_close(output, reference["output"], rtol=1e-5, atol=1e-5)
+        output = model(x)
+    # The stored output was computed on another CPU, whose kernels sum in another order.
+    bound = float32_bound(model.config, reference["output"].abs().max().item())
+    torch.testing.assert_close(output, reference["output"], rtol=0, atol=bound)

@@ -13,6 +13,7 @@ from memnet.inference_net import InferenceMemNet, fused_conv_available
 from memnet.model import PRESETS
 from memnet.restore import Restorer
 from memnet.streaming import StreamedMemNet, _Rows, _Strip
+from rounding import float32_bound
 from test_inference_speedpath import preset_case, trained_like
 
 pytestmark = pytest.mark.skipif(not fused_conv_available(), reason="needs oneDNN's fused convs")
@@ -24,8 +25,11 @@ def test_streaming_matches_the_whole_image_pass_for_every_preset(name: str) -> N
     with torch.inference_mode():
         whole = fast(x)
         streamed = StreamedMemNet(fast, rows=5)(x)
-    assert (streamed - whole).abs().max() <= 1e-6  # the same arithmetic, strip by strip
-    assert (streamed - plain).abs().max() <= 1e-4
+    # The same arithmetic strip by strip; only oneDNN's choice of kernel for a strip's shape
+    # (which differs between CPUs) can reorder a sum, so rounding is all that may differ.
+    bound = float32_bound(fast.config, plain.abs().max().item())
+    assert (streamed - whole).abs().max() <= bound
+    assert (streamed - plain).abs().max() <= bound
 
 
 @pytest.mark.parametrize(("height", "rows"), [(1, 4), (2, 1), (9, 1), (9, 9), (9, 64), (40, 3)])
@@ -34,7 +38,9 @@ def test_borders_and_strip_sizes(height: int, rows: int) -> None:
     fast = InferenceMemNet(trained_like("tiny", seed=1))
     x = torch.rand(2, 1, height, 11)
     with torch.inference_mode():
-        assert (StreamedMemNet(fast, rows=rows)(x) - fast(x)).abs().max() <= 1e-6
+        whole = fast(x)
+        bound = float32_bound(fast.config, whole.abs().max().item())
+        assert (StreamedMemNet(fast, rows=rows)(x) - whole).abs().max() <= bound
 
 
 def test_memory_depends_on_the_width_not_the_height() -> None:
@@ -83,7 +89,7 @@ def test_restorer_streams_and_splits_only_the_width(monkeypatch: pytest.MonkeyPa
         assert streamed.bytes_for_width(cols.stop - cols.start) <= budget
     image = np.random.default_rng(0).random((1000, 300))
     whole = Restorer(model, tile=0, stream=False)(image)
-    assert np.abs(restorer(image) - whole).max() <= 1e-5
+    assert np.abs(restorer(image) - whole).max() <= float32_bound(model.config, np.abs(whole).max())
 
 
 def test_bad_input_is_refused() -> None:
