@@ -86,6 +86,7 @@ def test_sr_bicubic_follows_the_protocol_by_hand(tiny_set: BenchmarkSet) -> None
     expected_psnr = psnr(shave(output, 3), shave(truth.astype(np.float64), 3))
     expected_ssim = ssim(shave(output, 3), shave(truth.astype(np.float64), 3))
     row = next(r for r in report.images if r.image == "img1.png" and r.label == "x3")
+    # The same float64 arithmetic in the same order: equal but for the last bits of ~30 dB.
     assert row.psnr == pytest.approx(expected_psnr, abs=1e-12)
     assert row.ssim == pytest.approx(expected_ssim, abs=1e-12)
     assert (row.height, row.width) == truth.shape
@@ -103,6 +104,7 @@ def test_jpeg_identity_scores_the_decoded_jpeg(tiny_set: BenchmarkSet) -> None:
     report = evaluate("jpeg", [10], [tiny_set], baseline("identity", "jpeg"), method_name="id")
     image = tiny_set.images[0]
     decoded = jpeg_roundtrip(image, 10).astype(np.float64)
+    # float64 scores of the same decoded pixels; PSNR's log of a small MSE keeps ~1e-9 absolute
     assert report.images[0].psnr == pytest.approx(psnr(decoded, image), abs=1e-9)
     assert report.images[0].ssim == pytest.approx(ssim(decoded, image), abs=1e-12)
 
@@ -136,6 +138,7 @@ def test_report_outputs_are_written_and_parse(tmp_path: Path, tiny_set: Benchmar
     rows = list(csv.DictReader(io.StringIO(files[0].read_text())))
     assert len(rows) == 6
     assert rows[0]["image"] == "img0.png"
+    # the CSV keeps 6 decimals
     assert float(rows[0]["psnr"]) == pytest.approx(report.images[0].psnr, abs=1e-6)
     summary = json.loads(files[1].read_text())
     assert summary["task"] == "sr"

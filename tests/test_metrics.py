@@ -23,6 +23,7 @@ def test_psnr_known_value() -> None:
 
 def test_ssim_of_identical_images_is_one() -> None:
     image = np.random.default_rng(1).random((32, 40)) * 255
+    # (2μ²+C1)(2σ²+C2) / ((2μ²+C1)(2σ²+C2)) per pixel in float64: 1 to the last bits
     assert ssim(image, image) == pytest.approx(1.0, abs=1e-12)
 
 
@@ -46,6 +47,7 @@ def test_ssim_matches_scikit_image_wang_configuration() -> None:
         full=True,
     )
     valid = full_map[5:-5, 5:-5].mean()
+    # two float64 implementations of the same filter: summation order only
     assert ssim(a, b) == pytest.approx(valid, abs=1e-10)
     assert abs(ssim(a, b) - reference) < 0.02
 
@@ -54,6 +56,7 @@ def test_gaussian_window_is_matlab_fspecial() -> None:
     g = gaussian_window_1d()
     assert g.shape == (11,)
     assert g.sum() == pytest.approx(1.0)
+    # MATLAB prints fspecial('gaussian', [11 1], 1.5) to 4 decimals
     assert g[5] == pytest.approx(0.2660, abs=1e-4)
 
 
