@@ -682,3 +682,40 @@ def test_eval_authors_tiles_option(tmp_path: Path, capsys: pytest.CaptureFixture
     )
     assert code == 1
     assert "--authors-tiles applies to a network" in capsys.readouterr().err
+
+
+def test_a_training_net_with_data_split_and_loss_layers(
+    tmp_path: Path, authors_net: tuple[list[Layer], dict[str, Any]]
+) -> None:
+    """A caffemodel saved from training holds its data and loss layers and Caffe's own Splits."""
+    layers, blobs = authors_net
+    users = [layer for layer in layers if "data" in layer["bottom"]]
+    split = [f"data_data_0_split_{i}" for i in range(len(users))]
+    training: list[Layer] = [
+        {"name": "data", "type": "HDF5Data", "bottom": [], "top": ["data", "label"]},
+        {"name": "data_data_0_split", "type": "Split", "bottom": ["data"], "top": split},
+    ]
+    for layer in layers:
+        if layer in users:
+            layer = layer | {
+                "bottom": [split[users.index(layer)] if b == "data" else b for b in layer["bottom"]]
+            }
+        training.append(layer)
+    for m in range(1, M + 1):
+        name = f"loss_{m:02d}"
+        training.append(
+            {
+                "name": name,
+                "type": "EuclideanLoss",
+                "bottom": [f"HR_recovery_{m:02d}", "label"],
+                "top": [name],
+            }
+        )
+    plain, trained = tmp_path / "plain.caffemodel", tmp_path / "train.caffemodel"
+    plain.write_bytes(encode_net(layers, blobs))
+    trained.write_bytes(encode_net(training, blobs))
+    a = convert_caffemodel(plain, tmp_path / "a.safetensors", task="sr").model.state_dict()
+    b = convert_caffemodel(trained, tmp_path / "b.safetensors", task="sr").model.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)

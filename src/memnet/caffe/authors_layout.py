@@ -137,15 +137,29 @@ def infer_shape(net: CaffeNet) -> tuple[int, int]:
     return max(blocks), max(recursions)
 
 
-def _wiring(net: CaffeNet) -> dict[str, tuple[CaffeLayer, tuple[str, ...]]]:
+@dataclass(frozen=True)
+class _Wired:
+    layer: CaffeLayer
+    sources: tuple[str, ...]  # the layers its bottoms come from (INPUT: the network input)
+    inputs: frozenset[str]  # names of the network-input blobs it reads
+
+
+def _wiring(net: CaffeNet) -> dict[str, _Wired]:
     """Every layer with the layers its inputs come from (in-place layers and Splits resolved)."""
     producer: dict[str, str] = {}  # blob name → the layer that last wrote it
-    wired: dict[str, tuple[CaffeLayer, tuple[str, ...]]] = {}
+    origin: dict[str, str] = {}  # a Split's copy of an input blob → that blob
+    wired: dict[str, _Wired] = {}
     for layer in net.layers:
-        sources = [producer.get(bottom, INPUT) for bottom in layer.bottoms]
+        sources = tuple(producer.get(bottom, INPUT) for bottom in layer.bottoms)
+        inputs = frozenset(
+            origin.get(b, b) for b, s in zip(layer.bottoms, sources, strict=True) if s == INPUT
+        )
         if layer.type == "Split":  # Caffe's own fan-out: its tops are its bottom
             for top in layer.tops:
-                producer[top] = sources[0] if sources else INPUT
+                if sources and sources[0] != INPUT:
+                    producer[top] = sources[0]
+                elif layer.bottoms:
+                    origin[top] = origin.get(layer.bottoms[0], layer.bottoms[0])
             continue
         if layer.type in DATA_LAYER_TYPES:
             for top in layer.tops:
@@ -153,13 +167,13 @@ def _wiring(net: CaffeNet) -> dict[str, tuple[CaffeLayer, tuple[str, ...]]]:
             continue
         if layer.name in wired:
             raise MemNetError(f"{net.source}: two layers are named {layer.name!r}")
-        wired[layer.name] = (layer, tuple(sources))
+        wired[layer.name] = _Wired(layer, sources, inputs)
         for top in layer.tops:
             producer[top] = layer.name
     return wired
 
 
-def _on_path(wired: dict[str, tuple[CaffeLayer, tuple[str, ...]]], output: str) -> set[str]:
+def _on_path(wired: dict[str, _Wired], output: str) -> set[str]:
     seen: set[str] = set()
     stack = [output]
     while stack:
@@ -167,7 +181,7 @@ def _on_path(wired: dict[str, tuple[CaffeLayer, tuple[str, ...]]], output: str) 
         if name in seen or name == INPUT:
             continue
         seen.add(name)
-        stack.extend(wired[name][1])
+        stack.extend(wired[name].sources)
     return seen
 
 
@@ -249,7 +263,7 @@ def check_graph(net: CaffeNet, blocks: int, recursions: int) -> list[LayoutLayer
                 f"{net.source}: the network {where} layer {layer.name!r}, which an "
                 f"M{blocks}R{recursions} MemNet in the authors' layout has"
             )
-        actual, sources = wired[layer.name]
+        actual, sources = wired[layer.name].layer, wired[layer.name].sources
         if actual.type != layer.type:
             raise MemNetError(
                 f"{net.source}: layer {layer.name!r} is a {actual.type}, expected a {layer.type}"
@@ -260,12 +274,7 @@ def check_graph(net: CaffeNet, blocks: int, recursions: int) -> list[LayoutLayer
                 f"{list(layer.inputs)} ('{INPUT}' is the network input)"
             )
         _check_settings(actual, layer, str(net.source))
-    input_blobs = {
-        bottom
-        for name in on_path
-        for bottom, source in zip(wired[name][0].bottoms, wired[name][1], strict=True)
-        if source == INPUT
-    }
+    input_blobs = set().union(*(wired[name].inputs for name in on_path))
     if len(input_blobs) > 1:
         raise MemNetError(
             f"{net.source}: the network reads {len(input_blobs)} inputs ({', '.join(sorted(input_blobs))}); "
@@ -273,7 +282,7 @@ def check_graph(net: CaffeNet, blocks: int, recursions: int) -> list[LayoutLayer
         )
     extra = sorted(on_path - set(expected))
     if extra:
-        first = wired[extra[0]][0]
+        first = wired[extra[0]].layer
         raise MemNetError(
             f"{net.source}: layer {first.name!r} ({first.type}) feeds {OUTPUT!r} but is not part "
             "of the authors' MemNet layout"
