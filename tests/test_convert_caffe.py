@@ -719,3 +719,32 @@ def test_a_training_net_with_data_split_and_loss_layers(
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_a_training_prototxt_is_followed_in_the_test_phase(
+    tmp_path: Path, files: tuple[Path, Path], authors_net: tuple[list[Layer], dict[str, Any]]
+) -> None:
+    """The authors' training files: a TRAIN-only data layer, comments, `include: { … }`."""
+    model_file, deploy = files
+    header = """name: "MemNet_train"
+layer {
+    name: "data"
+    type: "HDF5Data"
+    top: "data"
+    top: "label"
+    hdf5_data_param {
+        source: "train.txt" # change this to your txt path
+        batch_size: 32
+        shuffle: true
+    }
+    include: { phase: TRAIN }
+}
+"""
+    body = deploy.read_text().split("\n", 6)[-1]  # without the deploy's name and input lines
+    train = tmp_path / "train.prototxt"
+    train.write_text(header + body)
+    model = convert_caffemodel(model_file, tmp_path / "t.safetensors", task="sr", prototxt=train)
+    expected = expected_state(authors_net[1])
+    np.testing.assert_array_equal(
+        model.model.fenet.weight.detach().numpy(), expected["fenet.weight"]
+    )

@@ -68,7 +68,7 @@ def _value(kind: str, text: str, line: int) -> Any:
     if kind == "string":
         return _unquote(text)
     if kind == "number":
-        body = text.rstrip("fF") if not text.lower().startswith("0x") else text
+        body = text.rstrip("fF")
         try:
             return int(body)
         except ValueError:
