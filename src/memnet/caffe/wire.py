@@ -31,12 +31,6 @@ Schema = dict[int, tuple[str, Kind]]
 
 PHASE = ("enum", {0: "TRAIN", 1: "TEST"})
 ELTWISE_OP = ("enum", {0: "PROD", 1: "SUM", 2: "MAX"})
-# Caffe's V1 layer types, for a clear message about a legacy file (names as in caffe.proto).
-V1_TYPES = (
-    "enum",
-    {3: "CONCAT", 4: "CONVOLUTION", 5: "DATA", 9: "HDF5_DATA", 18: "RELU", 25: "ELTWISE"},
-)
-
 BLOB_SHAPE: Schema = {1: ("dim", "int")}
 BLOB_PROTO: Schema = {
     1: ("num", "int"),
@@ -90,12 +84,8 @@ LAYER_PARAMETER: Schema = {
     139: ("batch_norm_param", BATCH_NORM_PARAM),
     142: ("scale_param", SCALE_PARAM),
 }
-V1_LAYER_PARAMETER: Schema = {
-    2: ("bottom", "string"),
-    3: ("top", "string"),
-    4: ("name", "string"),
-    5: ("type", V1_TYPES),
-}
+# Only recognised, to refuse it clearly: the legacy V1 format has no BatchNorm or Scale layers.
+V1_LAYER_PARAMETER: Schema = {4: ("name", "string")}
 NET_PARAMETER: Schema = {
     1: ("name", "string"),
     2: ("layers", V1_LAYER_PARAMETER),
