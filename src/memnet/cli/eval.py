@@ -97,6 +97,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="network tile size in px (0 = whole image; default: the inference engine's)",
     )
     parser.add_argument(
+        "--authors-tiles",
+        action="store_true",
+        help="run the network on the authors' test-script tiles (150 px, 120 for denoise, with "
+        "16 px of context) to reproduce their published numbers; see docs/caffe.md",
+    )
+    parser.add_argument(
         "--device",
         default="auto",
         metavar="DEVICE",
@@ -167,9 +173,12 @@ def build_method(
     from memnet.evaluate import baseline
 
     if args.method:
-        if args.tile is not None:
-            raise MemNetError("--tile applies to a network (--model or --weights), not --method")
+        if args.tile is not None or args.authors_tiles:
+            option = "--tile" if args.tile is not None else "--authors-tiles"
+            raise MemNetError(f"{option} applies to a network (--model or --weights), not --method")
         return baseline(args.method, args.task), args.method, {}
+    if args.tile is not None and args.authors_tiles:
+        raise MemNetError("--tile and --authors-tiles cannot be combined")
 
     from memnet import weights_file, zoo
     from memnet.restore import Restorer
@@ -199,7 +208,14 @@ def build_method(
             f"evaluating it on {args.task!r}",
             file=sys.stderr,
         )
-    restorer = Restorer(model, device=device, tile=args.tile)
+    if args.authors_tiles:
+        from memnet.authors_tiles import authors_tiling
+
+        tile, tile_pad = authors_tiling(args.task)
+        restorer = Restorer(model, device=device, tile=tile, tile_pad=tile_pad)
+        details["tiling"] = "authors"
+    else:
+        restorer = Restorer(model, device=device, tile=args.tile)
     details.update(
         sha256=zoo.sha256_of(path),
         config=model.config.to_dict(),
