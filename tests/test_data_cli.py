@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 import memnet.catalog
+import memnet.catalog.check
 import memnet.catalog.sets
 from memnet.catalog import CatalogFile, CatalogSet, Source
 from memnet.catalog.fetch import MIRROR_ENV, fetch_set, partial_folder
@@ -216,14 +217,19 @@ def test_http_errors_and_a_foreign_target_are_one_line_errors(
     assert (occupied / "sr" / "Tiny" / "img0.png").read_bytes() == b"not this"
 
 
+def use_catalogue(monkeypatch: pytest.MonkeyPatch, sets: tuple[CatalogSet, ...]) -> None:
+    """Make every reader of the shipped catalogue see `sets` instead."""
+    for module in (memnet.catalog, memnet.catalog.sets, memnet.catalog.check):
+        monkeypatch.setattr(module, "load_catalog", lambda: sets)
+
+
 @pytest.fixture
 def catalogue_with(monkeypatch: pytest.MonkeyPatch, tiny: CatalogSet) -> CatalogSet:
     """The shipped catalogue plus `tiny` renamed Set5, as the CLI sees it."""
     real = memnet.catalog.sets.load_catalog()
     fake_set5 = dataclasses.replace(tiny, name="Set5", folder="sr/Set5")
     sets = (fake_set5, *(entry for entry in real if entry.name != "Set5"))
-    monkeypatch.setattr(memnet.catalog.sets, "load_catalog", lambda: sets)
-    monkeypatch.setattr(memnet.catalog, "load_catalog", lambda: sets)
+    use_catalogue(monkeypatch, sets)
     return fake_set5
 
 
