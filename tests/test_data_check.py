@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import re
 import shutil
@@ -32,10 +33,11 @@ def encode(pixels: np.ndarray, fmt: str, **options: object) -> bytes:
 @pytest.fixture
 def originals() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(3)
+    few_colours = Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).quantize(32)
     return {
         "colour": rng.integers(0, 256, (24, 32, 3), dtype=np.uint8),
         "gray": rng.integers(0, 256, (20, 16), dtype=np.uint8),
-        "other": rng.integers(0, 256, (16, 16, 3), dtype=np.uint8),
+        "other": np.asarray(few_colours.convert("RGB")),
     }
 
 
@@ -58,16 +60,23 @@ def test_lossless_re_encodings_match(
     bmp_set: memnet.catalog.CatalogSet, originals: dict[str, np.ndarray], tmp_path: Path
 ) -> None:
     (tmp_path / "colour.PNG").write_bytes(encode(originals["colour"], "PNG", compress_level=9))
-    (tmp_path / "other.tif").write_bytes(encode(originals["other"], "TIFF"))
-    # A palette PNG of a gray image is the same picture as the 8-bit gray BMP.
-    palette = Image.fromarray(originals["gray"]).convert("P")
-    palette.putpalette([v for i in range(256) for v in (i, i, i)])
-    palette.putdata(list(originals["gray"].flatten()))
-    palette.save(tmp_path / "gray.png")
-    assert Image.open(tmp_path / "gray.png").mode == "P"
+    (tmp_path / "gray.tif").write_bytes(encode(originals["gray"], "TIFF"))
+    # A palette PNG holding the same colours as the 24-bit BMP.
+    Image.fromarray(originals["other"]).quantize(32).save(tmp_path / "other.png")
+    assert Image.open(tmp_path / "other.png").mode == "P"
     report = check_folder(tmp_path, bmp_set)
     assert report.ok, report.differences
     assert report.matched == 3
+    # A gray palette is still a palette: memnet scores such a file as colour (Y of RGB), not as
+    # the gray values, so it is not the gray original.
+    palette = Image.fromarray(originals["gray"]).convert("P")
+    palette.putpalette([v for i in range(256) for v in (i, i, i)])
+    palette.putdata(list(originals["gray"].flatten()))
+    (tmp_path / "gray.tif").unlink()
+    palette.save(tmp_path / "gray.png")
+    [difference] = check_folder(tmp_path, bmp_set).differences
+    assert (difference.name, difference.problem) == ("gray.png", "mode")
+    assert difference.detail == "P (read as RGB), expected L"
 
 
 def test_each_differing_file_is_named_with_how_it_differs(
@@ -176,3 +185,15 @@ def test_the_catalogue_is_complete_and_well_formed() -> None:
             assert min(item.bytes, item.width, item.height) > 0
         url = entry.source.file_url(entry.files[0].name)
         assert url.startswith(f"https://raw.githubusercontent.com/{entry.source.repository}/")
+
+
+def test_docs_datasets_md_is_generated_from_the_catalogue() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "make_datasets", PROJECT / "docs" / "make_datasets.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    page = (PROJECT / "docs" / "datasets.md").read_text("utf-8")
+    assert page == module.render(), "run python docs/make_datasets.py"

@@ -198,6 +198,10 @@ def test_a_hash_mismatch_names_the_file_and_keeps_nothing_of_it(
     assert not target.exists()
     assert not (partial_folder(target) / "img2.png.part").exists()
     assert not (partial_folder(target) / "img2.png").exists()
+    server.files["img2.png"] = good + b"more"
+    with pytest.raises(MemNetError, match=r"img2\.png: more than the catalogue's [\d,]+ bytes"):
+        fetch_set(tiny, tmp_path, progress=False)
+    assert not target.exists()
     server.files["img2.png"] = good
     fetch_set(tiny, tmp_path, progress=False)
     assert (target / "img2.png").read_bytes() == good
@@ -295,3 +299,21 @@ def test_cli_list_shows_every_set_with_its_source(capsys: pytest.CaptureFixture[
         assert any(line.split()[0] == name for line in out.splitlines()[1:]), name
     assert "majedelhelou/denoising_datasets@5823487:CSet5" in out
     assert "not fetchable" in out
+
+
+def test_a_folder_of_images_is_a_training_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memnet.config import DataSpec, TaskSpec
+    from memnet.data import build_training_set
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        (photos / f"photo{i}.jpg").write_bytes(image_bytes(i, (48, 40), "JPEG"))
+    (photos / "notes.txt").write_text("not an image")
+    task = TaskSpec(kind="sr", levels=[2])
+    by_path = build_training_set(task, DataSpec(sources=[str(photos)], patch_size=16))
+    assert len(by_path) == 3
+    monkeypatch.chdir(tmp_path)  # a bare name that is no set name is a folder too
+    assert len(build_training_set(task, DataSpec(sources=["photos"], patch_size=16))) == 3

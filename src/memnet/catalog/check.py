@@ -50,7 +50,10 @@ def _compare(path: Path, item: CatalogFile) -> Difference | None:
         detail = f"{digest.width}x{digest.height}, expected {item.width}x{item.height}"
         return Difference(path.name, "size", detail)
     if digest.mode != item.mode:
-        return Difference(path.name, "mode", f"{digest.mode}, expected {item.mode}")
+        mode = digest.mode
+        if digest.stored_mode != digest.mode:
+            mode = f"{digest.stored_mode} (read as {digest.mode})"
+        return Difference(path.name, "mode", f"{mode}, expected {item.mode}")
     if digest.sha256 != item.pixels_sha256:
         return Difference(path.name, "pixels", "same size and mode, different pixel values")
     return None

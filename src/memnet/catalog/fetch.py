@@ -120,7 +120,11 @@ def _download(url: str, item: CatalogFile, part: Path, bar: tqdm) -> None:
         if part.stat().st_size == item.bytes:
             return
         if part.stat().st_size > item.bytes:
-            continue  # handled at the top of the next attempt
+            part.unlink()
+            raise MemNetError(
+                f"{url}: more than the catalogue's {item.bytes:,} bytes arrived (a changed "
+                "source, or a mirror serving another file)"
+            )
     got = part.stat().st_size if part.exists() else 0
     raise MemNetError(
         f"{url}: the connection kept breaking ({got:,} of {item.bytes:,} bytes arrived); "
