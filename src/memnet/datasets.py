@@ -73,8 +73,7 @@ def _known_name(name: str) -> str | None:
 
 
 def _find_known(name: str, data_root: str | os.PathLike[str] | None) -> Path:
-    """The folder of a known set under the first root that has it, or a MemNetError that says
-    the command which would put it there."""
+    """The known set's folder under the first root that has it; else an error with the fix."""
     roots = search_roots(data_root)
     for root in roots:
         if (root / KNOWN_SETS[name]).is_dir():
