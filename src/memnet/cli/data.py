@@ -94,26 +94,27 @@ def run_list(args: argparse.Namespace) -> int:
     from memnet.catalog import load_catalog
     from memnet.datasets import search_roots
 
+    roots = search_roots(args.data_root)
     rows = [("set", "for", "images", "colour", "source", "here")]
+    purposes: list[list[str]] = [[]]
     for entry in load_catalog():
+        source = entry.source.describe() if entry.fetchable else "not fetchable (see below)"
+        found = [str(root / entry.folder) for root in roots if (root / entry.folder).is_dir()]
         role = f"{entry.task} {entry.role}"
-        source = entry.source.describe() if entry.fetchable else "not fetchable (see docs)"
-        here = next(
-            (
-                str(r / entry.folder)
-                for r in search_roots(args.data_root)
-                if (r / entry.folder).is_dir()
-            ),
-            "-",
+        rows.append(
+            (entry.name, role, str(entry.images), entry.colour, source, found[0] if found else "-")
         )
-        rows.append((entry.name, role, str(entry.images), entry.colour, source, here))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
+        notes = [entry.purpose]
+        if not entry.fetchable:
+            notes.append(f"not fetchable: {entry.unavailable} ({entry.source.homepage})")
+        purposes.append(notes)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row, purpose in zip(rows, purposes, strict=True):
         print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
-            + "  "
-            + row[-1]
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         )
+        for line in purpose:
+            print(" " * (widths[0] + 2) + line)
     return 0
 
 
