@@ -255,6 +255,9 @@ def test_cli_fetch_into_the_default_root_then_eval_finds_it_by_name(
     name, images = resolve_set("Set5")
     assert (name, [p.name for p in images]) == ("Set5", ["img0.png", "img1.png", "img2.png"])
     assert images[0].parent == expected
+    eval_args = ["eval", "--task", "sr", "--scales", "2", "--sets", "Set5", "--method", "bicubic"]
+    assert main([*eval_args, "--quiet"]) == 0
+    assert "| Set5 | " in capsys.readouterr().out
     # An explicit root still wins, and its error names the command for that root.
     with pytest.raises(MemNetError, match=r"run `memnet data fetch Set5 --root elsewhere`"):
         resolve_set("Set5", "elsewhere")
