@@ -159,12 +159,13 @@ class SyntheticSpec(Spec):
 class DataSpec(Spec):
     sources: list[str] = Field(
         min_length=1,
-        description="training images: set names (T91, BSD200, Train400, ...), folders, or "
-        "'synthetic' (pictures generated in code)",
+        description="training images: set names (T91, BSD200, Train400, ...), folders of "
+        "images (DIV2K, your own photos), or 'synthetic' (pictures generated in code)",
     )
     data_root: str | None = Field(
         default=None,
-        description="datasets folder (default: --data-root, $MEMNET_DATA_ROOT or ../shared/datasets)",
+        description="datasets folder (default: --data-root, $MEMNET_DATA_ROOT, else "
+        "../shared/datasets and the 'memnet data fetch' folder)",
     )
     max_images: PositiveInt | None = Field(
         default=None, description="use only the first N images (quick runs)"

@@ -23,8 +23,9 @@ examples:
   memnet eval --task jpeg --qualities 10,20 --sets Classic5,LIVE1 --weights my.safetensors
   memnet eval --task sr --sets path/to/folder --scales 4 --method bicubic --out results
 
-Sets are names under --data-root (default: $MEMNET_DATA_ROOT, else ../shared/datasets) or
-folders of clean images. The table goes to stdout; with --out the per-image CSV, a JSON summary
+Sets are names (see 'memnet data list'; 'memnet data fetch NAME' downloads one) looked up in
+--data-root, else $MEMNET_DATA_ROOT, else ../shared/datasets and the fetch folder
+($XDG_DATA_HOME/memnet/datasets), or folders of clean images. The table goes to stdout; with --out the per-image CSV, a JSON summary
 and the table are written there as TASK-METHOD.{csv,json,md}. Denoising noise is seeded per
 image from --seed and the file name, so tables are reproducible. Every image is read and
 checked before any is restored: an unreadable or too-small image stops the run with its name.
@@ -77,7 +78,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--data-root",
         type=Path,
         metavar="DIR",
-        help="folder holding the named sets (default: $MEMNET_DATA_ROOT or ../shared/datasets)",
+        help="folder holding the named sets (default: $MEMNET_DATA_ROOT, else ../shared/datasets "
+        "and the 'memnet data fetch' folder)",
     )
     parser.add_argument(
         "--out", type=Path, metavar="DIR", help="write per-image CSV, JSON summary and table here"

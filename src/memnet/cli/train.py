@@ -47,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--data-root",
         metavar="DIR",
-        help="datasets folder (default: $MEMNET_DATA_ROOT or ../shared/datasets)",
+        help="datasets folder (default: $MEMNET_DATA_ROOT, else ../shared/datasets and the "
+        "'memnet data fetch' folder)",
     )
     parser.add_argument(
         "--check",
