@@ -125,7 +125,7 @@ class WorkerPool:
 
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
-        self.scratch = Path(tempfile.mkdtemp(prefix="memnet-serve-"))
+        self._scratch: Path | None = None
         self._waiting: deque[Job] = deque()
         self._jobs: dict[str, Job] = {}
         self._running = 0
@@ -136,6 +136,13 @@ class WorkerPool:
         self.failed = 0
 
     # ------------------------------------------------------------------ life
+
+    @property
+    def scratch(self) -> Path:
+        """The folder for uploads and encoded results, made on first use, removed at close."""
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="memnet-serve-"))
+        return self._scratch
 
     def start(self) -> None:
         """Start the worker threads (each loads its models on first use)."""
@@ -162,7 +169,8 @@ class WorkerPool:
             job.finish("cancelled", error=ServeError(503, "the server is shutting down"))
         for thread in self._threads:
             thread.join(timeout)
-        shutil.rmtree(self.scratch, ignore_errors=True)
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
     # ------------------------------------------------------------------ jobs
 
