@@ -118,7 +118,8 @@ function show(blob, job) {
   const after = $("after");
   const before = $("before");
   after.onload = () => {
-    before.style.setProperty("--shown-width", `${after.naturalWidth}px`);
+    // Small results are shown larger (up to 640 px wide) so that the difference can be seen.
+    before.style.setProperty("--shown-width", `${Math.max(after.naturalWidth, Math.min(640, 2 * after.naturalWidth))}px`);
     $("result").hidden = false;
   };
   before.src = track(URL.createObjectURL(file));
