@@ -190,6 +190,8 @@ def test_bad_files_get_their_status(client: TestClient) -> None:
         ({"task": "paint"}, "task"),
         ({"task": "sr", "scale": "-1"}, "scale"),
         ({"task": "sr", "scale": "nan"}, "scale"),
+        ({"task": "sr", "scale": "1e308"}, "scale"),
+        ({"task": "denoise", "sigma": "-3"}, "sigma"),
         ({"task": "sr", "scale": "two"}, "scale"),
         ({"task": "jpeg", "quality": "7.5"}, "quality"),
         ({"task": "denoise", "model": "memnet-sr"}, "restores 'sr'"),

@@ -17,6 +17,8 @@ __all__ = ["Catalogue", "OfferedModel", "RestoreOptions"]
 
 # The CLI's default when SR is asked for without a scale (memnet restore does the same).
 DEFAULT_SCALE = 2.0
+# Beyond this an SR result is mostly interpolation; it also keeps output sizes computable.
+MAX_SCALE = 16.0
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,8 @@ class Catalogue:
             )
         if kind == "sr" and scale is None:
             scale = DEFAULT_SCALE
+        if kind == "sr" and scale is not None and scale > MAX_SCALE:
+            raise MemNetError(f"scale must be at most {MAX_SCALE:g}, got {scale:g}")
         # memnet's own rule for a level that is not given (the model's usual or trained one).
         levels = ImageRestorer(chosen.loaded, kind, None)
         made = levels.make_task(scale=scale, sigma=sigma, quality=quality)
