@@ -46,7 +46,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_picture() -> bytes:
+def scene_picture() -> bytes:
     """A small picture with edges and lettering, drawn here (so nothing is read from disk)."""
     y, x = np.mgrid[0:120, 0:160]
     sky = np.stack([90 + x * 0.6, 140 + y * 0.5, 200 - y * 0.3], axis=-1)
@@ -62,7 +62,6 @@ def test_picture() -> bytes:
     return buffer.getvalue()
 
 
-test_picture.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
 
 
 def free_port() -> int:
@@ -111,7 +110,7 @@ def page(server: str) -> Iterator[object]:
 
 
 def test_restore_compare_and_download(page, server: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    picture = test_picture()
+    picture = scene_picture()
     page.wait_for_selector("#model option[value='memnet-sr']", state="attached")
     page.select_option("#task", "sr")
     page.select_option("#level", "2")
