@@ -323,7 +323,7 @@ def test_a_disconnected_client_frees_its_place(tmp_path: Path) -> None:
         )
         job = Job(upload, "p.png", options, 80, 96)
         pool.submit(job)
-        asyncio.run(_wait(GoneClient(), job, pool))  # type: ignore[arg-type]
+        assert not asyncio.run(_wait(GoneClient(), job, pool))  # type: ignore[arg-type]
         assert job.state == "cancelled"
         assert pool.stats()["waiting"] == 0
         assert not upload.exists()

@@ -62,8 +62,6 @@ def scene_picture() -> bytes:
     return buffer.getvalue()
 
 
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

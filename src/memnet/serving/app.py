@@ -298,7 +298,8 @@ def create_app(settings: ServeSettings, *, start_workers: bool = True) -> FastAP
                 status_code=202,
                 headers={"Location": f"/v1/jobs/{job.id}"},
             )
-        await _wait(request, job, pool)
+        if not await _wait(request, job, pool):
+            return _error(409, "the client disconnected; the job was cancelled")
         return _result(job)
 
     @app.get("/v1/jobs/{job_id}", dependencies=guarded, summary="a job's state and progress")
@@ -350,8 +351,8 @@ def _job(pool: WorkerPool, job_id: str) -> Job:
     return job
 
 
-async def _wait(request: Request, job: Job, pool: WorkerPool) -> None:
-    """Wait for a job, cancelling it when the client disconnects (which frees its place)."""
+async def _wait(request: Request, job: Job, pool: WorkerPool) -> bool:
+    """Wait for a job (True), or cancel it when the client disconnects, freeing its place."""
     loop = asyncio.get_running_loop()
     finished = asyncio.Event()
 
@@ -364,7 +365,8 @@ async def _wait(request: Request, job: Job, pool: WorkerPool) -> None:
             await asyncio.wait_for(finished.wait(), DISCONNECT_POLL_S)
         if not finished.is_set() and await request.is_disconnected():
             pool.cancel(job)
-            return
+            return False
+    return True
 
 
 def _result(job: Job) -> Response:
