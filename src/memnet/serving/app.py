@@ -148,7 +148,7 @@ def create_app(settings: ServeSettings, *, start_workers: bool = True) -> FastAP
     app.state.catalogue = catalogue
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
 
-    def authorised(
+    async def authorised(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)],
     ) -> None:
         if settings.token is None:

@@ -31,4 +31,4 @@ def run_server(settings: ServeSettings, *, log_level: str = "info") -> None:
     app = create_app(settings)
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
     print(f"memnet serve: http://{shown}:{settings.port}/ (Ctrl+C to stop)", file=sys.stderr)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, access_log=False)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
