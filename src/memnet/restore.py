@@ -281,6 +281,9 @@ class Restorer:
             raise ValueError("batch size must be positive")
         self.batch_size = batch_size
         self.self_ensemble = bool(self_ensemble)
+        # How many restorers run side by side in this process (a server's workers): each plans
+        # with its share of the device's budget, so together they stay within it.
+        self.budget_share = 1
         element_bytes = 2 if self.dtype != torch.float32 else 4
         self.bytes_per_pixel = activation_bytes_per_pixel(self.config, element_bytes)
         # The one place the network is called: an optimised module can replace it here.
@@ -303,6 +306,10 @@ class Restorer:
                 # (benchmarks/strips-results.md).
                 self.streamed = StreamedMemNet(self.optimized)
 
+    def memory_budget(self) -> int:
+        """Activation bytes this restorer may plan with: its share of the device's budget."""
+        return memory_budget(self.device) // max(1, int(self.budget_share))
+
     def _plain_forward(self, x: torch.Tensor) -> torch.Tensor:
         module: nn.Module = self.model
         return module(x)
@@ -323,7 +330,7 @@ class Restorer:
             if tile == 0 or (height <= tile and width <= tile):
                 return None
             return TileGrid(height, width, tile, self.tile_pad)
-        budget = memory_budget(self.device)
+        budget = self.memory_budget()
         if height * width * self.bytes_per_pixel <= budget:
             return None
         if self.streamed is not None:
@@ -346,7 +353,7 @@ class Restorer:
         """Whether an H × W window runs streamed (it does not fit the budget whole)."""
         if self.streamed is None:
             return False
-        budget = memory_budget(self.device) if budget is None else budget
+        budget = self.memory_budget() if budget is None else budget
         return height * width * self.bytes_per_pixel > budget
 
     def _parts(self, height: int, width: int, budget: int) -> int:
@@ -365,7 +372,7 @@ class Restorer:
 
     def _steps(self, height: int, width: int) -> int:
         grid = self.plan(height, width)
-        budget = memory_budget(self.device)  # read once, not per window
+        budget = self.memory_budget()  # read once, not per window
         if grid is None:
             return self._parts(height, width, budget)
         return sum(
@@ -376,7 +383,7 @@ class Restorer:
     def _batch_for(self, window_pixels: int) -> int:
         if self.batch_size is not None:
             return int(self.batch_size)
-        budget = memory_budget(self.device)
+        budget = self.memory_budget()
         return max(1, min(MAX_BATCH, budget // max(1, window_pixels * self.bytes_per_pixel)))
 
     # ---------------------------------------------------------------- running

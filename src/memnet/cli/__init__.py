@@ -14,7 +14,7 @@ from memnet.errors import MemNetError
 __all__ = ["build_parser", "main"]
 
 # One module per subcommand, each with `register(subparsers)` that sets `handler` on its parser.
-COMMANDS = ("restore", "eval", "train", "export", "compare", "info", "data", "convert")
+COMMANDS = ("restore", "eval", "train", "export", "compare", "info", "data", "convert", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,185 @@
+"""The models a server offers, and turning a request's options into a task and an output type."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from memnet import zoo
+from memnet.api import BASELINE_METHODS, ImageRestorer, LoadedModel, resolve_model
+from memnet.batch import EXTENSIONS, output_suffix
+from memnet.errors import MemNetError
+from memnet.pipeline import COLOR_MODES
+from memnet.tasks import TASK_KINDS, Task
+
+__all__ = ["Catalogue", "OfferedModel", "RestoreOptions"]
+
+# The CLI's default when SR is asked for without a scale (memnet restore does the same).
+DEFAULT_SCALE = 2.0
+# Beyond this an SR result is mostly interpolation; it also keeps output sizes computable.
+MAX_SCALE = 16.0
+
+
+@dataclass(frozen=True)
+class OfferedModel:
+    """One model clients may choose: its name, what loads it, and what it restores."""
+
+    name: str
+    spec: str  # what memnet.load takes: a released name, a weights file or a baseline method
+    loaded: LoadedModel  # without its network: only the name, task and trained levels
+    entry: zoo.ZooEntry | None = None
+
+    @property
+    def task(self) -> str | None:
+        return self.loaded.task
+
+    def describe(self) -> dict[str, object]:
+        """The JSON description /v1/models gives, with the measured metrics of released models."""
+        entry = self.entry
+        return {
+            "name": self.name,
+            "task": self.task,
+            "levels": list(self.loaded.levels),
+            "baseline": self.spec in BASELINE_METHODS,
+            "description": entry.description if entry else _baseline_text(self),
+            "default": bool(entry and zoo.default_for(entry.task) is entry),
+            "network": None
+            if entry is None
+            else {
+                "blocks": entry.config.blocks,
+                "recursions": entry.config.recursions,
+                "channels": entry.config.channels,
+            },
+            "metrics": dict(entry.metrics) if entry else {},
+            "training": None
+            if entry is None
+            else {
+                "recipe": entry.recipe,
+                "iterations": entry.iterations,
+                "time": entry.training_time,
+            },
+        }
+
+
+def _baseline_text(model: OfferedModel) -> str:
+    if model.spec == "bicubic":
+        return "no network: MATLAB bicubic upsampling for SR, the input unchanged otherwise"
+    if model.spec == "identity":
+        return "no network: the input unchanged (SR upsamples with bicubic)"
+    return f"weights file {model.spec}"
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """What one request asks for, checked: model, task with its level, colour mode, output type."""
+
+    model: OfferedModel
+    task: Task
+    color: str
+    suffix: str  # the output file's extension, e.g. ".png"
+    filename: str  # the name the client's download gets
+
+    @property
+    def level(self) -> dict[str, float]:
+        """The task's level as the keyword memnet's restorers take (scale, sigma or quality)."""
+        key = {"sr": "scale", "denoise": "sigma", "jpeg": "quality"}[self.task.kind]
+        return {key: float(getattr(self.task, key))}
+
+
+class Catalogue:
+    """The models of one server, by name; `options()` checks a request against them."""
+
+    def __init__(self, specs: tuple[str, ...] = ()) -> None:
+        self.models: dict[str, OfferedModel] = {}
+        for spec in specs or (*zoo.REGISTRY, *BASELINE_METHODS):
+            model = self._offer(spec)
+            if model.name in self.models:
+                raise MemNetError(f"model {model.name!r} is given twice")
+            self.models[model.name] = model
+
+    @staticmethod
+    def _offer(spec: str) -> OfferedModel:
+        if spec in BASELINE_METHODS:
+            return OfferedModel(spec, spec, LoadedModel(None, spec, None))
+        if spec in zoo.REGISTRY:
+            entry = zoo.get(spec)
+            return OfferedModel(
+                spec, spec, LoadedModel(None, spec, entry.task, entry.levels), entry
+            )
+        # A weights file: read once to learn its task and levels (and to fail at start-up).
+        loaded = resolve_model(spec)
+        name = Path(spec).stem
+        return OfferedModel(name, str(Path(spec).resolve()), replace(loaded, model=None, name=name))
+
+    def default_for(self, task: str) -> OfferedModel | None:
+        """The model a request for `task` gets when it names none."""
+        entry = zoo.default_for(task)
+        if entry is not None and entry.name in self.models:
+            return self.models[entry.name]
+        fitting = [m for m in self.models.values() if m.task == task]
+        if fitting:
+            return fitting[0]
+        method = "bicubic" if task == "sr" else "identity"
+        return self.models.get(method)
+
+    def options(
+        self,
+        *,
+        filename: str,
+        task: str | None,
+        model: str | None,
+        scale: float | None,
+        sigma: float | None,
+        quality: float | None,
+        color: str,
+        output_format: str,
+    ) -> RestoreOptions:
+        """Check a request's choices; a ServeError-worthy problem raises MemNetError (→ 400)."""
+        if task is not None and task not in TASK_KINDS:
+            raise MemNetError(f"unknown task {task!r}; choose one of {', '.join(TASK_KINDS)}")
+        if color not in COLOR_MODES:
+            raise MemNetError(f"unknown colour mode {color!r}; use {', '.join(COLOR_MODES)}")
+        if output_format not in EXTENSIONS:
+            raise MemNetError(
+                f"unknown output format {output_format!r}; use {', '.join(EXTENSIONS)}"
+            )
+        for name, value in (("scale", scale), ("sigma", sigma), ("quality", quality)):
+            if value is not None and not math.isfinite(value):
+                raise MemNetError(f"{name} must be a finite number")
+        chosen = self._choose(task, model)
+        kind = task or chosen.task
+        if kind is None:
+            raise MemNetError(
+                f"model {chosen.name!r} restores any task; give task=sr, denoise or jpeg"
+            )
+        if kind == "sr" and scale is None:
+            scale = DEFAULT_SCALE
+        if kind == "sr" and scale is not None and scale > MAX_SCALE:
+            raise MemNetError(f"scale must be at most {MAX_SCALE:g}, got {scale:g}")
+        # memnet's own rule for a level that is not given (the model's usual or trained one).
+        levels = ImageRestorer(chosen.loaded, kind, None)
+        made = levels.make_task(scale=scale, sigma=sigma, quality=quality)
+        source = Path(Path(filename).name or "image")
+        suffix = output_suffix(
+            source,
+            output_format,
+            "png" if made.kind == "jpeg" and output_format == "auto" else None,
+        )
+        return RestoreOptions(chosen, made, color, suffix, f"{source.stem}_{made.label}{suffix}")
+
+    def _choose(self, task: str | None, model: str | None) -> OfferedModel:
+        if model is not None:
+            if model not in self.models:
+                known = ", ".join(self.models)
+                raise MemNetError(f"unknown model {model!r}; this server offers {known}")
+            chosen = self.models[model]
+            if task is not None and chosen.task is not None and chosen.task != task:
+                raise MemNetError(f"model {model!r} restores {chosen.task!r}, not {task!r}")
+            return chosen
+        if task is None:
+            raise MemNetError("give a task (sr, denoise or jpeg) or a model")
+        default = self.default_for(task)
+        if default is None:
+            raise MemNetError(f"this server offers no model for task {task!r}")
+        return default
