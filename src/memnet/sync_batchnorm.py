@@ -91,16 +91,19 @@ class SyncedBatchNorm2d(nn.BatchNorm2d):
 
 def _convert_to_synced(module: nn.Module) -> nn.Module:
     if isinstance(module, nn.BatchNorm2d) and not isinstance(module, SyncedBatchNorm2d):
+        like = next(t for t in module.state_dict().values() if t.is_floating_point())
         synced = SyncedBatchNorm2d(
             module.num_features,
             eps=module.eps,
             momentum=module.momentum,
             affine=module.affine,
             track_running_stats=module.track_running_stats,
+            device=like.device,
+            dtype=like.dtype,
         )
         synced.load_state_dict(module.state_dict())
         synced.train(module.training)
-        return synced.to(next(iter(module.state_dict().values())).device)
+        return synced
     for name, child in module.named_children():
         module.add_module(name, _convert_to_synced(child))
     return module
