@@ -19,6 +19,7 @@ import threading
 import time
 import zlib
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -322,7 +323,7 @@ def build_training_set(
         return DenoisePatches(truths, p, sigmas=task.levels, sigma_range=task.range)
     inputs: list[NDArray[np.generic]] = []
     paired_truths: list[Uint8Image] = []
-    views: list[list[Uint8Image]] = []
+    jobs: list[tuple[Deblock, Uint8Image]] = []
     for level in task.training_levels():
         level_task = make_task(task.kind, level)
         for _, image in clean:
@@ -333,8 +334,7 @@ def build_training_set(
             if min(truth.shape) < p:
                 continue
             if isinstance(level_task, Deblock):
-                # the codec does not commute with flips/rotations: compress every view whole
-                views.append(compressed_views(level_task, truth, augment=data.augment))
+                jobs.append((level_task, truth))  # compressed below, on several threads
             else:
                 assert isinstance(level_task, SuperResolution)
                 # MATLAB bicubic of a modcropped image commutes with flips and transposes (one
@@ -344,6 +344,12 @@ def build_training_set(
                 inputs.append(degraded.astype(np.float32))
             paired_truths.append(truth)
     if task.kind == "jpeg":
+        # The codec does not commute with flips/rotations: every view is compressed whole.
+        # libjpeg runs outside the GIL, so threads share the (8 × levels × images) encodes.
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            views = list(
+                pool.map(lambda job: compressed_views(*job, augment=data.augment), jobs)
+            )
         return CompressedViews(views, paired_truths, p)
     return PairedPatches(inputs, paired_truths, p)
 
