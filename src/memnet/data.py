@@ -19,8 +19,8 @@ import threading
 import time
 import zlib
 from abc import ABC, abstractmethod
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -347,9 +347,7 @@ def build_training_set(
         # The codec does not commute with flips/rotations: every view is compressed whole.
         # libjpeg runs outside the GIL, so threads share the (8 × levels × images) encodes.
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            views = list(
-                pool.map(lambda job: compressed_views(*job, augment=data.augment), jobs)
-            )
+            views = list(pool.map(lambda job: compressed_views(*job, augment=data.augment), jobs))
         return CompressedViews(views, paired_truths, p)
     return PairedPatches(inputs, paired_truths, p)
 
