@@ -117,24 +117,43 @@ def train_task(plan: TaskPlan, args: argparse.Namespace, seconds: float) -> dict
     trainer.folder.prepare()
 
     deadline = started + seconds
-    probe, window_start, window_steps = 20, time.monotonic(), 0
+    # steps 1..10 warm up (cuDNN picks its kernels); steps 11..30 are timed
+    warm, probe = (2, 6) if args.dry_run else (10, 30)
+    window_start, window_steps = time.monotonic(), 0
+    if args.max_iterations:
+        recipe.train.iterations = args.max_iterations
     scores: dict[str, float] = {}
     next_report = time.monotonic() + args.report_every
     while trainer.iteration < recipe.train.iterations:
         inputs, targets = patches.sample(recipe.train.batch_size, generator)
         loss, _, lr = trainer.step(inputs, targets)
         window_steps += 1
+        if trainer.iteration == warm:
+            window_start, window_steps = time.monotonic(), 0
         if trainer.iteration == probe:
-            # compress the schedule to the time: as many iterations as the rest allows
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            # compress the schedule to the time: as many steps as the rest allows, after the
+            # validations the reports will take (one is timed now)
             per_step = (time.monotonic() - window_start) / window_steps
+            tick = time.monotonic()
+            _validate(trainer, validation)
+            per_validation = time.monotonic() - tick
             left = max(0.0, deadline - time.monotonic() - args.reserve)
-            total = max(probe + 1, probe + int(left / per_step))
-            recipe.train.iterations = min(total, args.max_iterations or total)
+            reports = left / (args.report_every + per_validation) + 1
+            train_left = max(0.0, left - reports * per_validation)
+            total = max(probe + 1, probe + int(train_left / per_step))
+            recipe.train.iterations = min(total, recipe.train.iterations)
             trainer.recipe_yaml = dump_recipe(recipe)  # the metadata names the real schedule
-            print(f"[{plan.kind}] {per_step * 1000:.1f} ms/step: {recipe.train.iterations} steps")
+            print(
+                f"[{plan.kind}] {per_step * 1000:.1f} ms/step, validation {per_validation:.1f} s:"
+                f" {recipe.train.iterations} steps"
+            )
+            window_start, window_steps = time.monotonic(), 0
         now = time.monotonic()
+        if now >= deadline and trainer.iteration < recipe.train.iterations:
+            # out of time before the schedule's end (a slower stretch): stop here, say so
+            print(f"[{plan.kind}] time is up at iteration {trainer.iteration}")
+            recipe.train.iterations = trainer.iteration
+            trainer.recipe_yaml = dump_recipe(recipe)
         if now >= next_report or trainer.iteration == recipe.train.iterations:
             rate = window_steps * recipe.train.batch_size / max(now - window_start, 1e-9)
             scores = _validate(trainer, validation)
@@ -171,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--report-every", type=float, default=30.0, help="seconds")
     parser.add_argument("--reserve", type=float, default=10.0, help="seconds kept for saving")
-    parser.add_argument("--max-iterations", type=int, default=None)
+    parser.add_argument("--max-iterations", type=int, default=None, help="cap per task")
     parser.add_argument(
         "--branch-weight-init",
         choices=["mean", "caffe"],
@@ -182,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.dry_run:
         args.batch, args.patch, args.report_every, args.reserve = 4, 24, 1e9, 0.0
-        args.max_iterations = args.max_iterations or 24
+        args.max_iterations = args.max_iterations or 40
     elif not torch.cuda.is_available():
         print("gpu_train: no CUDA device (use --dry-run to check the script on the CPU)")
         return 1
