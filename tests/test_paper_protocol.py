@@ -80,6 +80,19 @@ def test_smaller_patches_are_cut_from_the_compressed_view_at_the_same_place() ->
         assert matched, f"patch {i}: its input is no window of a compressed flipped image"
 
 
+def test_a_window_is_found_under_every_flip_of_a_non_square_image() -> None:
+    from memnet.data import _dihedral, _window_under
+
+    image = np.arange(13 * 21).reshape(13, 21)
+    for op in range(8):
+        for top, left in [(0, 0), (8, 0), (0, 16), (3, 7), (8, 16)]:
+            row, col = _window_under(op, top, left, 13, 21, 5)
+            np.testing.assert_array_equal(
+                _dihedral(image, op)[row : row + 5, col : col + 5],
+                _dihedral(image[top : top + 5, left : left + 5], op),
+            )
+
+
 def test_without_augment_only_the_upright_image_is_compressed() -> None:
     spec = SyntheticSpec(images=1, size=48, seed=11)
     data = DataSpec(sources=["synthetic"], synthetic=spec, patch_size=48, augment=False)

@@ -188,7 +188,7 @@ class PatchSource(ABC):
 
 
 class PairedPatches(PatchSource):
-    """Patches of precomputed degraded images (SR per scale, JPEG per quality) and their truth.
+    """Patches of precomputed degraded images (SR per scale) and their truth, flipped together.
 
     `inputs[k]` is float32 in [0, 1] or uint8 (exact for decoded JPEG, 4× less memory).
     """
