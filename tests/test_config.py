@@ -78,11 +78,11 @@ def test_wrong_type_and_range_are_reported_with_hint(tmp_path: Path) -> None:
 
 
 def test_task_levels_are_checked(tmp_path: Path) -> None:
-    assert "sr scales must be numbers > 1" in error_of(
+    assert ":4: task.levels: SR scale must be a number greater than 1" in error_of(
         write(tmp_path, MINIMAL.replace("[2, 3]", "[1, 2]"))
     )
     jpeg = MINIMAL.replace("kind: sr", "kind: jpeg").replace("[2, 3]", "[10.5]")
-    assert "JPEG qualities must be integers" in error_of(write(tmp_path, jpeg))
+    assert "JPEG quality must be an integer in 1..100" in error_of(write(tmp_path, jpeg))
     blind = MINIMAL.replace("kind: sr", "kind: denoise").replace("levels: [2, 3]", "range: [0, 75]")
     assert load_recipe(write(tmp_path, blind)).task.range == (0, 75)
     both = blind.replace("range: [0, 75]", "range: [0, 75]\n  levels: [50]")
@@ -120,3 +120,70 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
     assert "not valid YAML" in error_of(write(tmp_path, "name: [unclosed\n"))
     assert "recipe file not found" in error_of(tmp_path / "nope.yaml")
     assert "must be a mapping" in error_of(write(tmp_path, "- a\n- b\n"))
+
+
+# -- levels: one rule (the task's) for the recipe, the validation sets and the task ------------
+
+VALIDATED = (
+    MINIMAL
+    + """\
+validation:
+  sets:
+    - {set: synthetic, levels: [2]}
+    - set: synthetic
+      levels:
+        - 3
+        - LEVEL
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "level", "message"),
+    [
+        ("sr", "1", "SR scale must be a number greater than 1"),
+        ("sr", ".nan", "SR scale must be a number greater than 1"),
+        ("denoise", "0", "noise sigma must be a positive number"),
+        ("jpeg", "10.5", "JPEG quality must be an integer in 1..100"),
+        ("jpeg", "101", "JPEG quality must be an integer in 1..100"),
+    ],
+)
+def test_validation_levels_are_checked_against_the_task(
+    tmp_path: Path, kind: str, level: str, message: str
+) -> None:
+    text = VALIDATED.replace("kind: sr", f"kind: {kind}").replace("LEVEL", level)
+    if kind == "jpeg":
+        text = text.replace("[2, 3]", "[10, 20]").replace("levels: [2]", "levels: [10]")
+        text = text.replace("- 3\n", "- 20\n")
+    path = write(tmp_path, text)
+    # FILE:LINE of the offending list item, the key path, the task's own message
+    assert error_of(path).startswith(f"{path}:15: validation.sets.1.levels.1: {message}")
+
+
+def test_validation_levels_that_the_task_accepts_load(tmp_path: Path) -> None:
+    recipe = load_recipe(write(tmp_path, VALIDATED.replace("LEVEL", "2.5")))
+    assert recipe.validation.sets[1].levels == [3, 2.5]
+
+
+def test_a_changed_task_kind_rechecks_the_validation_levels(tmp_path: Path) -> None:
+    path = write(tmp_path, VALIDATED.replace("LEVEL", "2.5"))  # scales 2, 3 and 2.5
+    message = error_of(path, ["task.kind=jpeg", "task.levels=[10]"])
+    # 2 and 3 are qualities too; 2.5 is not
+    assert message.startswith(f"{path}:15: validation.sets.1.levels.1: JPEG quality must be")
+
+
+def test_sigma_bounds_are_the_tasks(tmp_path: Path) -> None:
+    from memnet.tasks import Denoise
+
+    denoise = MINIMAL.replace("kind: sr", "kind: denoise")
+    # a fixed σ of 0 is no noise at all: the task refuses it, and now so does the recipe
+    with pytest.raises(ValueError, match="positive") as task_error:
+        Denoise(0)
+    assert str(task_error.value) in error_of(write(tmp_path, denoise.replace("[2, 3]", "[0]")))
+    # a blind range may start at 0 (the task's range rule), never below
+    blind = denoise.replace("levels: [2, 3]", "range: [0, 50]")
+    assert load_recipe(write(tmp_path, blind)).task.range == (0, 50)
+    negative = blind.replace("[0, 50]", "[-5, 50]")
+    assert ":4: task.range: a noise sigma range must lie in [0, inf)" in error_of(
+        write(tmp_path, negative)
+    )

@@ -9,7 +9,6 @@ as `FILE:LINE: dotted.key: what is wrong (hint)`; values given with `--set` are 
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import re
 from collections.abc import Mapping
@@ -17,10 +16,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from memnet.errors import MemNetError
-from memnet.model import PRESETS, MemNetConfig
+from memnet.model import PRESETS, BranchWeightInit, MemNetConfig
+from memnet.tasks import task_class
 
 __all__ = [
     "CheckpointSpec",
@@ -81,24 +89,33 @@ class TaskSpec(Spec):
         "patch/image instead of fixed levels",
     )
 
+    # The bounds of a level (scale > 1, σ > 0, quality 1..100) are the task's own
+    # (`memnet.tasks`): the recipe, `memnet eval` and the training data check the same rule.
+    @field_validator("levels")
+    @classmethod
+    def _check_level_values(cls, levels: list[float], info: ValidationInfo) -> list[float]:
+        kind = info.data.get("kind")
+        if kind is not None:
+            for level in levels:
+                task_class(kind).check_level(level)
+        if len(set(levels)) != len(levels):
+            raise ValueError(f"levels repeat a value: {levels}")
+        return levels
+
+    @field_validator("range")
+    @classmethod
+    def _check_range_values(
+        cls, bounds: tuple[float, float] | None, info: ValidationInfo
+    ) -> tuple[float, float] | None:
+        kind = info.data.get("kind")
+        if bounds is not None and kind is not None:
+            task_class(kind).check_range(*bounds)
+        return bounds
+
     @model_validator(mode="after")
     def _check_levels(self) -> TaskSpec:
         if (not self.levels) == (self.range is None):
             raise ValueError("give exactly one of 'levels' (a list) or 'range' ([low, high])")
-        if self.kind == "sr":
-            if self.range is not None:
-                raise ValueError("sr trains on fixed scales: use 'levels', e.g. [2, 3, 4]")
-            if any(not math.isfinite(s) or s <= 1 for s in self.levels):
-                raise ValueError(f"sr scales must be numbers > 1, got {self.levels}")
-        values = list(self.levels) + list(self.range or ())
-        if self.kind == "denoise" and any(not math.isfinite(s) or s < 0 for s in values):
-            raise ValueError(f"noise sigmas must be >= 0 (of 255), got {values}")
-        if self.kind == "jpeg" and any(q != int(q) or not 1 <= q <= 100 for q in values):
-            raise ValueError(f"JPEG qualities must be integers in 1..100, got {values}")
-        if self.range is not None and self.range[0] >= self.range[1]:
-            raise ValueError(f"range must be [low, high] with low < high, got {list(self.range)}")
-        if len(set(self.levels)) != len(self.levels):
-            raise ValueError(f"levels repeat a value: {self.levels}")
         return self
 
     def training_levels(self) -> list[float]:
@@ -130,6 +147,11 @@ class ModelSpec(Spec):
         gt=0,
         le=1,
         description="BatchNorm running-average momentum (the released Caffe model: 0.001)",
+    )
+    branch_weight_init: BranchWeightInit = Field(
+        default="mean",
+        description="start of the branch weights w_m: mean (1/M) or caffe (1, as the released "
+        "Caffe model)",
     )
 
     @model_validator(mode="after")
@@ -242,6 +264,17 @@ class TrainSpec(Spec):
         default="auto", description="mixed precision on CUDA (auto = bf16); CPU runs fp32"
     )
     channels_last: bool = Field(default=True, description="NHWC memory layout (fast path)")
+    sync_batchnorm: bool = Field(
+        default=False,
+        description="under DDP, BatchNorm statistics over the whole batch of all processes "
+        "(as one process would compute them) instead of each process's share",
+    )
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _unquoted_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as false: `amp: off` means fp32, as written
+        return "off" if value is False else value
 
     @model_validator(mode="after")
     def _check_threads(self) -> TrainSpec:
@@ -472,15 +505,36 @@ def parse_recipe(
 ) -> Recipe:
     """Validate a recipe mapping; raises RecipeError naming every problem on one line."""
     try:
-        return Recipe.model_validate(data)
+        recipe = Recipe.model_validate(data)
+        errors = _cross_section_errors(recipe)
     except ValidationError as error:
-        problems = [
-            _describe_error(e, source, node, overridden or set())
-            for e in error.errors(include_url=False)
-        ]
-        head = problems[0] if len(problems) == 1 else f"{len(problems)} problems: "
-        text = head if len(problems) == 1 else head + "; ".join(problems)
-        raise RecipeError(text) from None
+        errors = [dict(e) for e in error.errors(include_url=False)]
+    if not errors:
+        return recipe
+    problems = [_describe_error(e, source, node, overridden or set()) for e in errors]
+    head = problems[0] if len(problems) == 1 else f"{len(problems)} problems: "
+    text = head if len(problems) == 1 else head + "; ".join(problems)
+    raise RecipeError(text)
+
+
+def _cross_section_errors(recipe: Recipe) -> list[dict[str, Any]]:
+    """Problems between sections, in pydantic's error form: validation levels the task refuses."""
+    errors: list[dict[str, Any]] = []
+    check = task_class(recipe.task.kind).check_level
+    for i, entry in enumerate(recipe.validation.sets):
+        for j, level in enumerate(entry.levels):
+            try:
+                check(level)
+            except ValueError as error:
+                errors.append(
+                    {
+                        "loc": ("validation", "sets", i, "levels", j),
+                        "msg": f"{error} (task.kind is {recipe.task.kind})",
+                        "type": "value_error",
+                        "input": None,  # the message shows the value
+                    }
+                )
+    return errors
 
 
 def load_recipe(path: str | os.PathLike[str], overrides: list[str] | None = None) -> Recipe:

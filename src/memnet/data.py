@@ -4,7 +4,9 @@ Training flow (design.md, flow 3): clean one-channel images (the Y channel, or g
 once; SR inputs (per scale) and JPEG inputs (per quality) are made once per whole image by the
 exact test-protocol pipeline of `memnet.tasks` and cached in memory; Gaussian noise is drawn
 fresh for every patch. A batch is a set of aligned random patches under one of the 8
-flips/rotations. Batch `i` of process `rank` depends only on (seed, rank, i), so a run resumes
+flips/rotations; for JPEG the flip/rotation is applied to the clean image before it is
+compressed (each of the 8 views compressed whole once), because the codec does not commute
+with it. Batch `i` of process `rank` depends only on (seed, rank, i), so a run resumes
 exactly from a batch counter, and background threads can prepare batches ahead of the step.
 """
 
@@ -18,6 +20,7 @@ import time
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,10 +31,11 @@ from memnet.config import SYNTHETIC, DataSpec, SyntheticSpec, TaskSpec, Validati
 from memnet.datasets import resolve_set
 from memnet.errors import MemNetError
 from memnet.io import read_luminance
-from memnet.tasks import Deblock, SuperResolution, Task, make_task
+from memnet.tasks import Deblock, SuperResolution, Task, make_task, task_class
 
 __all__ = [
     "BatchStream",
+    "CompressedViews",
     "DenoisePatches",
     "PairedPatches",
     "PatchSource",
@@ -100,15 +104,22 @@ def load_clean_images(
     data_root: str | os.PathLike[str] | None,
     synthetic: SyntheticSpec,
     max_images: int | None = None,
+    kind: str = "sr",
 ) -> list[tuple[str, Uint8Image]]:
-    """(name, 8-bit luminance) of every image of every source, in a fixed order."""
+    """(name, 8-bit one-channel image) of every image of every source, in a fixed order.
+
+    Colour files become one channel by task `kind`'s rule (`Task.one_channel`).
+    """
+    from_rgb = task_class(kind).one_channel
     images: list[tuple[str, Uint8Image]] = []
     for source in sources:
         if source == SYNTHETIC:
             images += [(f"synthetic/{i}", im) for i, im in enumerate(synthetic_images(synthetic))]
             continue
         name, paths = resolve_set(source, data_root)
-        images += [(f"{name}/{path.name}", read_luminance(path)) for path in paths]
+        images += [
+            (f"{name}/{path.name}", read_luminance(path, from_rgb=from_rgb)) for path in paths
+        ]
     if max_images is not None:
         images = images[:max_images]
     return images
@@ -124,6 +135,21 @@ def _dihedral(patch: NDArray[np.generic], op: int) -> NDArray[np.generic]:
     if op & 4:
         patch = patch[:, ::-1]
     return np.rot90(patch, op & 3)
+
+
+def _window_under(
+    op: int, top: int, left: int, height: int, width: int, size: int
+) -> tuple[int, int]:
+    """Where a size² window of an (height, width) image lies in `_dihedral(image, op)`.
+
+    So that `_dihedral(image, op)[t:t+size, l:l+size]` equals `_dihedral(window, op)`.
+    """
+    if op & 4:  # fliplr: column l .. l+size-1 goes to width-1-l .. width-size-l
+        left = width - left - size
+    for _ in range(op & 3):  # rot90 (counter-clockwise): out[i, j] = in[j, width-1-i]
+        top, left = width - left - size, top
+        height, width = width, height
+    return top, left
 
 
 class PatchSource(ABC):
@@ -162,7 +188,7 @@ class PatchSource(ABC):
 
 
 class PairedPatches(PatchSource):
-    """Patches of precomputed degraded images (SR per scale, JPEG per quality) and their truth.
+    """Patches of precomputed degraded images (SR per scale) and their truth, flipped together.
 
     `inputs[k]` is float32 in [0, 1] or uint8 (exact for decoded JPEG, 4× less memory).
     """
@@ -192,6 +218,54 @@ class PairedPatches(PatchSource):
             x /= np.float32(255)
         y /= np.float32(255)
         return x, y
+
+
+class CompressedViews(PatchSource):
+    """JPEG patches cut from whole images compressed *after* their flip/rotation.
+
+    JPEG does not commute with a transpose (its quantisation tables are not symmetric), so the
+    8 flips/rotations are applied to the clean image and each view is compressed whole (the
+    8×8 grid stays aligned with the image, as at test time): `views[k][op]` is the decoded
+    JPEG of `_dihedral(truths[k], op)`, uint8. Patch positions and flips are drawn exactly as
+    `PairedPatches` draws them; only the input a patch is cut from differs.
+    """
+
+    def __init__(
+        self, views: list[list[Uint8Image]], truths: list[Uint8Image], patch_size: int
+    ) -> None:
+        if not views:
+            raise MemNetError(f"no training image is at least {patch_size}x{patch_size} px")
+        super().__init__(truths, patch_size)
+        self.views = views
+
+    def sample(
+        self, rng: np.random.Generator, batch: int, augment: bool
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        p = self.patch_size
+        which, tops, lefts = self._locate(rng, batch)
+        ops = rng.integers(0, 8, batch) if augment else np.zeros(batch, dtype=np.int64)
+        x = np.empty((batch, p, p), dtype=np.float32)
+        y = np.empty((batch, p, p), dtype=np.float32)
+        for i, (k, top, left, op) in enumerate(zip(which, tops, lefts, ops, strict=True)):
+            truth = self.truths[k]
+            y[i] = _dihedral(truth[top : top + p, left : left + p], int(op))
+            height, width = truth.shape
+            row, col = _window_under(int(op), int(top), int(left), height, width, p)
+            x[i] = self.views[k][int(op)][row : row + p, col : col + p]
+        x /= np.float32(255)
+        y /= np.float32(255)
+        return x, y
+
+
+def compressed_views(task: Deblock, truth: Uint8Image, *, augment: bool) -> list[Uint8Image]:
+    """The task's JPEG of each flip/rotation of `truth` (only the upright one without augment)."""
+    views = []
+    for op in range(8) if augment else range(1):
+        degraded = task.degrade(
+            np.ascontiguousarray(_dihedral(truth, op)), np.random.default_rng(0)
+        )
+        views.append(np.rint(degraded * 255.0).astype(np.uint8))  # decoded JPEG is exactly k/255
+    return views
 
 
 class DenoisePatches(PatchSource):
@@ -237,7 +311,11 @@ def build_training_set(
     """Load the recipe's images and make its degraded copies once (SR per scale, JPEG per quality)."""
     root = data_root if data_root is not None else data.data_root
     clean = load_clean_images(
-        data.sources, data_root=root, synthetic=data.synthetic, max_images=data.max_images
+        data.sources,
+        data_root=root,
+        synthetic=data.synthetic,
+        max_images=data.max_images,
+        kind=task.kind,
     )
     p = data.patch_size
     if task.kind == "denoise":
@@ -245,6 +323,7 @@ def build_training_set(
         return DenoisePatches(truths, p, sigmas=task.levels, sigma_range=task.range)
     inputs: list[NDArray[np.generic]] = []
     paired_truths: list[Uint8Image] = []
+    jobs: list[tuple[Deblock, Uint8Image]] = []
     for level in task.training_levels():
         level_task = make_task(task.kind, level)
         for _, image in clean:
@@ -254,14 +333,22 @@ def build_training_set(
                 continue  # too small for this scale
             if min(truth.shape) < p:
                 continue
-            degraded = level_task.degrade(truth, np.random.default_rng(0))
             if isinstance(level_task, Deblock):
-                # decoded JPEG is exactly k/255: keep it as the 8-bit image it is
-                inputs.append(np.rint(degraded * 255.0).astype(np.uint8))
+                jobs.append((level_task, truth))  # compressed below, on several threads
             else:
                 assert isinstance(level_task, SuperResolution)
+                # MATLAB bicubic of a modcropped image commutes with flips and transposes (one
+                # symmetric kernel on both axes, all in double, nothing quantised in between),
+                # so SR patches are flipped after degradation
+                degraded = level_task.degrade(truth, np.random.default_rng(0))
                 inputs.append(degraded.astype(np.float32))
             paired_truths.append(truth)
+    if task.kind == "jpeg":
+        # The codec does not commute with flips/rotations: every view is compressed whole.
+        # libjpeg runs outside the GIL, so threads share the (8 × levels × images) encodes.
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            views = list(pool.map(lambda job: compressed_views(*job, augment=data.augment), jobs))
+        return CompressedViews(views, paired_truths, p)
     return PairedPatches(inputs, paired_truths, p)
 
 
@@ -437,7 +524,8 @@ def build_validation(
         else:
             set_name, paths = resolve_set(entry.set, data_root)
             paths = paths[: entry.max_images] if entry.max_images else paths
-            images = [(p.name, read_luminance(p)) for p in paths]
+            from_rgb = task_class(kind).one_channel
+            images = [(p.name, read_luminance(p, from_rgb=from_rgb)) for p in paths]
         for level in entry.levels:
             task = make_task(kind, level)
             pairs = []

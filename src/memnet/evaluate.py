@@ -41,7 +41,7 @@ from memnet.errors import MemNetError
 from memnet.fsutil import atomic_path, atomic_write_text
 from memnet.imaging.color import round_to_uint8
 from memnet.io import read_luminance
-from memnet.tasks import TASK_KINDS, Deblock, Denoise, SuperResolution, Task, make_task
+from memnet.tasks import TASK_KINDS, Deblock, Denoise, SuperResolution, Task, make_task, task_class
 
 __all__ = [
     "BASELINES",
@@ -120,14 +120,24 @@ class BenchmarkSet:
         return len(self.images)
 
 
-def load_set(name_or_path: str, data_root: str | Path | None = None) -> BenchmarkSet:
-    """Read every image of a set; one error line lists the files that cannot be read."""
+def load_set(
+    name_or_path: str,
+    data_root: str | Path | None = None,
+    *,
+    kind: str = "sr",
+) -> BenchmarkSet:
+    """Read every image of a set as task `kind` sees it; one error line lists unreadable files.
+
+    Colour images become one channel by the task's rule (`Task.one_channel`): MATLAB's Y for
+    SR and JPEG, MATLAB's rgb2gray for denoising.
+    """
+    from_rgb = task_class(kind).one_channel
     name, paths = resolve_set(name_or_path, data_root)
     images: list[NDArray[np.uint8]] = []
     problems: list[str] = []
     for path in paths:
         try:
-            images.append(read_luminance(path))
+            images.append(read_luminance(path, from_rgb=from_rgb))
         except MemNetError as error:
             # read_luminance's messages start with the path; keep only the reason.
             reason = str(error).removeprefix(f"{path}: ")

@@ -16,6 +16,7 @@ import os
 import struct
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -345,8 +346,15 @@ def read_image(path: str | os.PathLike[str]) -> Picture:
     return picture_from_pil(image)
 
 
-def read_luminance(path: str | os.PathLike[str]) -> NDArray[np.uint8]:
-    """The 8-bit luminance the test protocol scores: MATLAB Y of an RGB file, or the gray image."""
+def read_luminance(
+    path: str | os.PathLike[str],
+    *,
+    from_rgb: Callable[[NDArray[np.uint8]], NDArray[np.uint8]] | None = None,
+) -> NDArray[np.uint8]:
+    """The 8-bit image a test protocol scores: the gray image, or `from_rgb` of an RGB file.
+
+    `from_rgb` is the task's rule (`Task.one_channel`); by default MATLAB's Y of YCbCr.
+    """
     from memnet.imaging.color import rgb2ycbcr
 
     image = _open(Path(path))
@@ -360,6 +368,8 @@ def read_luminance(path: str | os.PathLike[str]) -> NDArray[np.uint8]:
     if image.mode == "LA":
         return np.asarray(image.getchannel("L"), dtype=np.uint8).copy()
     rgb = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    if from_rgb is not None:
+        return np.ascontiguousarray(from_rgb(rgb))
     return np.ascontiguousarray(rgb2ycbcr(rgb)[..., 0])
 
 

@@ -18,12 +18,13 @@ This module holds only the network; it has no I/O and no training logic.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import NamedTuple, overload
+from typing import Literal, NamedTuple, overload
 
 import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "BRANCH_WEIGHT_INITS",
     "PRESETS",
     "MemNet",
     "MemNetConfig",
@@ -85,6 +86,23 @@ PRESETS: dict[str, MemNetConfig] = {
     "m6r6c32": MemNetConfig(blocks=6, recursions=6, channels=32),
     "tiny": MemNetConfig(blocks=2, recursions=2, channels=8),
 }
+
+
+#: How the branch weights w_m start: "caffe" sets every w_m to 1 as the released Caffe model does
+#: (the output starts near M·x); "mean" sets them to 1/M (an average of the branches).
+BranchWeightInit = Literal["mean", "caffe"]
+BRANCH_WEIGHT_INITS: tuple[BranchWeightInit, ...] = ("mean", "caffe")
+
+
+def branch_weight_start(blocks: int, init: BranchWeightInit) -> float:
+    """The value every w_m starts at: 1/M ("mean") or 1 ("caffe", the released model)."""
+    if init == "mean":
+        return 1.0 / blocks
+    if init == "caffe":
+        return 1.0
+    raise ValueError(
+        f"branch_weight_init must be one of {', '.join(BRANCH_WEIGHT_INITS)}, got {init!r}"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,6 +199,7 @@ class MemNet(nn.Module):
         in_channels: int = 1,
         *,
         identity_init: bool = False,
+        branch_weight_init: BranchWeightInit = "mean",
     ) -> None:
         super().__init__()
         self.config = MemNetConfig(blocks, recursions, channels, in_channels)
@@ -194,12 +213,21 @@ class MemNet(nn.Module):
         self.reconstruction = conv3x3(channels, in_channels)  # shared by all M branches
         # The released Caffe model starts every w_m at 1 (output ≈ M·x at first); 1/M makes the
         # weighted sum start as an average of the branches, which trains without a first shock.
-        self.branch_weights = nn.Parameter(torch.full((blocks,), 1.0 / blocks))
+        start = branch_weight_start(blocks, branch_weight_init)
+        self.branch_weights = nn.Parameter(torch.full((blocks,), start))
         self.reset_parameters(identity_init=identity_init)
 
     @classmethod
-    def from_config(cls, config: MemNetConfig, *, identity_init: bool = False) -> MemNet:
-        return cls(**config.to_dict(), identity_init=identity_init)
+    def from_config(
+        cls,
+        config: MemNetConfig,
+        *,
+        identity_init: bool = False,
+        branch_weight_init: BranchWeightInit = "mean",
+    ) -> MemNet:
+        return cls(
+            **config.to_dict(), identity_init=identity_init, branch_weight_init=branch_weight_init
+        )
 
     def reset_parameters(self, *, identity_init: bool = False) -> None:
         """Kaiming-normal (fan_in, ReLU gain) convs, zero biases, BatchNorm γ=1 β=0.
@@ -257,7 +285,13 @@ def sum_weighted(predictions: list[Tensor], weights: Tensor) -> Tensor:
     return total
 
 
-def create_model(name: str = "m6r6", *, identity_init: bool = False, **overrides: int) -> MemNet:
+def create_model(
+    name: str = "m6r6",
+    *,
+    identity_init: bool = False,
+    branch_weight_init: BranchWeightInit = "mean",
+    **overrides: int,
+) -> MemNet:
     """Build a registered preset (see `PRESETS`), optionally overriding single fields."""
     try:
         config = PRESETS[name]
@@ -267,7 +301,9 @@ def create_model(name: str = "m6r6", *, identity_init: bool = False, **overrides
         ) from None
     if overrides:
         config = MemNetConfig(**{**config.to_dict(), **overrides})
-    return MemNet.from_config(config, identity_init=identity_init)
+    return MemNet.from_config(
+        config, identity_init=identity_init, branch_weight_init=branch_weight_init
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,13 +20,23 @@ from typing import ClassVar, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from memnet.imaging.color import round_to_uint8
+from memnet.imaging.color import rgb2gray, rgb2ycbcr, round_to_uint8
 from memnet.imaging.jpeg import jpeg_roundtrip
 from memnet.imaging.noise import add_gaussian_noise
 from memnet.imaging.resize import imresize, modcrop
 from memnet.metrics import SSIM_WINDOW, psnr, shave, ssim
 
-__all__ = ["TASK_KINDS", "Deblock", "Denoise", "Score", "SuperResolution", "Task", "make_task"]
+__all__ = [
+    "TASK_CLASSES",
+    "TASK_KINDS",
+    "Deblock",
+    "Denoise",
+    "Score",
+    "SuperResolution",
+    "Task",
+    "make_task",
+    "task_class",
+]
 
 TaskKind = Literal["sr", "denoise", "jpeg"]
 TASK_KINDS: tuple[TaskKind, ...] = ("sr", "denoise", "jpeg")
@@ -65,6 +75,21 @@ class Task(ABC):
     #: What is scored and how, in words (for reports), in full and in short.
     protocol: ClassVar[str]
     scoring: ClassVar[str]
+
+    @classmethod
+    @abstractmethod
+    def check_level(cls, level: float) -> None:
+        """ValueError unless `level` is a valid setting (scale, σ or quality) of this task."""
+
+    @classmethod
+    def check_range(cls, low: float, high: float) -> None:
+        """ValueError unless [low, high] is a valid blind range of this task."""
+        raise ValueError(f"{cls.kind} has no blind range: give fixed 'levels'")
+
+    @staticmethod
+    def one_channel(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """The 8-bit image the protocol works on, from an 8-bit RGB one: MATLAB's Y of YCbCr."""
+        return np.ascontiguousarray(rgb2ycbcr(rgb)[..., 0])
 
     @property
     @abstractmethod
@@ -119,8 +144,16 @@ class SuperResolution(Task):
     scoring: ClassVar[str] = "Y channel, output rounded to 8 bits, shave = scale"
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.scale) or self.scale <= 1:
-            raise ValueError(f"SR scale must be a number greater than 1, got {self.scale}")
+        self.check_level(self.scale)
+
+    @classmethod
+    def check_level(cls, level: float) -> None:
+        if not math.isfinite(level) or level <= 1:
+            raise ValueError(f"SR scale must be a number greater than 1, got {level:g}")
+
+    @classmethod
+    def check_range(cls, low: float, high: float) -> None:
+        raise ValueError("sr trains on fixed scales: use 'levels', e.g. [2, 3, 4]")
 
     @property
     def label(self) -> str:
@@ -175,14 +208,30 @@ class Denoise(Task):
     sigma: float
     kind: ClassVar[TaskKind] = "denoise"
     protocol: ClassVar[str] = (
-        "gray (the MATLAB Y of a colour image); noisy = clean + sigma/255 * N(0,1), "
+        "gray (MATLAB rgb2gray of a colour image); noisy = clean + sigma/255 * N(0,1), "
         "neither clipped nor quantised; output unrounded; no shave"
     )
     scoring: ClassVar[str] = "gray, unclipped noise, output unrounded, no shave"
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.sigma) or self.sigma <= 0:
-            raise ValueError(f"noise sigma must be a positive number (of 255), got {self.sigma}")
+        self.check_level(self.sigma)
+
+    @classmethod
+    def check_level(cls, level: float) -> None:
+        if not math.isfinite(level) or level <= 0:
+            raise ValueError(f"noise sigma must be a positive number (of 255), got {level:g}")
+
+    @classmethod
+    def check_range(cls, low: float, high: float) -> None:
+        # a blind range may start at 0 (some patches then stay clean); a fixed level may not
+        if not (math.isfinite(low) and math.isfinite(high)) or low < 0:
+            raise ValueError(f"a noise sigma range must lie in [0, inf), got [{low:g}, {high:g}]")
+        _check_order(low, high)
+
+    @staticmethod
+    def one_channel(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """The authors' denoising script makes a colour image gray by MATLAB's rgb2gray."""
+        return np.asarray(rgb2gray(rgb), dtype=np.uint8)
 
     @property
     def label(self) -> str:
@@ -209,12 +258,23 @@ class Deblock(Task):
     scoring: ClassVar[str] = "Y channel, output unrounded, no shave"
 
     def __post_init__(self) -> None:
+        self.check_level(self.quality)
+
+    @classmethod
+    def check_level(cls, level: float) -> None:
         if (
-            isinstance(self.quality, bool)
-            or not 1 <= int(self.quality) <= 100
-            or int(self.quality) != self.quality
+            isinstance(level, bool)
+            or not math.isfinite(level)
+            or level != int(level)
+            or not 1 <= level <= 100
         ):
-            raise ValueError(f"JPEG quality must be an integer in 1..100, got {self.quality}")
+            raise ValueError(f"JPEG quality must be an integer in 1..100, got {level:g}")
+
+    @classmethod
+    def check_range(cls, low: float, high: float) -> None:
+        cls.check_level(low)
+        cls.check_level(high)
+        _check_order(low, high)
 
     @property
     def label(self) -> str:
@@ -228,14 +288,30 @@ class Deblock(Task):
         return compressed.astype(np.float64) / 255.0
 
 
+def _check_order(low: float, high: float) -> None:
+    if low >= high:
+        raise ValueError(f"range must be [low, high] with low < high, got [{low:g}, {high:g}]")
+
+
+TASK_CLASSES: dict[str, type[Task]] = {
+    "sr": SuperResolution,
+    "denoise": Denoise,
+    "jpeg": Deblock,
+}
+
+
+def task_class(kind: str) -> type[Task]:
+    """The Task class of a kind ('sr', 'denoise', 'jpeg'): its level checks and colour rule."""
+    try:
+        return TASK_CLASSES[kind]
+    except KeyError:
+        raise ValueError(f"unknown task {kind!r}; choose one of {', '.join(TASK_KINDS)}") from None
+
+
 def make_task(kind: str, level: float) -> Task:
     """Build a task from its kind ('sr', 'denoise', 'jpeg') and its level (scale/sigma/quality)."""
-    if kind == "sr":
-        return SuperResolution(float(level))
-    if kind == "denoise":
-        return Denoise(float(level))
-    if kind == "jpeg":
-        if float(level) != int(level):
-            raise ValueError(f"JPEG quality must be an integer in 1..100, got {level}")
+    cls = task_class(kind)
+    cls.check_level(float(level))
+    if cls is Deblock:
         return Deblock(int(level))
-    raise ValueError(f"unknown task {kind!r}; choose one of {', '.join(TASK_KINDS)}")
+    return cls(float(level))  # type: ignore[call-arg]

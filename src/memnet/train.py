@@ -54,6 +54,7 @@ from memnet.fsutil import atomic_write_text
 from memnet.losses import multi_supervision_loss
 from memnet.model import MemNet, MemNetOutput
 from memnet.restore import Restorer
+from memnet.sync_batchnorm import synchronize_batchnorm
 from memnet.training_log import MetricsLog, Progress, format_duration, plural
 
 __all__ = [
@@ -327,11 +328,16 @@ class Trainer:
 
         torch.manual_seed(spec.seed)  # same initial weights on every process
         self.model = MemNet.from_config(
-            recipe.model.network_config(), identity_init=recipe.model.identity_init
+            recipe.model.network_config(),
+            identity_init=recipe.model.identity_init,
+            branch_weight_init=recipe.model.branch_weight_init,
         )
         for module in self.model.modules():
             if isinstance(module, nn.BatchNorm2d):
                 module.momentum = recipe.model.bn_momentum
+        if spec.sync_batchnorm and procs.world_size > 1:
+            # one set of BatchNorm statistics over the whole batch, as one process would have
+            synchronize_batchnorm(self.model, self.device)
         # Module.to accepts memory_format at run time; the type stubs do not list it
         self.model.to(self.device, memory_format=self.memory_format)  # type: ignore[call-overload]
         self.model.train()
@@ -691,8 +697,9 @@ class Trainer:
     def _run_line(self) -> str:
         recipe = self.recipe
         net = recipe.model.network_config()
+        synced = ", BatchNorm synced" if recipe.train.sync_batchnorm else ""
         where = f"{self.device}" + (
-            f", {self.procs.world_size} processes" if self.procs.world_size > 1 else ""
+            f", {self.procs.world_size} processes{synced}" if self.procs.world_size > 1 else ""
         )
         precision = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}.get(
             self.amp_dtype,  # type: ignore[arg-type]

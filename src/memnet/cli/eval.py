@@ -258,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
             ) from None
 
     method, method_name, details = build_method(args)
-    sets = [load_set(name, args.data_root) for name in set_names]
+    sets = [load_set(name, args.data_root, kind=task) for name in set_names]
     stem = f"{task}-{_slug(method_name)}"
     save_dir = args.out / stem if args.save_images else None
 

@@ -1,6 +1,6 @@
 """MATLAB-compatible pixel math: pure functions on numpy arrays, float64 unless stated."""
 
-from memnet.imaging.color import rgb2ycbcr, ycbcr2rgb
+from memnet.imaging.color import rgb2gray, rgb2ycbcr, ycbcr2rgb
 from memnet.imaging.jpeg import jpeg_decode, jpeg_encode, jpeg_roundtrip
 from memnet.imaging.noise import add_gaussian_noise
 from memnet.imaging.resize import imresize, modcrop
@@ -12,6 +12,7 @@ __all__ = [
     "jpeg_encode",
     "jpeg_roundtrip",
     "modcrop",
+    "rgb2gray",
     "rgb2ycbcr",
     "ycbcr2rgb",
 ]

@@ -1,4 +1,4 @@
-"""MATLAB `rgb2ycbcr` / `ycbcr2rgb` (ITU-R BT.601, studio range: Y in 16..235).
+"""MATLAB `rgb2ycbcr` / `ycbcr2rgb` (ITU-R BT.601, studio range: Y in 16..235) and `rgb2gray`.
 
 Arrays are (H, W, 3). For uint8 input MATLAB rounds the result to uint8 (half away from zero,
 saturating); float input in [0, 1] gives float output in [0, 1] units, unrounded. Both are kept
@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["rgb2ycbcr", "round_to_uint8", "ycbcr2rgb"]
+__all__ = ["rgb2gray", "rgb2ycbcr", "round_to_uint8", "ycbcr2rgb"]
 
 # Rows give Y, Cb, Cr in 0..255 units from R, G, B in 0..1 (MATLAB's `origT`, `origOffset`).
 RGB_TO_YCBCR = np.array(
@@ -28,6 +28,9 @@ RGB_TO_YCBCR = np.array(
 )
 YCBCR_OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float64)
 YCBCR_TO_RGB = np.linalg.inv(RGB_TO_YCBCR)
+
+# MATLAB rgb2gray: the first row of inv(NTSC RGB -> YIQ), full range (no 16..235 offset).
+RGB_TO_GRAY = np.array([0.298936021293776, 0.587043074451121, 0.114020904255103])
 
 
 def round_to_uint8(values: NDArray[np.floating]) -> NDArray[np.uint8]:
@@ -70,3 +73,19 @@ def ycbcr2rgb(image: NDArray[np.generic]) -> NDArray[np.generic]:
         offset = (255.0 * YCBCR_TO_RGB) @ YCBCR_OFFSET
         return round_to_uint8(_linear_combination(image, matrix, -offset))
     return _linear_combination(image, matrix, -(YCBCR_TO_RGB @ YCBCR_OFFSET))
+
+
+def rgb2gray(image: NDArray[np.generic]) -> NDArray[np.generic]:
+    """RGB → gray like MATLAB's rgb2gray: uint8 in → uint8 out; float in → float (unclipped).
+
+    The weighted sum R·c1 + G·c2 + B·c3 is taken in double, in this order, on the values of
+    the input class, and (uint8) rounded half away from zero, as MATLAB's `imapplymatrix` does.
+    """
+    _check_rgb(image)
+    planes = [np.asarray(image[..., c], dtype=np.float64) for c in range(3)]
+    gray = RGB_TO_GRAY[0] * planes[0]
+    gray = gray + RGB_TO_GRAY[1] * planes[1]
+    gray = gray + RGB_TO_GRAY[2] * planes[2]
+    if image.dtype == np.uint8:
+        return round_to_uint8(gray)
+    return gray
