@@ -16,6 +16,7 @@ from pathlib import Path
 
 from memnet.errors import MemNetError
 from memnet.io import FORMAT_BY_SUFFIX
+from memnet.video.files import VIDEO_SUFFIXES, is_video
 
 __all__ = ["BatchReport", "Job", "collect_inputs", "plan_outputs", "run_jobs"]
 
@@ -46,11 +47,20 @@ class BatchReport:
 
     def summary(self) -> str:
         rate = self.megapixels / self.seconds if self.seconds > 0 else 0.0
-        images = "image" if len(self.written) == 1 else "images"
         return (
-            f"{len(self.written)} {images} restored, {len(self.failed)} failed, "
+            f"{self._what_was_written()} restored, {len(self.failed)} failed, "
             f"{self.seconds:.1f} s, {rate:.2f} Mpix/s"
         )
+
+    def _what_was_written(self) -> str:
+        def count(n: int, noun: str) -> str:
+            return f"{n} {noun}{'' if n == 1 else 's'}"
+
+        videos = sum(is_video(job.source) for job in self.written)
+        images = len(self.written) - videos
+        if videos == 0 or images == 0:
+            return count(videos, "video") if videos else count(images, "image")
+        return f"{count(len(self.written), 'file')} ({count(videos, 'video')}, {count(images, 'image')})"
 
 
 def _is_candidate(path: Path) -> bool:
@@ -96,7 +106,12 @@ def _glob_base(spec: str) -> Path:
 
 
 def output_suffix(source: Path, ext: str, default_ext: str | None = None) -> str:
-    """The output file extension: the chosen one, or (auto) the input's if memnet can write it."""
+    """The output file extension: the chosen one, or (auto) the input's if memnet can write it.
+
+    A video keeps its own container whatever `ext` says (`ext` is an image format).
+    """
+    if is_video(source):
+        return source.suffix.lower()
     if ext != "auto":
         if ext not in EXTENSIONS:
             raise MemNetError(f"unknown output extension {ext!r}; use {', '.join(EXTENSIONS)}")
@@ -122,7 +137,13 @@ def plan_outputs(
     out = Path(output)
     to_file = single_file_input and len(sources) == 1 and out.suffix != "" and not out.is_dir()
     if to_file:
-        if out.suffix.lower() not in FORMAT_BY_SUFFIX:
+        if is_video(sources[0]) != is_video(out):
+            kind = "a video" if is_video(sources[0]) else "an image"
+            wanted = VIDEO_SUFFIXES if is_video(sources[0]) else FORMAT_BY_SUFFIX
+            raise MemNetError(
+                f"{out}: the input is {kind}, so the output needs one of {', '.join(wanted)}"
+            )
+        if not is_video(out) and out.suffix.lower() not in FORMAT_BY_SUFFIX:
             raise MemNetError(
                 f"{out}: unsupported output extension {out.suffix!r}; use one of {', '.join(FORMAT_BY_SUFFIX)}"
             )
@@ -130,7 +151,7 @@ def plan_outputs(
     else:
         if out.exists() and not out.is_dir():
             raise MemNetError(f"{out}: is a file; several inputs need an output folder")
-        if not out.exists() and out.suffix.lower() in FORMAT_BY_SUFFIX:
+        if not out.exists() and (out.suffix.lower() in FORMAT_BY_SUFFIX or is_video(out)):
             # a folder called "x.png" is almost always a mistake; an existing one is taken as is
             raise MemNetError(
                 f"{out}: looks like an image file name, but the input is a folder or glob "

@@ -16,6 +16,8 @@ from memnet.io import read_image, write_image
 from memnet.pipeline import COLOR_MODES, DEFAULT_COLOR
 from memnet.restore import DTYPES
 from memnet.tasks import TASK_KINDS
+from memnet.video import is_video
+from memnet.video.encoder import DEFAULT_CRF
 
 # Images needing at least this many progress steps (tiles, or bands of streamed rows) get a
 # progress bar of their own.
@@ -26,6 +28,12 @@ examples:
   memnet restore -i photo.png -o photo-x2.png --task sr --scale 2
   memnet restore -i scans/ -o clean/ --recursive --task denoise --sigma 50
   memnet restore -i 'shots/*.jpg' -o fixed/ --task jpeg --quality 10 --ext png
+  memnet restore -i clip.mp4 -o clean.mp4 --task denoise --sigma 25 --crf 16
+
+videos (.mp4 .m4v .mov .mkv .webm .avi; needs memnet[video]): every frame is restored like an
+image, encoded as a stream (no frame files), with its timestamps, frame rate, rotation and colour
+range; audio and subtitles are copied untouched. Default encoding: the input's codec when it has
+a quality setting (else libx264), its pixel format when the encoder takes it (else yuv420p), CRF 18.
 
 colour (--color auto): SR sends the luminance Y through the network and upsamples Cb/Cr with
 MATLAB bicubic, as the MemNet authors did; denoising restores each RGB channel; JPEG deblocking
@@ -104,6 +112,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="allow --weights to be a pickle (.pt/.pth/.ckpt), read with "
         "torch.load(weights_only=True); only for files you trust",
+    )
+
+    video = parser.add_argument_group("video")
+    video.add_argument(
+        "--video-codec",
+        help="encoder for restored videos, e.g. libx264, libx265, libvpx-vp9, ffv1 "
+        "(default: the input's codec when it has a quality setting, else libx264)",
+    )
+    video.add_argument(
+        "--crf", type=int, help=f"constant-quality level, lower is better (default {DEFAULT_CRF})"
+    )
+    video.add_argument(
+        "--pix-fmt",
+        help="pixel format, e.g. yuv420p (default: the input's, if the encoder takes it)",
     )
 
     engine = parser.add_argument_group("engine")
@@ -237,7 +259,33 @@ def run(args: argparse.Namespace) -> int:
     # disable=None: bars only on a terminal, never in logs or pipes.
     images = tqdm(total=len(jobs), unit="img", disable=None if show_bars else True, desc="restore")
 
+    def restore_video_one(job: Job) -> float:
+        from memnet.video import EncodeOptions, restore_video
+
+        frames = tqdm(
+            unit="frame", leave=False, desc=job.source.name, disable=None if show_bars else True
+        )
+
+        def progress(done: int, total: int | None) -> None:
+            if total is not None and total >= done and frames.total != total:
+                frames.total = total  # ETA from the container's frame count
+            frames.update(done - frames.n)
+
+        options = EncodeOptions(codec=args.video_codec, crf=args.crf, pix_fmt=args.pix_fmt)
+        try:
+            result = restore_video(
+                restorer, job.source, job.target, options=options, progress=progress
+            )
+        finally:
+            frames.close()
+        written[job] = f" ({result.frames} frames, {result.encoder} {result.pix_fmt})"
+        return result.megapixels
+
+    written: dict[Job, str] = {}
+
     def restore_one(job: Job) -> float:
+        if is_video(job.source):
+            return restore_video_one(job)
         picture = read_image(job.source)
         windows = restorer.windows(picture)
         tiles = None
@@ -262,7 +310,7 @@ def run(args: argparse.Namespace) -> int:
 
     def done(job: Job) -> None:
         images.update(1)
-        _say(args, f"{job.source} -> {job.target}")
+        _say(args, f"{job.source} -> {job.target}{written.pop(job, '')}")
 
     def failed(source: Path, reason: str) -> None:
         images.update(1)
