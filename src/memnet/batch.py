@@ -9,6 +9,7 @@ reason and the others go on. Outputs are written atomically, so a failure leaves
 from __future__ import annotations
 
 import glob
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from memnet.errors import MemNetError
 from memnet.io import FORMAT_BY_SUFFIX
 from memnet.video.files import VIDEO_SUFFIXES, is_video
 
-__all__ = ["BatchReport", "Job", "collect_inputs", "plan_outputs", "run_jobs"]
+__all__ = ["BatchReport", "Job", "collect_inputs", "plan_outputs", "read_manifest", "run_jobs"]
 
 EXTENSIONS = ("auto", "png", "jpg", "webp", "tiff")
 GLOB_CHARS = set("*?[")
@@ -72,8 +73,11 @@ def collect_inputs(spec: str, *, recursive: bool = False) -> tuple[list[Path], P
     """The files named by a file, folder or glob, and the folder their relative paths start at.
 
     Every regular, non-hidden file of a folder is taken, whatever its extension, so that a file
-    that is not an image is reported rather than silently skipped.
+    that is not an image is reported rather than silently skipped. `@FILE` reads a manifest:
+    one path per line (relative to the manifest's folder; blank lines and `#` comments skipped).
     """
+    if spec.startswith("@"):
+        return read_manifest(Path(spec[1:]))
     path = Path(spec)
     if path.is_file():
         return [path], path.parent
@@ -93,6 +97,31 @@ def collect_inputs(spec: str, *, recursive: bool = False) -> tuple[list[Path], P
             raise MemNetError(f"{spec}: no files match")
         return files, _glob_base(spec)
     raise MemNetError(f"{spec}: no such file or folder")
+
+
+def read_manifest(manifest: Path) -> tuple[list[Path], Path]:
+    """The files a manifest lists (one a line) and the folder they all lie under.
+
+    Listed files that are missing are kept, so that each is reported as failed, never dropped.
+    """
+    try:
+        lines = manifest.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise MemNetError(f"{manifest}: cannot read the manifest ({error})") from None
+    folder = manifest.parent
+    files: list[Path] = []
+    for line in lines:
+        entry = line.strip()
+        if entry and not entry.startswith("#"):
+            files.append(Path(entry) if Path(entry).is_absolute() else folder / entry)
+    if not files:
+        raise MemNetError(f"{manifest}: the manifest lists no files")
+    if len(set(files)) != len(files):
+        raise MemNetError(f"{manifest}: a file is listed twice")
+    base = Path(os.path.commonpath([str(p.parent.absolute()) for p in files]))
+    if base == folder.absolute():
+        return files, folder
+    return [p.absolute() for p in files], base
 
 
 def _hidden_parts(path: Path, root: Path) -> bool:
