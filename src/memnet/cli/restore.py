@@ -137,8 +137,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         const="",
         default=None,
         metavar="ADDRESS",
-        help="run on a Ray cluster (ADDRESS, e.g. ray://head:10001 or auto; without one: the "
-        "cluster RAY_ADDRESS names, else a local one). Outputs already complete are skipped, "
+        help="run on a Ray cluster (ADDRESS: auto, or HEAD_IP:6379 from 'ray start --head'; "
+        "without one: RAY_ADDRESS, else the cluster last started on this machine, else a new "
+        "local one). Outputs already complete are skipped, "
         "so a rerun resumes a killed job",
     )
     scale.add_argument(
@@ -306,10 +307,9 @@ def run(args: argparse.Namespace) -> int:
                 frames.total = total  # ETA from the container's frame count
             frames.update(done - frames.n)
 
-        options = EncodeOptions(codec=args.video_codec, crf=args.crf, pix_fmt=args.pix_fmt)
         try:
             result = restore_video(
-                restorer, job.source, job.target, options=options, progress=progress
+                restorer, job.source, job.target, options=_encode_options(args), progress=progress
             )
         finally:
             frames.close()

@@ -30,7 +30,7 @@ FAILED_MANIFEST = ".memnet-failed.jsonl"  # hidden: never taken as an input on a
 class RayOptions:
     """Where the job runs and what each actor gets."""
 
-    address: str | None = None  # None: the cluster RAY_ADDRESS names, else a new local one
+    address: str | None = None  # None: RAY_ADDRESS, else this machine's cluster, else a new one
     workers: int | None = None  # actors; None: as many as the cluster's CPUs (GPUs) allow
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0
