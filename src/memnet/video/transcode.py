@@ -1,8 +1,8 @@
 """Restore a video as a stream: demux, decode, restore each frame, encode, mux — nothing on disk
 but the output, which is written to a temporary file beside it and renamed when complete.
 
-Memory stays that of a few frames whatever the length: each decoded frame is restored and handed
-to the encoder before the next is decoded. Audio and subtitle packets are remuxed as they are
+Memory does not grow with the length: each decoded frame is restored and handed to the encoder
+before the next is decoded, so what is held is one frame plus the encoder's own look-ahead. Audio and subtitle packets are remuxed as they are
 (never decoded), and the video keeps its timestamps, frame rate, display matrix (rotation),
 sample aspect ratio and colour range, matrix, primaries and transfer.
 """
