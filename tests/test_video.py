@@ -257,3 +257,22 @@ def test_bad_video_and_mismatched_names_get_one_line_errors(
     assert "needs one of .mp4" in errors[1]
     assert "ffv1 has no constant-quality setting" in errors[2]
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_an_odd_size_for_a_subsampled_format_is_refused_with_a_reason(tmp_path: Path) -> None:
+    odd = tmp_path / "odd.mkv"
+    with av.open(str(odd), "w") as out:
+        video = out.add_stream("ffv1", rate=10)
+        video.width, video.height, video.pix_fmt = 33, 21, "yuv444p"
+        for index in range(2):
+            frame = av.VideoFrame.from_ndarray(np.full((21, 33, 3), 99, np.uint8), "rgb24")
+            frame.pts = index
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    restorer = memnet.load("identity", task="denoise")
+    target = tmp_path / "out.mkv"
+    options = EncodeOptions(codec="libx264", pix_fmt="yuv420p")
+    with pytest.raises(memnet.MemNetError, match="33x21 output cannot be stored as yuv420p"):
+        restore_video(restorer, odd, target, options=options)
+    assert not target.exists()
+    assert restore_video(restorer, odd, target).pix_fmt == "yuv444p"  # the input's own format

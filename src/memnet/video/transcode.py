@@ -223,6 +223,7 @@ class _Transcode:
             pix_fmt=self.options.pix_fmt,
         )
         height, width = self.task.output_shape(frame.height, frame.width)
+        _check_subsampling(self.av, choice.pix_fmt, width, height)
         stream = out.add_stream(choice.codec, rate=self.rate)
         stream.width, stream.height, stream.pix_fmt = width, height, choice.pix_fmt
         stream.options = dict(choice.options)
@@ -243,3 +244,14 @@ class _Transcode:
             {k: v for k, v in source.metadata.items() if k in ("language", "title")}
         )
         return stream, choice
+
+
+def _check_subsampling(av: Any, pix_fmt: str, width: int, height: int) -> None:
+    """Refuse sizes a chroma-subsampled format cannot hold (FFmpeg would only say "error")."""
+    probe = av.VideoFormat(pix_fmt, 64, 64)
+    step_x, step_y = 64 // probe.chroma_width(), 64 // probe.chroma_height()
+    if width % step_x or height % step_y:
+        raise MemNetError(
+            f"the {width}x{height} output cannot be stored as {pix_fmt} (it needs a size "
+            f"divisible by {step_x}x{step_y}); use e.g. --pix-fmt yuv444p"
+        )
