@@ -9,6 +9,7 @@ reason and the others go on. Outputs are written atomically, so a failure leaves
 from __future__ import annotations
 
 import glob
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +17,9 @@ from pathlib import Path
 
 from memnet.errors import MemNetError
 from memnet.io import FORMAT_BY_SUFFIX
+from memnet.video.files import VIDEO_SUFFIXES, is_video
 
-__all__ = ["BatchReport", "Job", "collect_inputs", "plan_outputs", "run_jobs"]
+__all__ = ["BatchReport", "Job", "collect_inputs", "plan_outputs", "read_manifest", "run_jobs"]
 
 EXTENSIONS = ("auto", "png", "jpg", "webp", "tiff")
 GLOB_CHARS = set("*?[")
@@ -46,11 +48,20 @@ class BatchReport:
 
     def summary(self) -> str:
         rate = self.megapixels / self.seconds if self.seconds > 0 else 0.0
-        images = "image" if len(self.written) == 1 else "images"
         return (
-            f"{len(self.written)} {images} restored, {len(self.failed)} failed, "
+            f"{self._what_was_written()} restored, {len(self.failed)} failed, "
             f"{self.seconds:.1f} s, {rate:.2f} Mpix/s"
         )
+
+    def _what_was_written(self) -> str:
+        def count(n: int, noun: str) -> str:
+            return f"{n} {noun}{'' if n == 1 else 's'}"
+
+        videos = sum(is_video(job.source) for job in self.written)
+        images = len(self.written) - videos
+        if videos == 0 or images == 0:
+            return count(videos, "video") if videos else count(images, "image")
+        return f"{count(len(self.written), 'file')} ({count(videos, 'video')}, {count(images, 'image')})"
 
 
 def _is_candidate(path: Path) -> bool:
@@ -62,8 +73,11 @@ def collect_inputs(spec: str, *, recursive: bool = False) -> tuple[list[Path], P
     """The files named by a file, folder or glob, and the folder their relative paths start at.
 
     Every regular, non-hidden file of a folder is taken, whatever its extension, so that a file
-    that is not an image is reported rather than silently skipped.
+    that is not an image is reported rather than silently skipped. `@FILE` reads a manifest:
+    one path per line (relative to the manifest's folder; blank lines and `#` comments skipped).
     """
+    if spec.startswith("@"):
+        return read_manifest(Path(spec[1:]))
     path = Path(spec)
     if path.is_file():
         return [path], path.parent
@@ -85,6 +99,31 @@ def collect_inputs(spec: str, *, recursive: bool = False) -> tuple[list[Path], P
     raise MemNetError(f"{spec}: no such file or folder")
 
 
+def read_manifest(manifest: Path) -> tuple[list[Path], Path]:
+    """The files a manifest lists (one a line) and the folder they all lie under.
+
+    Listed files that are missing are kept, so that each is reported as failed, never dropped.
+    """
+    try:
+        lines = manifest.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise MemNetError(f"{manifest}: cannot read the manifest ({error})") from None
+    folder = manifest.parent
+    files: list[Path] = []
+    for line in lines:
+        entry = line.strip()
+        if entry and not entry.startswith("#"):
+            files.append(Path(entry) if Path(entry).is_absolute() else folder / entry)
+    if not files:
+        raise MemNetError(f"{manifest}: the manifest lists no files")
+    if len(set(files)) != len(files):
+        raise MemNetError(f"{manifest}: a file is listed twice")
+    base = Path(os.path.commonpath([str(p.parent.absolute()) for p in files]))
+    if base == folder.absolute():
+        return files, folder
+    return [p.absolute() for p in files], base
+
+
 def _hidden_parts(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts[:-1])
 
@@ -96,7 +135,12 @@ def _glob_base(spec: str) -> Path:
 
 
 def output_suffix(source: Path, ext: str, default_ext: str | None = None) -> str:
-    """The output file extension: the chosen one, or (auto) the input's if memnet can write it."""
+    """The output file extension: the chosen one, or (auto) the input's if memnet can write it.
+
+    A video keeps its own container whatever `ext` says (`ext` is an image format).
+    """
+    if is_video(source):
+        return source.suffix.lower()
     if ext != "auto":
         if ext not in EXTENSIONS:
             raise MemNetError(f"unknown output extension {ext!r}; use {', '.join(EXTENSIONS)}")
@@ -122,7 +166,13 @@ def plan_outputs(
     out = Path(output)
     to_file = single_file_input and len(sources) == 1 and out.suffix != "" and not out.is_dir()
     if to_file:
-        if out.suffix.lower() not in FORMAT_BY_SUFFIX:
+        if is_video(sources[0]) != is_video(out):
+            kind = "a video" if is_video(sources[0]) else "an image"
+            wanted = VIDEO_SUFFIXES if is_video(sources[0]) else FORMAT_BY_SUFFIX
+            raise MemNetError(
+                f"{out}: the input is {kind}, so the output needs one of {', '.join(wanted)}"
+            )
+        if not is_video(out) and out.suffix.lower() not in FORMAT_BY_SUFFIX:
             raise MemNetError(
                 f"{out}: unsupported output extension {out.suffix!r}; use one of {', '.join(FORMAT_BY_SUFFIX)}"
             )
@@ -130,7 +180,7 @@ def plan_outputs(
     else:
         if out.exists() and not out.is_dir():
             raise MemNetError(f"{out}: is a file; several inputs need an output folder")
-        if not out.exists() and out.suffix.lower() in FORMAT_BY_SUFFIX:
+        if not out.exists() and (out.suffix.lower() in FORMAT_BY_SUFFIX or is_video(out)):
             # a folder called "x.png" is almost always a mistake; an existing one is taken as is
             raise MemNetError(
                 f"{out}: looks like an image file name, but the input is a folder or glob "

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text"]
+__all__ = [
+    "atomic_path",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "stale_temporaries",
+]
 
 
 @contextlib.contextmanager
@@ -36,6 +43,12 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def stale_temporaries(target: str | os.PathLike[str]) -> list[Path]:
+    """Temporary files of `atomic_path(target)` left by a process killed before it finished."""
+    target = Path(target)
+    return sorted(target.parent.glob(f".{glob.escape(target.name)}.*.tmp"))
 
 
 def atomic_write(target: str | os.PathLike[str], write: Callable[[IO[bytes]], object]) -> None:

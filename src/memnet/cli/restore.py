@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -15,7 +16,10 @@ from memnet.errors import MemNetError
 from memnet.io import read_image, write_image
 from memnet.pipeline import COLOR_MODES, DEFAULT_COLOR
 from memnet.restore import DTYPES
+from memnet.scale.ray_job import FAILED_MANIFEST
 from memnet.tasks import TASK_KINDS
+from memnet.video import EncodeOptions, is_video
+from memnet.video.encoder import DEFAULT_CRF
 
 # Images needing at least this many progress steps (tiles, or bands of streamed rows) get a
 # progress bar of their own.
@@ -26,6 +30,12 @@ examples:
   memnet restore -i photo.png -o photo-x2.png --task sr --scale 2
   memnet restore -i scans/ -o clean/ --recursive --task denoise --sigma 50
   memnet restore -i 'shots/*.jpg' -o fixed/ --task jpeg --quality 10 --ext png
+  memnet restore -i clip.mp4 -o clean.mp4 --task denoise --sigma 25 --crf 16
+
+videos (.mp4 .m4v .mov .mkv .webm .avi; needs memnet[video]): every frame is restored like an
+image, encoded as a stream (no frame files), with its timestamps, frame rate, rotation and colour
+range; audio and subtitles are copied untouched. Default encoding: the input's codec when it has
+a quality setting (else libx264), its pixel format when the encoder takes it (else yuv420p), CRF 18.
 
 colour (--color auto): SR sends the luminance Y through the network and upsamples Cb/Cr with
 MATLAB bicubic, as the MemNet authors did; denoising restores each RGB channel; JPEG deblocking
@@ -106,6 +116,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "torch.load(weights_only=True); only for files you trust",
     )
 
+    video = parser.add_argument_group("video")
+    video.add_argument(
+        "--video-codec",
+        help="encoder for restored videos, e.g. libx264, libx265, libvpx-vp9, ffv1 "
+        "(default: the input's codec when it has a quality setting, else libx264)",
+    )
+    video.add_argument(
+        "--crf", type=int, help=f"constant-quality level, lower is better (default {DEFAULT_CRF})"
+    )
+    video.add_argument(
+        "--pix-fmt",
+        help="pixel format, e.g. yuv420p (default: the input's, if the encoder takes it)",
+    )
+
+    scale = parser.add_argument_group("scale-out (Ray Data; needs memnet[ray])")
+    scale.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="run on a Ray cluster (ADDRESS: auto, or HEAD_IP:6379 from 'ray start --head'; "
+        "without one: RAY_ADDRESS, else the cluster last started on this machine, else a new "
+        "local one). Outputs already complete are skipped, "
+        "so a rerun resumes a killed job",
+    )
+    scale.add_argument(
+        "--workers", type=int, help="Ray actors, one model each (default: as many as fit)"
+    )
+    scale.add_argument(
+        "--cpus-per-worker", type=float, default=1.0, help="CPUs per actor (default 1)"
+    )
+    scale.add_argument(
+        "--gpus-per-worker", type=float, default=0.0, help="GPUs per actor (default 0)"
+    )
+    scale.add_argument(
+        "--failed-list",
+        help=f"JSON-lines list of failed files (default: OUTPUT/{FAILED_MANIFEST})",
+    )
+
     engine = parser.add_argument_group("engine")
     engine.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     engine.add_argument(
@@ -173,6 +223,15 @@ def _model_spec(args: argparse.Namespace) -> str:
 
 
 def _build(args: argparse.Namespace) -> ImageRestorer:
+    restorer = load(**_load_settings(args))
+    if restorer.task == "sr" and args.scale is None:  # the task came from the model
+        restorer.levels["scale"] = 2.0
+    _warn_outside_training(restorer)
+    return restorer
+
+
+def _load_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The arguments of memnet.load for this run (Ray workers load their model from them)."""
     if args.tile is not None and args.tile < 0:
         raise MemNetError("--tile must be 0 (whole image) or a positive tile edge")
     if args.tile_pad is not None and args.tile_pad < 0:
@@ -183,24 +242,20 @@ def _build(args: argparse.Namespace) -> ImageRestorer:
     scale = args.scale
     if scale is None and (args.task == "sr"):
         scale = 2.0
-    restorer = load(
-        spec,
-        args.device,
-        task=args.task,
-        scale=scale,
-        sigma=args.sigma,
-        quality=args.quality,
-        tile=args.tile,
-        tile_pad=args.tile_pad,
-        dtype=args.dtype,
-        self_ensemble=args.self_ensemble,
-        color=args.color,
-        unsafe_load=args.unsafe_load,
-    )
-    if restorer.task == "sr" and scale is None:  # the task came from the model
-        restorer.levels["scale"] = 2.0
-    _warn_outside_training(restorer)
-    return restorer
+    return {
+        "name_or_path": spec,
+        "device": args.device,
+        "task": args.task,
+        "scale": scale,
+        "sigma": args.sigma,
+        "quality": args.quality,
+        "tile": args.tile,
+        "tile_pad": args.tile_pad,
+        "dtype": args.dtype,
+        "self_ensemble": args.self_ensemble,
+        "color": args.color,
+        "unsafe_load": args.unsafe_load,
+    }
 
 
 def _warn_outside_training(restorer: ImageRestorer) -> None:
@@ -230,14 +285,42 @@ def run(args: argparse.Namespace) -> int:
         suffix=suffix,
         ext=args.ext,
         default_ext="png" if task.kind == "jpeg" and args.ext == "auto" else None,
-        overwrite=args.overwrite,
+        # On Ray, outputs already complete are skipped (a resumed job), not refused.
+        overwrite=args.overwrite or args.ray is not None,
         single_file_input=Path(args.input).is_file(),
     )
+    if args.ray is not None:
+        return _run_on_ray(args, jobs, restorer)
     show_bars = not args.quiet
     # disable=None: bars only on a terminal, never in logs or pipes.
     images = tqdm(total=len(jobs), unit="img", disable=None if show_bars else True, desc="restore")
 
+    def restore_video_one(job: Job) -> float:
+        from memnet.video import restore_video
+
+        frames = tqdm(
+            unit="frame", leave=False, desc=job.source.name, disable=None if show_bars else True
+        )
+
+        def progress(done: int, total: int | None) -> None:
+            if total is not None and total >= done and frames.total != total:
+                frames.total = total  # ETA from the container's frame count
+            frames.update(done - frames.n)
+
+        try:
+            result = restore_video(
+                restorer, job.source, job.target, options=_encode_options(args), progress=progress
+            )
+        finally:
+            frames.close()
+        written[job] = f" ({result.frames} frames, {result.encoder} {result.pix_fmt})"
+        return result.megapixels
+
+    written: dict[Job, str] = {}
+
     def restore_one(job: Job) -> float:
+        if is_video(job.source):
+            return restore_video_one(job)
         picture = read_image(job.source)
         windows = restorer.windows(picture)
         tiles = None
@@ -262,7 +345,7 @@ def run(args: argparse.Namespace) -> int:
 
     def done(job: Job) -> None:
         images.update(1)
-        _say(args, f"{job.source} -> {job.target}")
+        _say(args, f"{job.source} -> {job.target}{written.pop(job, '')}")
 
     def failed(source: Path, reason: str) -> None:
         images.update(1)
@@ -276,3 +359,39 @@ def run(args: argparse.Namespace) -> int:
     if report.failed and args.quiet:
         _note(report.summary())
     return 0 if report.ok else 1
+
+
+def _encode_options(args: argparse.Namespace) -> EncodeOptions:
+    return EncodeOptions(codec=args.video_codec, crf=args.crf, pix_fmt=args.pix_fmt)
+
+
+def _run_on_ray(args: argparse.Namespace, jobs: list[Job], restorer: ImageRestorer) -> int:
+    """The same plan, restored by Ray actors (memnet.scale); failures also go to a list."""
+    from memnet.scale.ray_job import RayOptions, restore_on_ray
+    from memnet.scale.worker import WorkerSettings
+
+    settings = _load_settings(args)
+    settings["task"] = restorer.task  # what the driver resolved, so every actor does the same
+    if restorer.task == "sr":
+        settings["scale"] = restorer.levels["scale"]
+    out = Path(args.output)
+    folder = out.parent if len(jobs) == 1 and jobs[0].target == out else out
+    report = restore_on_ray(
+        jobs,
+        WorkerSettings(settings, _encode_options(args), overwrite=args.overwrite),
+        RayOptions(
+            address=args.ray or None,
+            workers=args.workers,
+            cpus_per_worker=args.cpus_per_worker,
+            gpus_per_worker=args.gpus_per_worker,
+            progress=not args.quiet,
+        ),
+        failed_manifest=Path(args.failed_list) if args.failed_list else folder / FAILED_MANIFEST,
+    )
+    for _source, reason in report.batch.failed:
+        _note(f"error: {reason}")
+    task = restorer.make_task()
+    _say(args, f"memnet restore ({restorer.name}, {task.kind} {task.label}): {report.summary()}")
+    if report.batch.failed and args.quiet:
+        _note(report.summary())
+    return 0 if report.batch.ok else 1

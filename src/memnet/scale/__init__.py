@@ -1,0 +1,20 @@
+"""Scale-out restoration on a Ray cluster with Ray Data (the `ray` extra): the same plan and the
+same per-file restore as the single-machine path, run by actors that each hold one model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from memnet.scale.ray_job import RayOptions, RayReport, restore_on_ray
+
+__all__ = ["RayOptions", "RayReport", "restore_on_ray"]
+
+
+def __getattr__(name: str) -> Any:
+    # Ray is imported only when a job is actually sent to it.
+    if name in __all__:
+        from memnet.scale import ray_job
+
+        return getattr(ray_job, name)
+    raise AttributeError(f"module 'memnet.scale' has no attribute {name!r}")
