@@ -42,10 +42,14 @@ def table(run: Path) -> str:
     keys: list[str] = []
     for point in points:
         keys += [k for k in point["psnr"] if k not in keys]
-    header = ["iteration", "minutes", *(f"{k} dB" for k in keys)]
+    # CPU hours where the log has them (runs before `cpu_s` existed have wall minutes only)
+    cpu = any("cpu_s" in point for point in points)
+    header = ["iteration", "minutes", *(["CPU hours"] if cpu else []), *(f"{k} dB" for k in keys)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for point in points:
         cells = [f"{point['iteration']:,}", f"{point['elapsed_s'] / 60:.0f}"]
+        if cpu:
+            cells.append(f"{point['cpu_s'] / 3600:.1f}" if "cpu_s" in point else "")
         cells += [f"{point['psnr'][k]:.2f}" if k in point["psnr"] else "" for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
     rate = patches_per_second(log)

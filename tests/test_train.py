@@ -142,6 +142,12 @@ def test_resume_is_bit_identical_to_a_straight_run(
     resumed = [r for r in metrics(split) if r.get("event") == "resume"]
     assert resumed
     assert resumed[0]["iteration"] == 6
+    # CPU time of the steps is carried over the resume: it only grows, and the state keeps it
+    cpu = [float(r["cpu_s"]) for r in metrics(split) if r.get("kind") == "train"]
+    assert cpu == sorted(cpu)
+    assert cpu[-1] > 0
+    state = load_training_state(split / "checkpoints" / "last.state.pt")
+    assert state["cpu_seconds"] == pytest.approx(cpu[-1], abs=0.05)  # the log rounds to 0.1 s
 
 
 def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(

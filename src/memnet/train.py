@@ -354,6 +354,9 @@ class Trainer:
         self.best_psnr: float | None = None
         self.best_iteration: int | None = None
         self.train_seconds = 0.0
+        # CPU time of this process in training steps (all its threads, data threads included):
+        # what a run costs on a shared machine, where wall time says little.
+        self.cpu_seconds = 0.0
         self.last_validation: dict[str, float] = {}
         self.last_saved: int | None = None
         self.stop_reason: str | None = None
@@ -384,6 +387,7 @@ class Trainer:
             "best_psnr": self.best_psnr,
             "best_iteration": self.best_iteration,
             "train_seconds": self.train_seconds,
+            "cpu_seconds": self.cpu_seconds,
             "recipe": self.recipe.model_dump(mode="json"),
             "memnet_version": __version__,
         }
@@ -412,6 +416,9 @@ class Trainer:
         self.best_psnr = state["best_psnr"]
         self.best_iteration = state["best_iteration"]
         self.train_seconds = float(state["train_seconds"])
+        # States written before CPU time was counted: their runs used one thread, so the CPU
+        # time of their steps was about their wall time.
+        self.cpu_seconds = float(state.get("cpu_seconds", self.train_seconds))
         if int(state["data"]["next_batch"]) != self.iteration:
             raise MemNetError(f"{path}: inconsistent data position in the training state")
         self.resumed_recipe = state.get("recipe", {})
@@ -535,6 +542,7 @@ class Trainer:
                 "best": improved,
                 "seconds": round(seconds, 2),
                 "elapsed_s": round(self.train_seconds, 1),
+                "cpu_s": round(self.cpu_seconds, 1),
             }
         )
         shown = "  ".join(f"{label} {value:.2f}" for label, value in psnr.items())
@@ -621,7 +629,7 @@ class Trainer:
         interval = recipe.log.interval
         window = _Window()
         reason = "completed"
-        tick = time.perf_counter()
+        tick, cpu_tick = time.perf_counter(), time.process_time()
         while self.iteration < total:
             inputs, targets, waited = stream.next()
             # a stop asked for by a signal or the clock is agreed on by all processes in step()
@@ -633,6 +641,7 @@ class Trainer:
             loss, grad_norm, lr = self.step(inputs, targets)
             spent = time.perf_counter() - tick
             self.train_seconds += spent
+            self.cpu_seconds += time.process_time() - cpu_tick
             window.add(loss, grad_norm, waited, spent)
             if self.threads is not None:
                 self.threads.record(spent - waited)
@@ -657,7 +666,8 @@ class Trainer:
             if self._stop_after_step:
                 reason = self.stop_reason or signals.reason or "interrupted"
                 break
-            tick = time.perf_counter()  # validation and checkpoint writes are not training time
+            # validation and checkpoint writes are not training time
+            tick, cpu_tick = time.perf_counter(), time.process_time()
         self._share_buffers()
         finished = reason == "completed"
         if finished and validation and self.iteration % recipe.validation.interval:
@@ -683,6 +693,7 @@ class Trainer:
             "patches_per_s": round(steps * self.recipe.train.batch_size / window.seconds, 1),
             "threads": torch.get_num_threads(),
             "elapsed_s": round(self.train_seconds, 1),
+            "cpu_s": round(self.cpu_seconds, 1),
         }
         log.write(record)
         left = (total - self.iteration) * window.seconds / steps
