@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import struct
 import warnings
@@ -58,6 +59,7 @@ WIDE_FORMATS = ("PNG", "TIFF")
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
 EXIF_ORIENTATION = 0x0112
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_SILENT = logging.NullHandler()
 
 
 @dataclass
@@ -256,6 +258,10 @@ def _read_wide_tiff(path: Path) -> Picture | None:
     """A TIFF with more than 8 bits per sample (which Pillow reduces or rejects), or None."""
     import tifffile
 
+    # tifffile logs what it finds wrong in a damaged file; memnet reports the file in one line
+    # of its own, so those records are not printed (a program's own logging still gets them).
+    logging.getLogger("tifffile").addHandler(_SILENT)
+
     try:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages.first
@@ -263,6 +269,9 @@ def _read_wide_tiff(path: Path) -> Picture | None:
                 return None
             _check_size(path, int(page.imagewidth), int(page.imagelength))
             data = page.asarray()
+            # (separate samples, depth, height, width, contiguous samples), whatever asarray
+            # squeezed: a damaged file can claim any layout
+            separate, depth, height, width, contiguous = (int(n) for n in page.shaped)
             photometric = int(page.photometric)
             tags = page.tags
             icc = tags["InterColorProfile"].value if "InterColorProfile" in tags else None
@@ -273,8 +282,15 @@ def _read_wide_tiff(path: Path) -> Picture | None:
         raise MemNetError(f"{path}: cannot decode image ({error})") from None
     if photometric not in (0, 1, 2):  # white-is-zero, black-is-zero, RGB
         raise MemNetError(f"{path}: unsupported TIFF colour space (photometric {photometric})")
-    if data.ndim == 3 and data.shape[0] <= 4 < data.shape[2]:  # planar → interleaved
-        data = np.moveaxis(data, 0, -1)
+    samples = separate * contiguous
+    if depth != 1 or not 1 <= samples <= 4 or data.size != height * width * samples:
+        raise MemNetError(
+            f"{path}: unsupported TIFF layout ({samples} samples per pixel, depth {depth}, "
+            f"{data.size} values for {width}x{height} px)"
+        )
+    planes = data.reshape(separate, height, width, contiguous)
+    data = np.moveaxis(planes, 0, 2).reshape(height, width, samples)  # planar → interleaved
+    data = data[..., 0] if samples == 1 else data
     values = _wide_samples(data, str(path))
     if photometric == 0:
         values = 1.0 - values
@@ -341,7 +357,14 @@ def _cmyk_to_rgb(image: Image.Image, icc: bytes | None) -> tuple[Image.Image, by
 
 def read_image(path: str | os.PathLike[str]) -> Picture:
     """Decode an image file into a `Picture` with EXIF orientation applied."""
-    path = Path(path)
+    # A damaged file makes Pillow warn (truncated reads, odd tags) before it fails or recovers;
+    # either way memnet reports the file itself, in one line.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _read_image(Path(path))
+
+
+def _read_image(path: Path) -> Picture:
     if path.is_file() and path.stat().st_size > 0 and _is_tiff(path):
         wide_tiff = _read_wide_tiff(path)
         if wide_tiff is not None:
