@@ -24,6 +24,7 @@ import io
 import os
 import struct
 import zlib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,11 @@ def check_picture(picture: Picture) -> None:
         assert np.isfinite(picture.alpha).all()
 
 
+# What the targets saw, for tools/reliability_report.py: decoded/refused files, loaded/refused
+# recipes, restored/refused files of the folder runs.
+OUTCOMES: Counter[str] = Counter()
+
+
 def read_or_reason(path: Path) -> Picture | str:
     """The picture, or the one-line reason it was refused; any other exception fails the test."""
     try:
@@ -122,8 +128,10 @@ def read_or_reason(path: Path) -> Picture | str:
         reason = str(error)
         assert "\n" not in reason
         assert str(path) in reason
+        OUTCOMES["decode: refused with a reason"] += 1
         return reason
     check_picture(picture)
+    OUTCOMES["decode: decoded"] += 1
     return picture
 
 
@@ -171,6 +179,8 @@ def test_restoring_a_folder_of_mutated_files_loses_nothing(
     for name in written:  # every output is a complete image file
         with Image.open(out / name) as image:
             image.load()
+    OUTCOMES["restore: restored"] += len(written)
+    OUTCOMES["restore: refused with a reason"] += len(failed)
     # A file that decodes is restored unless the restore itself has a reason (e.g. too small).
     for name in good:
         assert Path(name).stem in restored or any(name in line for line in lines)
@@ -248,12 +258,16 @@ def mutated_recipe_data(draw: st.DrawFn) -> str:
 
 
 def load_or_reason(path: Path, overrides: list[str] | None = None) -> None:
+    kind = "--set" if overrides else "recipe"
     try:
         load_recipe(path, overrides)
     except RecipeError as error:
         reason = str(error)
         assert "\n" not in reason
         assert str(path) in reason or "--set" in reason, reason
+        OUTCOMES[f"{kind}: refused with a reason"] += 1
+    else:
+        OUTCOMES[f"{kind}: loaded"] += 1
 
 
 @FUZZ
@@ -348,3 +362,28 @@ def test_regression_damaged_files_print_one_memnet_line_each(tmp_path: Path) -> 
     assert all(line.startswith("memnet restore: ") for line in lines), lines
     for name in ("bad-tags.tif", "truncated.tif"):
         assert sum(name in line for line in lines) == 1, lines
+
+
+def tiff_with_tag(data: bytes, tag: int, value: int) -> bytes:
+    """A little-endian TIFF with the (short or long) value of `tag` in its first IFD replaced."""
+    out = bytearray(data)
+    (ifd,) = struct.unpack("<I", out[4:8])
+    (entries,) = struct.unpack("<H", out[ifd : ifd + 2])
+    for index in range(entries):
+        at = ifd + 2 + 12 * index
+        found, kind = struct.unpack("<HH", out[at : at + 4])
+        if found == tag:
+            out[at + 8 : at + 12] = struct.pack(
+                "<I" if kind == 4 else "<HH", value, *([] if kind == 4 else [0])
+            )
+    return bytes(out)
+
+
+@pytest.mark.parametrize("tag", [256, 257], ids=["width", "height"])
+def test_regression_a_tiff_of_zero_pixels_is_refused(tmp_path: Path, tag: int) -> None:
+    # found by a longer decode search: a float TIFF claiming 0 rows decoded to an empty picture
+    path = tmp_path / "empty.tif"
+    path.write_bytes(tiff_with_tag(Source("TIFF", "F").encode(), tag, 0))
+    reason = read_or_reason(path)
+    assert isinstance(reason, str)
+    assert "a damaged file" in reason

@@ -99,6 +99,8 @@ class Picture:
 
 
 def _check_size(path: Path, width: int, height: int) -> None:
+    if width <= 0 or height <= 0:
+        raise MemNetError(f"{path}: the header says {width}x{height} px (a damaged file)")
     if width * height > MAX_PIXELS:
         raise MemNetError(
             f"{path}: {width}x{height} is larger than the {MAX_PIXELS:,}-pixel limit "
