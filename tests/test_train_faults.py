@@ -249,6 +249,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_last_one(
     errors = [line for line in lines if "error" in line]
     assert len(errors) == 1, lines
     assert "no space left" in errors[0].lower(), errors
+    assert "cannot write the checkpoint" in errors[0], errors
     assert "internal error" not in errors[0]
     assert (run_dir / "checkpoints" / "last.state.pt").read_bytes() == before
     assert load_training_state(run_dir / "checkpoints" / "last.state.pt")["iteration"] == 4
