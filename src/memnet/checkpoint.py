@@ -19,9 +19,12 @@ leaves the previous complete checkpoint in place.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +33,7 @@ import torch
 
 from memnet import __version__
 from memnet.errors import MemNetError
-from memnet.fsutil import atomic_path
+from memnet.fsutil import atomic_write_bytes
 from memnet.model import MemNet
 from memnet.weights_file import save_weights
 
@@ -102,8 +105,23 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 def save_training_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     """torch.save the state atomically."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    # Serialised in memory first: a failed write (a full disk) is then an OSError that says
+    # why, not torch's "unexpected pos" from inside its zip writer.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+@contextlib.contextmanager
+def _checkpoint_write(folder: Path) -> Iterator[None]:
+    """A failed checkpoint write as one line; the previous complete checkpoint is still there."""
+    try:
+        yield
+    except OSError as error:
+        raise MemNetError(
+            f"{folder}: cannot write the checkpoint ({error.strerror or error}); the last "
+            "complete checkpoint is kept, resume from it with --resume auto once there is room"
+        ) from None
 
 
 def load_training_state(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -177,19 +195,22 @@ class RunFolder:
         return stem.with_suffix(WEIGHTS_SUFFIX), Path(f"{stem}{STATE_SUFFIX}")
 
     def save_last(self, model: MemNet, state: dict[str, Any], metadata: dict[str, str]) -> None:
-        # The state (what a resume reads) goes first; the weights follow for users.
-        save_training_state(self.last_state, state)
-        save_weights(model, self.last_weights, metadata)
+        with _checkpoint_write(self.checkpoints):
+            # The state (what a resume reads) goes first; the weights follow for users.
+            save_training_state(self.last_state, state)
+            save_weights(model, self.last_weights, metadata)
 
     def save_best(self, model: MemNet, metadata: dict[str, str]) -> None:
-        save_weights(model, self.best_weights, metadata)
+        with _checkpoint_write(self.checkpoints):
+            save_weights(model, self.best_weights, metadata)
 
     def save_snapshot(
         self, model: MemNet, state: dict[str, Any], metadata: dict[str, str], iteration: int
     ) -> None:
         weights, state_path = self.snapshot_paths(iteration)
-        save_training_state(state_path, state)
-        save_weights(model, weights, metadata)
+        with _checkpoint_write(self.checkpoints):
+            save_training_state(state_path, state)
+            save_weights(model, weights, metadata)
 
     def resume_point(self, resume: str | None) -> Path | None:
         """The state file to resume from: None (fresh run), 'auto' or an explicit path."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import struct
 import warnings
@@ -59,6 +60,7 @@ WIDE_FORMATS = ("PNG", "TIFF")
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
 EXIF_ORIENTATION = 0x0112
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_SILENT = logging.NullHandler()
 
 
 @dataclass
@@ -98,6 +100,8 @@ class Picture:
 
 
 def _check_size(path: Path, width: int, height: int) -> None:
+    if width <= 0 or height <= 0:
+        raise MemNetError(f"{path}: the header says {width}x{height} px (a damaged file)")
     if width * height > MAX_PIXELS:
         raise MemNetError(
             f"{path}: {width}x{height} is larger than the {MAX_PIXELS:,}-pixel limit "
@@ -118,7 +122,10 @@ def _open_lazy(path: Path) -> Image.Image:
         Image.MAX_IMAGE_PIXELS = MAX_PIXELS
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            # Pillow memory-maps an uncompressed TIFF opened by name and then drops its EXIF
+            # orientation unapplied (seen with Pillow 13, L/P/RGBA); decoded from memory it
+            # applies it like every other TIFF.
+            image = Image.open(io.BytesIO(path.read_bytes()) if _is_tiff(path) else path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise MemNetError(f"{path}: image is larger than the {MAX_PIXELS:,}-pixel limit") from None
     except UnidentifiedImageError:
@@ -207,6 +214,28 @@ def _split_channels(
     raise MemNetError(f"images with {channels} channels are not supported")
 
 
+def _wide_samples(data: NDArray[np.generic], where: str) -> NDArray[np.float64]:
+    """Samples of more than 8 bits as [0, 1] values; refuses those without an agreed meaning."""
+    if np.issubdtype(data.dtype, np.unsignedinteger):
+        return data.astype(np.float64) / float(np.iinfo(data.dtype.str).max)
+    if np.issubdtype(data.dtype, np.signedinteger):
+        # Pillow's mode "I" (int32) holds 16-bit values: 65535 is white, as for I;16. Negative or
+        # wider values could mean anything; refused rather than clipped into a black image.
+        peak = min(int(np.iinfo(data.dtype.str).max), 65535)
+        if data.size and (int(data.min()) < 0 or int(data.max()) > peak):
+            raise MemNetError(
+                f"{where}: signed {data.dtype} samples outside 0..{peak} "
+                f"({int(data.min())}..{int(data.max())}); save the image as 8- or 16-bit unsigned"
+            )
+        return data.astype(np.float64) / float(peak)
+    values = data.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise MemNetError(
+            f"{where}: floating-point samples include NaN or infinity; save the image without them"
+        )
+    return np.clip(values, 0.0, 1.0)
+
+
 def _read_png16(path: Path) -> NDArray[np.float64]:
     import png  # pypng: Pillow would reduce 16-bit colour to 8 bits
 
@@ -232,6 +261,10 @@ def _read_wide_tiff(path: Path) -> Picture | None:
     """A TIFF with more than 8 bits per sample (which Pillow reduces or rejects), or None."""
     import tifffile
 
+    # tifffile logs what it finds wrong in a damaged file; memnet reports the file in one line
+    # of its own, so those records are not printed (a program's own logging still gets them).
+    logging.getLogger("tifffile").addHandler(_SILENT)
+
     try:
         with tifffile.TiffFile(path) as tif:
             page = tif.pages.first
@@ -239,6 +272,9 @@ def _read_wide_tiff(path: Path) -> Picture | None:
                 return None
             _check_size(path, int(page.imagewidth), int(page.imagelength))
             data = page.asarray()
+            # (separate samples, depth, height, width, contiguous samples), whatever asarray
+            # squeezed: a damaged file can claim any layout
+            separate, depth, height, width, contiguous = (int(n) for n in page.shaped)
             photometric = int(page.photometric)
             tags = page.tags
             icc = tags["InterColorProfile"].value if "InterColorProfile" in tags else None
@@ -249,12 +285,16 @@ def _read_wide_tiff(path: Path) -> Picture | None:
         raise MemNetError(f"{path}: cannot decode image ({error})") from None
     if photometric not in (0, 1, 2):  # white-is-zero, black-is-zero, RGB
         raise MemNetError(f"{path}: unsupported TIFF colour space (photometric {photometric})")
-    if data.ndim == 3 and data.shape[0] <= 4 < data.shape[2]:  # planar → interleaved
-        data = np.moveaxis(data, 0, -1)
-    if np.issubdtype(data.dtype, np.integer):
-        values = data.astype(np.float64) / float(np.iinfo(data.dtype).max)
-    else:
-        values = np.clip(data.astype(np.float64), 0.0, 1.0)
+    samples = separate * contiguous
+    if depth != 1 or not 1 <= samples <= 4 or data.size != height * width * samples:
+        raise MemNetError(
+            f"{path}: unsupported TIFF layout ({samples} samples per pixel, depth {depth}, "
+            f"{data.size} values for {width}x{height} px)"
+        )
+    planes = data.reshape(separate, height, width, contiguous)
+    data = np.moveaxis(planes, 0, 2).reshape(height, width, samples)  # planar → interleaved
+    data = data[..., 0] if samples == 1 else data
+    values = _wide_samples(data, str(path))
     if photometric == 0:
         values = 1.0 - values
     upright = orient(values, orientation if orientation in range(1, 9) else 1)
@@ -270,17 +310,19 @@ def _read_wide_tiff(path: Path) -> Picture | None:
 
 def picture_from_pil(image: Image.Image) -> Picture:
     """Convert a decoded Pillow image (any mode) to a Picture; EXIF orientation is applied."""
+    return _picture_from_pil(image, _orientation(image), _upright_exif(image), "image")
+
+
+def _picture_from_pil(
+    image: Image.Image, orientation: int, exif: bytes | None, where: str
+) -> Picture:
     icc = image.info.get("icc_profile")
     icc = icc if isinstance(icc, bytes) and icc else None
     mode = image.mode
-    orientation = _orientation(image)
-    exif = _upright_exif(image)
     alpha: NDArray[np.float64] | None = None
     bit_depth = 8
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        raw = np.asarray(image, dtype=np.float64)
-        pixels = raw if mode == "F" else raw / 65535.0
-        pixels = np.clip(pixels, 0.0, 1.0)
+        pixels = _wide_samples(np.asarray(image), where)  # I;16 is uint16, I int32, F float32
         bit_depth = 16
     else:
         if mode == "CMYK":
@@ -318,7 +360,14 @@ def _cmyk_to_rgb(image: Image.Image, icc: bytes | None) -> tuple[Image.Image, by
 
 def read_image(path: str | os.PathLike[str]) -> Picture:
     """Decode an image file into a `Picture` with EXIF orientation applied."""
-    path = Path(path)
+    # A damaged file makes Pillow warn (truncated reads, odd tags) before it fails or recovers;
+    # either way memnet reports the file itself, in one line.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _read_image(Path(path))
+
+
+def _read_image(path: Path) -> Picture:
     if path.is_file() and path.stat().st_size > 0 and _is_tiff(path):
         wide_tiff = _read_wide_tiff(path)
         if wide_tiff is not None:
@@ -343,7 +392,7 @@ def read_image(path: str | os.PathLike[str]) -> Picture:
         image.load()
     except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as error:
         raise MemNetError(f"{path}: cannot decode image ({error})") from None
-    return picture_from_pil(image)
+    return _picture_from_pil(image, _orientation(image), _upright_exif(image), str(path))
 
 
 def read_luminance(

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from memnet.errors import MemNetError
-from memnet.fsutil import atomic_path
+from memnet.fsutil import atomic_write_bytes
 from memnet.model import MemNet, MemNetConfig
 
 __all__ = [
@@ -45,8 +45,8 @@ def save_weights(
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
     meta[CONFIG_KEY] = json.dumps(model.config.to_dict(), sort_keys=True)
-    with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata=meta)
+    # in memory first, like the training state: a failed write is an OSError that says why
+    atomic_write_bytes(path, save(state, metadata=meta))
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("memnet: interrupted", file=sys.stderr)
         return 130
-    except (MemNetError, ValueError, FileNotFoundError, PermissionError) as error:
+    except (MemNetError, ValueError, OSError) as error:  # OSError: a full disk, a read-only folder
         if debug:
             raise
         print(f"memnet {args.command}: error: {error}", file=sys.stderr)
