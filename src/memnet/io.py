@@ -57,6 +57,17 @@ FORMAT_BY_SUFFIX = {
 WIDE_FORMATS = ("PNG", "TIFF")
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
 EXIF_ORIENTATION = 0x0112
+# TIFF tags that describe how a file stores its pixels, not the picture. Pillow's getexif() on
+# a TIFF returns its first IFD, these included; carried into an output of another size they
+# contradict it (Pillow's TIFF encoder refuses the file) or describe data that is not there.
+# The ICC profile travels on its own (Picture.icc_profile).
+TIFF_LAYOUT_TAGS = frozenset(
+    {
+        254, 255, 256, 257, 258, 259, 262, 263, 264, 265, 266, 273, 277, 278, 279, 280, 281,
+        284, 290, 291, 292, 293, 317, 320, 322, 323, 324, 325, 330, 338, 339, 340, 341, 347,
+        513, 514, 529, 530, 531, 532, 34675, 37724,
+    }
+)  # fmt: skip
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -149,9 +160,12 @@ def _orientation(image: Image.Image) -> int:
 
 
 def _upright_exif(image: Image.Image) -> bytes | None:
-    """The source's EXIF block with orientation 1, or None when there is none (or it is broken)."""
+    """The source's EXIF metadata with orientation 1 and no TIFF pixel-layout tags, or None when
+    there is none (or it is broken)."""
     with contextlib.suppress(Exception):
         exif = image.getexif()
+        for tag in TIFF_LAYOUT_TAGS & set(exif):
+            del exif[tag]
         if len(exif) == 0:
             return None
         if EXIF_ORIENTATION in exif:
