@@ -157,7 +157,7 @@ class ImageRestorer:
         """Restore a `Picture` (see memnet.io) and return a new one."""
         task = self.make_task(scale=scale, sigma=sigma, quality=quality)
         mode = resolve_color(self.color, task)
-        network: Callable[[NDArray[np.float64]], NDArray[np.float64]] | None = None
+        network: Callable[[NDArray[np.floating]], NDArray[np.floating]] | None = None
         if self.restorer is not None:
             restorer = self.restorer
             # Count forward windows over all channels that go through the network.
@@ -165,7 +165,7 @@ class ImageRestorer:
             total = passes * restorer.tile_count(*task.output_shape(picture.height, picture.width))
             finished = 0
 
-            def network(channel: NDArray[np.float64]) -> NDArray[np.float64]:
+            def network(channel: NDArray[np.floating]) -> NDArray[np.floating]:
                 nonlocal finished
                 offset = finished
 

@@ -1,7 +1,8 @@
 """Reading and writing images as people have them, with one error type for bad files.
 
-Pixels travel as float64 in [0, 1]: (H, W) for gray, (H, W, 3) for colour; alpha is kept
-separately. The bit depth of the source (8 or 16) is remembered so the output can match it.
+Pixels travel as floats in [0, 1]: (H, W) for gray, (H, W, 3) for colour; alpha is kept
+separately. Decoded files are float32 (`PIXEL_DTYPE`): exact for 8- and 16-bit samples and
+half the memory of float64; pictures made from float64 arrays stay float64. The bit depth of the source (8 or 16) is remembered so the output can match it.
 EXIF orientation is applied to the pixels on reading; the ICC profile is carried to the output.
 Pillow decodes 16-bit colour to 8 bits, so 16-bit colour PNGs are read and written with `pypng`
 and 16-bit TIFFs with `tifffile`. Outputs are written atomically: a failure never leaves a
@@ -29,6 +30,7 @@ from memnet.fsutil import atomic_path, atomic_write_bytes
 __all__ = [
     "FORMAT_BY_SUFFIX",
     "MAX_PIXELS",
+    "PIXEL_DTYPE",
     "Picture",
     "picture_from_array",
     "picture_from_pil",
@@ -42,6 +44,11 @@ __all__ = [
 # Refuse absurd sizes (decompression bombs) before decoding: 16k × 16k is far beyond any photo
 # MemNet can process in reasonable time on a CPU anyway.
 MAX_PIXELS = 16384 * 16384
+# Decoded samples: float32 holds every 8- and 16-bit level exactly enough to round back to it
+# (its relative error, 6e-8, is far below half a 16-bit step, 7.6e-6) at half float64's memory.
+PIXEL_DTYPE = np.float32
+# Rows converted to integers at a time when writing: the float64 temporaries stay this small.
+WRITE_BAND_PIXELS = 1 << 20
 
 FORMAT_BY_SUFFIX = {
     ".png": "PNG",
@@ -75,8 +82,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 class Picture:
     """An image in memory: pixels in [0, 1], optional alpha, and what is needed to save it alike."""
 
-    pixels: NDArray[np.float64]
-    alpha: NDArray[np.float64] | None = None
+    pixels: NDArray[np.floating]
+    alpha: NDArray[np.floating] | None = None
     bit_depth: int = 8
     icc_profile: bytes | None = None
     source_mode: str = ""
@@ -96,7 +103,7 @@ class Picture:
         return int(self.pixels.shape[1])
 
     def with_pixels(
-        self, pixels: NDArray[np.float64], alpha: NDArray[np.float64] | None
+        self, pixels: NDArray[np.floating], alpha: NDArray[np.floating] | None
     ) -> Picture:
         """A copy with new pixels and alpha but the same bit depth, profile and metadata."""
         return replace(self, pixels=pixels, alpha=alpha, info=dict(self.info))
@@ -203,8 +210,8 @@ def _png_header(path: Path) -> tuple[int, int] | None:
 
 
 def _split_channels(
-    values: NDArray[np.float64],
-) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+    values: NDArray[np.floating],
+) -> tuple[NDArray[np.floating], NDArray[np.floating] | None]:
     """(H, W, C) with C in 1..4 → (gray or RGB pixels, alpha or None)."""
     if values.ndim == 2:
         return values, None
@@ -220,7 +227,16 @@ def _split_channels(
     raise MemNetError(f"images with {channels} channels are not supported")
 
 
-def _read_png16(path: Path) -> NDArray[np.float64]:
+def _unit(
+    samples: NDArray[np.generic], peak: float, dtype: type[np.floating]
+) -> NDArray[np.floating]:
+    """Integer samples → floats of `dtype` in [0, 1], in one buffer (divided in place)."""
+    values: NDArray[np.floating] = np.array(samples, dtype=dtype)
+    values /= dtype(peak)
+    return values
+
+
+def _read_png16(path: Path, dtype: type[np.floating]) -> NDArray[np.floating]:
     import png  # pypng: Pillow would reduce 16-bit colour to 8 bits
 
     try:
@@ -232,8 +248,7 @@ def _read_png16(path: Path) -> NDArray[np.float64]:
         raise MemNetError(f"{path}: cannot decode image ({error})") from None
     if data.shape != (height, width * planes):
         raise MemNetError(f"{path}: cannot decode image (truncated pixel data)")
-    scale = float(2 ** int(info["bitdepth"]) - 1)
-    return data.reshape(height, width, planes).astype(np.float64) / scale
+    return _unit(data.reshape(height, width, planes), 2 ** int(info["bitdepth"]) - 1, dtype)
 
 
 def _is_tiff(path: Path) -> bool:
@@ -241,7 +256,7 @@ def _is_tiff(path: Path) -> bool:
         return handle.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
-def _read_wide_tiff(path: Path) -> Picture | None:
+def _read_wide_tiff(path: Path, dtype: type[np.floating]) -> Picture | None:
     """A TIFF with more than 8 bits per sample (which Pillow reduces or rejects), or None."""
     import tifffile
 
@@ -265,13 +280,13 @@ def _read_wide_tiff(path: Path) -> Picture | None:
     if data.ndim == 3 and data.shape[0] <= 4 < data.shape[2]:  # planar → interleaved
         data = np.moveaxis(data, 0, -1)
     if np.issubdtype(data.dtype, np.integer):
-        values = data.astype(np.float64) / float(np.iinfo(data.dtype).max)
+        values = _unit(data, float(np.iinfo(data.dtype).max), dtype)
     else:
-        values = np.clip(data.astype(np.float64), 0.0, 1.0)
+        values = np.clip(data.astype(dtype), 0.0, 1.0)
     if photometric == 0:
         values = 1.0 - values
     upright = orient(values, orientation if orientation in range(1, 9) else 1)
-    pixels, alpha = _split_channels(np.ascontiguousarray(upright, dtype=np.float64))
+    pixels, alpha = _split_channels(np.ascontiguousarray(upright))
     return Picture(
         pixels=np.ascontiguousarray(pixels),
         alpha=None if alpha is None else np.ascontiguousarray(alpha),
@@ -281,19 +296,20 @@ def _read_wide_tiff(path: Path) -> Picture | None:
     )
 
 
-def picture_from_pil(image: Image.Image) -> Picture:
+def picture_from_pil(image: Image.Image, dtype: type[np.floating] = PIXEL_DTYPE) -> Picture:
     """Convert a decoded Pillow image (any mode) to a Picture; EXIF orientation is applied."""
     icc = image.info.get("icc_profile")
     icc = icc if isinstance(icc, bytes) and icc else None
     mode = image.mode
     orientation = _orientation(image)
     exif = _upright_exif(image)
-    alpha: NDArray[np.float64] | None = None
+    alpha: NDArray[np.floating] | None = None
+    pixels: NDArray[np.floating]
     bit_depth = 8
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        raw = np.asarray(image, dtype=np.float64)
-        pixels = raw if mode == "F" else raw / 65535.0
-        pixels = np.clip(pixels, 0.0, 1.0)
+        raw = np.asarray(image)
+        pixels = raw.astype(dtype) if mode == "F" else _unit(raw, 65535.0, dtype)
+        pixels = np.clip(pixels, 0.0, 1.0, out=pixels)
         bit_depth = 16
     else:
         if mode == "CMYK":
@@ -304,11 +320,11 @@ def picture_from_pil(image: Image.Image) -> Picture:
         elif mode in ("La", "RGBa"):  # premultiplied alpha
             image = image.convert("LA" if mode == "La" else "RGBA")
         if image.mode in ("LA", "RGBA"):
-            alpha = np.asarray(image.getchannel("A"), dtype=np.float64) / 255.0
+            alpha = _unit(np.asarray(image.getchannel("A")), 255.0, dtype)
         if image.mode in ("1", "L", "LA"):
-            pixels = np.asarray(image.convert("L"), dtype=np.float64) / 255.0
+            pixels = _unit(np.asarray(image.convert("L")), 255.0, dtype)
         else:
-            pixels = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+            pixels = _unit(np.asarray(image.convert("RGB")), 255.0, dtype)
     pixels = np.ascontiguousarray(orient(pixels, orientation))
     if alpha is not None:
         alpha = np.ascontiguousarray(orient(alpha, orientation))
@@ -329,11 +345,11 @@ def _cmyk_to_rgb(image: Image.Image, icc: bytes | None) -> tuple[Image.Image, by
     return image.convert("RGB"), None
 
 
-def read_image(path: str | os.PathLike[str]) -> Picture:
-    """Decode an image file into a `Picture` with EXIF orientation applied."""
+def read_image(path: str | os.PathLike[str], dtype: type[np.floating] = PIXEL_DTYPE) -> Picture:
+    """Decode an image file into a `Picture` (pixels of `dtype`) with EXIF orientation applied."""
     path = Path(path)
     if path.is_file() and path.stat().st_size > 0 and _is_tiff(path):
-        wide_tiff = _read_wide_tiff(path)
+        wide_tiff = _read_wide_tiff(path, dtype)
         if wide_tiff is not None:
             return wide_tiff
     image = _open_lazy(path)
@@ -341,7 +357,7 @@ def read_image(path: str | os.PathLike[str]) -> Picture:
         header = _png_header(path)
         if header is not None and header[0] == 16 and header[1] in (2, 4, 6):
             pixels, alpha = _split_channels(
-                np.ascontiguousarray(orient(_read_png16(path), _orientation(image)))
+                np.ascontiguousarray(orient(_read_png16(path, dtype), _orientation(image)))
             )
             icc = image.info.get("icc_profile")
             return Picture(
@@ -356,7 +372,7 @@ def read_image(path: str | os.PathLike[str]) -> Picture:
         image.load()
     except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as error:
         raise MemNetError(f"{path}: cannot decode image ({error})") from None
-    return picture_from_pil(image)
+    return picture_from_pil(image, dtype)
 
 
 def read_luminance(path: str | os.PathLike[str]) -> NDArray[np.uint8]:
@@ -389,12 +405,14 @@ def picture_from_array(array: NDArray[np.generic]) -> Picture:
         raise MemNetError(
             f"expected an (H, W) or (H, W, C) image array with C in 1..4, got shape {data.shape}"
         )
+    values: NDArray[np.floating]
     if data.dtype == np.uint8:
-        values, bit_depth = data.astype(np.float64) / 255.0, 8
+        values, bit_depth = _unit(data, 255.0, PIXEL_DTYPE), 8
     elif data.dtype == np.uint16:
-        values, bit_depth = data.astype(np.float64) / 65535.0, 16
+        values, bit_depth = _unit(data, 65535.0, PIXEL_DTYPE), 16
     elif np.issubdtype(data.dtype, np.floating):
-        values, bit_depth = data.astype(np.float64), 8
+        # float32 stays float32 (and the pipeline with it); other floats become float64
+        values, bit_depth = data.astype(np.float32 if data.dtype == np.float32 else np.float64), 8
         if not np.isfinite(values).all():
             raise MemNetError("image array contains NaN or infinite values")
     else:
@@ -438,9 +456,16 @@ def picture_to_pil(picture: Picture) -> Image.Image:
 
 
 def _to_integer(values: NDArray[np.floating], bit_depth: int) -> NDArray[np.generic]:
+    """Round [0, 1] floats to 8- or 16-bit samples, in float64, a band of rows at a time."""
     peak = 65535.0 if bit_depth == 16 else 255.0
-    scaled = np.clip(np.floor(np.asarray(values, dtype=np.float64) * peak + 0.5), 0, peak)
-    return scaled.astype(np.uint16 if bit_depth == 16 else np.uint8)
+    out = np.empty(values.shape, dtype=np.uint16 if bit_depth == 16 else np.uint8)
+    row_pixels = max(1, values[:1].size)
+    step = max(1, WRITE_BAND_PIXELS // row_pixels)
+    for start in range(0, max(1, values.shape[0]), step):
+        band = np.asarray(values[start : start + step], dtype=np.float64) * peak
+        band += 0.5
+        out[start : start + step] = np.clip(np.floor(band, out=band), 0, peak, out=band)
+    return out
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
