@@ -106,7 +106,15 @@ def _trained_levels(metadata: dict[str, str]) -> tuple[float, ...]:
 
 @dataclass
 class ImageRestorer:
-    """Restores images for one task with one model; call it on an array, a PIL image or a path."""
+    """Restores images for one task with one model; call it on an array, a PIL image or a path.
+
+    Thread-safe: one instance may be called from several threads at once, and several
+    processes may each load their own; every call keeps its own buffers and the network is
+    only read (tests/test_concurrency.py). The automatic plan (whole, streamed or split) is
+    chosen per call from the memory free at that moment, so under memory pressure a call may
+    split an image that a lone call runs whole (equal within float rounding); pass `tile` for
+    a plan that never changes.
+    """
 
     loaded: LoadedModel
     task: str

@@ -15,6 +15,7 @@ import contextlib
 import io
 import os
 import struct
+import threading
 import warnings
 import zlib
 from dataclasses import dataclass, field, replace
@@ -47,6 +48,8 @@ MAX_PIXELS = 16384 * 16384
 # Decoded samples: float32 holds every 8- and 16-bit level exactly enough to round back to it
 # (its relative error, 6e-8, is far below half a 16-bit step, 7.6e-6) at half float64's memory.
 PIXEL_DTYPE = np.float32
+# Opening a file sets two process-wide things for a moment (see _open_with_limit).
+_OPEN_LOCK = threading.Lock()
 # Rows converted to integers at a time when writing: the float64 temporaries stay this small.
 WRITE_BAND_PIXELS = 1 << 20
 
@@ -130,22 +133,30 @@ def _open_lazy(path: Path) -> Image.Image:
         raise MemNetError(f"{path}: is a folder, not an image")
     if path.stat().st_size == 0:
         raise MemNetError(f"{path}: empty file")
-    previous = Image.MAX_IMAGE_PIXELS
     try:
-        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+        with _OPEN_LOCK:
+            image = _open_with_limit(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise MemNetError(f"{path}: image is larger than the {MAX_PIXELS:,}-pixel limit") from None
     except UnidentifiedImageError:
         raise MemNetError(f"{path}: not an image file (or a format Pillow cannot read)") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise MemNetError(f"{path}: cannot decode image ({error})") from None
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
     _check_size(path, image.width, image.height)
     return image
+
+
+def _open_with_limit(path: Path) -> Image.Image:
+    """Image.open with memnet's pixel limit; callers hold _OPEN_LOCK, as both settings are
+    process-wide (Pillow's limit, the warnings filters) and threads must not interleave them."""
+    previous = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(path)
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
 
 
 def _open(path: Path) -> Image.Image:

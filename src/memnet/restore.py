@@ -253,7 +253,9 @@ class Restorer:
     plain model instead of its faster, leaner rearrangement (memnet.inference_net). On a CPU
     in fp32 a window too large for the activation budget runs streamed over strips of rows
     (memnet.streaming: memory grows with the width only, nothing is recomputed), so only very
-    wide images need splitting; `stream=False` tiles instead.
+    wide images need splitting; `stream=False` tiles instead. Calls from several threads at
+    once are safe (each keeps its own buffers); the process-wide allocator setting made here
+    (memnet.cpu_settings.retain_freed_memory) is idempotent.
     """
 
     def __init__(
