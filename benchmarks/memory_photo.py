@@ -2,12 +2,15 @@
 
     python benchmarks/memory_photo.py                 # 1 and 12 Mpx, writes memory-results.md's section
     python benchmarks/memory_photo.py --sizes 1 12 48 # the 48 Mpx runs too (tens of minutes)
-    python benchmarks/memory_photo.py --quick         # 1 Mpx only, prints the table
+    python benchmarks/memory_photo.py --quick         # 1 Mpx, prints the table only
+    python benchmarks/memory_photo.py --no-network --sizes 1 12 48  # the image planes alone
 
 Each case is one `python -m memnet restore` process with the released default model of its
 task (memnet-sr ×2, memnet-denoise, memnet-jpeg) on a synthetic RGB photo (3:2, made here);
 its peak resident memory is the kernel's high-water mark of that process (`os.wait4`'s
 ru_maxrss), so the whole pipeline counts: decoding, colour planes, network, encoding, write.
+`--no-network` runs the same pipeline with `--method bicubic` (SR) or `identity`: what the
+image planes cost, in seconds instead of the network's hours on a large photo.
 This driver imports neither numpy nor torch before it starts a case, so the child's peak is
 its own. The README's memory bound is read off these rows.
 """
@@ -61,7 +64,7 @@ def make_photo(path: Path, height: int, width: int, jpeg_quality: int | None = N
 
 
 def run_case(
-    workdir: Path, task: str, options: list[str], scale: int, mpix: int
+    workdir: Path, task: str, options: list[str], scale: int, mpix: int, network: bool = True
 ) -> dict[str, object]:
     """One `memnet restore` process on a photo of `mpix` output megapixels; its peak RSS."""
     out_h, out_w = SHAPES[mpix]
@@ -73,6 +76,8 @@ def run_case(
     target = workdir / f"out-{task}-{mpix}.png"
     command = [sys.executable, "-m", "memnet", "restore", "-i", str(source), "-o", str(target)]
     command += [*options, "--device", "cpu", "--overwrite", "--quiet"]
+    if not network:
+        command += ["--method", "bicubic" if task == "sr" else "identity"]
     start = time.perf_counter()
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     _pid, status, usage = os.wait4(process.pid, 0)
@@ -82,7 +87,7 @@ def run_case(
     if process.returncode != 0:
         raise SystemExit(f"{task} {mpix} Mpx failed ({process.returncode}): {errors}")
     return {
-        "task": task,
+        "task": task if network else f"{task} (no network)",
         "input": f"{in_w}×{in_h}",
         "output": f"{out_w}×{out_h}",
         "mpix": out_h * out_w / 1e6,
@@ -121,11 +126,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 12], choices=sorted(SHAPES))
+    parser.add_argument("--sizes", type=int, nargs="+", choices=sorted(SHAPES))
     parser.add_argument("--tasks", nargs="+", default=[t[0] for t in TASKS])
-    parser.add_argument("--quick", action="store_true", help="1 Mpx only; print, do not write")
+    parser.add_argument(
+        "--quick", action="store_true", help="print, do not write (default size: 1 Mpx)"
+    )
+    parser.add_argument(
+        "--no-network", action="store_true", help="bicubic/identity instead of the model"
+    )
     args = parser.parse_args()
-    sizes = [1] if args.quick else args.sizes
+    sizes = args.sizes or ([1] if args.quick else [1, 12])
     base = baseline_mb()
     print(f"baseline (import, model, no image): {base:,.0f} MB", flush=True)
     rows = []
@@ -134,7 +144,7 @@ def main() -> int:
             for task, options, scale in TASKS:
                 if task not in args.tasks:
                     continue
-                row = run_case(Path(tmp), task, options, scale, mpix)
+                row = run_case(Path(tmp), task, options, scale, mpix, not args.no_network)
                 rows.append(row)
                 print(
                     f"{task:8} {row['output']:>10}  peak {float(str(row['peak_mb'])):7.0f} MB  "
@@ -151,14 +161,15 @@ def main() -> int:
     from memnet.restore import CPU_BUDGET_CAP, memory_budget
 
     budget = memory_budget(torch.device("cpu"))
-    title = SECTION.format(tasks=", ".join(args.tasks), sizes=", ".join(map(str, sizes)))
+    tasks = ", ".join(args.tasks) + (" without the network" if args.no_network else "")
+    title = SECTION.format(tasks=tasks, sizes=", ".join(map(str, sizes)))
     section = f"""{title}
 
 Measured by `python benchmarks/memory_photo.py --sizes {" ".join(map(str, sizes))} --tasks
-{" ".join(args.tasks)}` on
+{" ".join(args.tasks)}{" --no-network" if args.no_network else ""}` on
 {date.today().isoformat()}: {platform.machine()}, {os.cpu_count()} CPU cores (shared), Python
 {platform.python_version()}, torch {torch.__version__}, memnet {__version__}. Each row is one
-`memnet restore` process (released default model, RGB photo, PNG out) and its peak RSS
+`memnet restore` process ({"bicubic/identity, no network" if args.no_network else "released default model"}, RGB photo, PNG out) and its peak RSS
 (ru_maxrss); *baseline* ({base:,.0f} MB) is the same command on a file that is not an image:
 Python, torch and the model, no pixels. The activation budget here was
 {budget / 2**20:,.0f} MiB (a quarter of free memory, at most {CPU_BUDGET_CAP / 2**30:g} GiB).
