@@ -143,15 +143,17 @@ def _restore_ycbcr(
     ]
     for start, stop in _bands(height, width):
         ycbcr = rgb2ycbcr(np.asarray(picture.pixels[start:stop], dtype=np.float64))
-        for c, plane in enumerate(planes):
-            assert plane is not None
-            plane[start:stop] = ycbcr[..., c]
+        for c in range(3):
+            target = planes[c]
+            assert target is not None
+            target[start:stop] = ycbcr[..., c]
+    del ycbcr, target
     restored: list[NDArray[np.floating] | None] = [None, None, None]
     for c in (0, 1, 2) if mode == "ycbcr" else (0,):
         plane = planes[c]
         assert plane is not None
         restored[c] = through_network(plane)
-        planes[c] = None  # each input plane is freed as soon as it is done with
+        planes[c] = plane = None  # each input plane is freed as soon as it is done with
     out_h, out_w = task.output_shape(height, width)
     pixels = np.empty((out_h, out_w, 3), dtype=dtype)
     for start, stop in _bands(out_h, out_w):
