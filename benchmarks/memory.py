@@ -224,8 +224,9 @@ speed do not depend on the values. Times are indicative; the memory figures are 
 - *whole-image activations* is what one forward pass over the whole output would need
   (memnet.restore.activation_bytes_per_pixel × pixels); streaming keeps the network's share of
   the peak at a few hundred rows of the (window) width instead.
-- What still grows with the image are the float64 image buffers of the colour pipeline
-  (input, network input and output, Cb/Cr, the merged RGB): about 8 bytes per pixel and plane.
+- What grows with the image are its planes (decoded pixels, network input and output, the
+  result): float32 and computed in bands since the colour photo sections below
+  (`benchmarks/memory_photo.py`) were measured, about 4 bytes per pixel and plane.
 """
     RESULTS.write_text(header + text + notes)
     print(f"wrote {RESULTS}")

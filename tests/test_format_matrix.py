@@ -52,8 +52,6 @@ LOSSLESS_FORMATS = ("PNG", "TIFF", "BMP")
 LOSSY_MEAN_BOUND = 0.1
 LUMA = np.array([0.299, 0.587, 0.114])
 SOURCES = sources()
-TIFF_SR_REASON = "TIFF write under SR, being fixed"
-TIFF_TAGS_REASON = "TIFF source's tags written into a TIFF output (the SR write bug's cause)"
 
 
 @dataclass(frozen=True)
@@ -179,19 +177,6 @@ def luminance(values: np.ndarray) -> np.ndarray:
     return values[..., :3] @ LUMA if colour else values[..., 0]
 
 
-def tiff_under_sr(source: Source, task: str, suffix: str) -> list[pytest.MarkDecorator]:
-    """The known failures of an 8-bit TIFF source written as TIFF (being fixed): the source's own
-    TIFF tags go into the output's EXIF, which fails to write under SR (another size) and gives
-    a rotated source the stored, not the upright, size."""
-    eight_bit_tiff = source.fmt == "TIFF" and source.bit_depth == 8
-    if eight_bit_tiff and suffix in (".tif", ".tiff"):
-        if task.startswith("sr"):
-            return [pytest.mark.xfail(reason=TIFF_SR_REASON, strict=False)]
-        if source.meta:
-            return [pytest.mark.xfail(reason=TIFF_TAGS_REASON, strict=False)]
-    return []
-
-
 CELLS: dict[tuple[str, str, str], set[str]] = {}  # (engine, task, ext) -> its source names
 
 
@@ -204,9 +189,7 @@ def pairwise(engine: str, offset: int, *, with_meta: bool = True) -> list[object
         for j, task in enumerate(TASKS):
             ext = EXTS[(i + j + offset) % len(EXTS)]
             CELLS.setdefault((engine, task, ext), set()).add(source.name)
-            marks = tiff_under_sr(source, task, output_suffix(source, task, ext))
-            cases.append(pytest.param(source, task, ext, marks=marks,
-                                      id=f"{source.name}-{task}-{ext}"))  # fmt: skip
+            cases.append(pytest.param(source, task, ext, id=f"{source.name}-{task}-{ext}"))
     return cases
 
 

@@ -39,7 +39,7 @@ from image_cases import Source
 from memnet.cli import main
 from memnet.config import RecipeError, load_recipe
 from memnet.errors import MemNetError
-from memnet.io import Picture, read_image
+from memnet.io import PIXEL_DTYPE, Picture, read_image
 
 LONG_RUN = int(os.environ.get("MEMNET_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(
@@ -104,7 +104,7 @@ def mutated_image(draw: st.DrawFn) -> tuple[str, bytes]:
 
 def check_picture(picture: Picture) -> None:
     """What every decoded picture must be, whatever the file was."""
-    assert picture.pixels.dtype == np.float64
+    assert picture.pixels.dtype == PIXEL_DTYPE
     assert picture.pixels.ndim == 2 or (picture.pixels.ndim == 3 and picture.pixels.shape[2] == 3)
     assert np.isfinite(picture.pixels).all()
     assert picture.pixels.min() >= 0.0

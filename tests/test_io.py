@@ -233,3 +233,27 @@ def test_arrays_and_pil_images_convert_both_ways() -> None:
     with pytest.raises(MemNetError, match="shape"):
         picture_from_array(np.zeros((4, 4, 5), dtype=np.uint8))
     assert isinstance(picture, Picture)
+
+
+@pytest.mark.parametrize("shape", [(20, 26, 3), (20, 26)], ids=["rgb", "gray"])
+@pytest.mark.parametrize("compression", [None, "tiff_lzw"])
+def test_an_8bit_tiff_resized_is_written_with_its_new_size(
+    tmp_path: Path, shape: tuple[int, ...], compression: str | None
+) -> None:
+    # A TIFF's IFD, which Pillow reads as its EXIF, holds the source's width, height and strip
+    # layout; carried into a ×2 output they contradicted it and the TIFF encoder refused the file.
+    import memnet
+
+    image = Image.fromarray(RNG.integers(0, 256, shape, dtype=np.uint8))
+    exif = image.getexif()
+    exif[0x013B] = "memnet test"  # Artist: real metadata, which must survive
+    options = {"compression": compression} if compression else {}
+    image.save(tmp_path / "in.tif", exif=exif, **options)
+    restorer = memnet.load("bicubic", task="sr", scale=2)
+    for suffix in (".tif", ".png", ".jpg"):
+        restorer.restore_file(tmp_path / "in.tif", tmp_path / f"out{suffix}")
+        with Image.open(tmp_path / f"out{suffix}") as out:
+            assert out.size == (2 * shape[1], 2 * shape[0])
+            assert out.mode == image.mode
+            assert out.getexif().get(0x013B) == "memnet test"
+            out.load()

@@ -106,7 +106,15 @@ def _trained_levels(metadata: dict[str, str]) -> tuple[float, ...]:
 
 @dataclass
 class ImageRestorer:
-    """Restores images for one task with one model; call it on an array, a PIL image or a path."""
+    """Restores images for one task with one model; call it on an array, a PIL image or a path.
+
+    Thread-safe: one instance may be called from several threads at once, and several
+    processes may each load their own; every call keeps its own buffers and the network is
+    only read (tests/test_concurrency.py). The automatic plan (whole, streamed or split) is
+    chosen per call from the memory free at that moment, so under memory pressure a call may
+    split an image that a lone call runs whole (equal within float rounding); pass `tile` for
+    a plan that never changes.
+    """
 
     loaded: LoadedModel
     task: str
@@ -157,7 +165,7 @@ class ImageRestorer:
         """Restore a `Picture` (see memnet.io) and return a new one."""
         task = self.make_task(scale=scale, sigma=sigma, quality=quality)
         mode = resolve_color(self.color, task)
-        network: Callable[[NDArray[np.float64]], NDArray[np.float64]] | None = None
+        network: Callable[[NDArray[np.floating]], NDArray[np.floating]] | None = None
         if self.restorer is not None:
             restorer = self.restorer
             # Count forward windows over all channels that go through the network.
@@ -165,7 +173,7 @@ class ImageRestorer:
             total = passes * restorer.tile_count(*task.output_shape(picture.height, picture.width))
             finished = 0
 
-            def network(channel: NDArray[np.float64]) -> NDArray[np.float64]:
+            def network(channel: NDArray[np.floating]) -> NDArray[np.floating]:
                 nonlocal finished
                 offset = finished
 

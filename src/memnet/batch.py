@@ -258,6 +258,9 @@ def run_jobs(
         except RuntimeError as error:  # e.g. a device running out of memory
             first_line = (str(error).strip().splitlines() or [""])[0]
             reason = f"{job.source}: {type(error).__name__}: {first_line}"
+        except Exception as error:  # a decoder's or encoder's own bug: this file fails alone
+            first_line = (str(error).strip().splitlines() or [""])[0]
+            reason = f"{job.source}: internal error: {type(error).__name__}: {first_line}"
         else:
             report.written.append(job)
             if on_done is not None:

@@ -80,12 +80,15 @@ def make_panels(
         clean = modcrop(clean, int(task.scale))
     degraded = degrade_picture(clean, task, seed)
     border = task.border
-    restored = restorer.restore_picture(
-        Picture(pixels=degraded),
-        scale=getattr(task, "scale", None),
-        sigma=getattr(task, "sigma", None),
-        quality=getattr(task, "quality", None),
-    ).pixels
+    restored = np.asarray(
+        restorer.restore_picture(
+            Picture(pixels=degraded),
+            scale=getattr(task, "scale", None),
+            sigma=getattr(task, "sigma", None),
+            quality=getattr(task, "quality", None),
+        ).pixels,
+        dtype=np.float64,
+    )
     panels: list[Panel] = []
     if isinstance(task, SuperResolution):
         factor = math.ceil(task.scale)

@@ -1,7 +1,8 @@
 """Reading and writing images as people have them, with one error type for bad files.
 
-Pixels travel as float64 in [0, 1]: (H, W) for gray, (H, W, 3) for colour; alpha is kept
-separately. The bit depth of the source (8 or 16) is remembered so the output can match it.
+Pixels travel as floats in [0, 1]: (H, W) for gray, (H, W, 3) for colour; alpha is kept
+separately. Decoded files are float32 (`PIXEL_DTYPE`): exact for 8- and 16-bit samples and
+half the memory of float64; pictures made from float64 arrays stay float64. The bit depth of the source (8 or 16) is remembered so the output can match it.
 EXIF orientation is applied to the pixels on reading; the ICC profile is carried to the output.
 Pillow decodes 16-bit colour to 8 bits, so 16-bit colour PNGs are read and written with `pypng`
 and 16-bit TIFFs with `tifffile`. Outputs are written atomically: a failure never leaves a
@@ -15,6 +16,7 @@ import io
 import logging
 import os
 import struct
+import threading
 import warnings
 import zlib
 from collections.abc import Callable
@@ -31,6 +33,7 @@ from memnet.fsutil import atomic_path, atomic_write_bytes
 __all__ = [
     "FORMAT_BY_SUFFIX",
     "MAX_PIXELS",
+    "PIXEL_DTYPE",
     "Picture",
     "picture_from_array",
     "picture_from_pil",
@@ -44,6 +47,13 @@ __all__ = [
 # Refuse absurd sizes (decompression bombs) before decoding: 16k × 16k is far beyond any photo
 # MemNet can process in reasonable time on a CPU anyway.
 MAX_PIXELS = 16384 * 16384
+# Decoded samples: float32 holds every 8- and 16-bit level exactly enough to round back to it
+# (its relative error, 6e-8, is far below half a 16-bit step, 7.6e-6) at half float64's memory.
+PIXEL_DTYPE = np.float32
+# Opening a file sets two process-wide things for a moment (see _open_with_limit).
+_OPEN_LOCK = threading.Lock()
+# Rows converted to integers at a time when writing: the float64 temporaries stay this small.
+WRITE_BAND_PIXELS = 1 << 20
 
 FORMAT_BY_SUFFIX = {
     ".png": "PNG",
@@ -59,6 +69,17 @@ FORMAT_BY_SUFFIX = {
 WIDE_FORMATS = ("PNG", "TIFF")
 ALPHA_FORMATS = ("PNG", "WEBP", "TIFF")
 EXIF_ORIENTATION = 0x0112
+# TIFF tags that describe how a file stores its pixels, not the picture. Pillow's getexif() on
+# a TIFF returns its first IFD, these included; carried into an output of another size they
+# contradict it (Pillow's TIFF encoder refuses the file) or describe data that is not there.
+# The ICC profile travels on its own (Picture.icc_profile).
+TIFF_LAYOUT_TAGS = frozenset(
+    {
+        254, 255, 256, 257, 258, 259, 262, 263, 264, 265, 266, 273, 277, 278, 279, 280, 281,
+        284, 290, 291, 292, 293, 317, 320, 322, 323, 324, 325, 330, 338, 339, 340, 341, 347,
+        513, 514, 529, 530, 531, 532, 34675, 37724,
+    }
+)  # fmt: skip
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SILENT = logging.NullHandler()
 
@@ -67,8 +88,8 @@ _SILENT = logging.NullHandler()
 class Picture:
     """An image in memory: pixels in [0, 1], optional alpha, and what is needed to save it alike."""
 
-    pixels: NDArray[np.float64]
-    alpha: NDArray[np.float64] | None = None
+    pixels: NDArray[np.floating]
+    alpha: NDArray[np.floating] | None = None
     bit_depth: int = 8
     icc_profile: bytes | None = None
     source_mode: str = ""
@@ -88,7 +109,7 @@ class Picture:
         return int(self.pixels.shape[1])
 
     def with_pixels(
-        self, pixels: NDArray[np.float64], alpha: NDArray[np.float64] | None
+        self, pixels: NDArray[np.floating], alpha: NDArray[np.floating] | None
     ) -> Picture:
         """A copy with new pixels and alpha but the same bit depth, profile and metadata."""
         return replace(self, pixels=pixels, alpha=alpha, info=dict(self.info))
@@ -117,6 +138,22 @@ def _open_lazy(path: Path) -> Image.Image:
         raise MemNetError(f"{path}: is a folder, not an image")
     if path.stat().st_size == 0:
         raise MemNetError(f"{path}: empty file")
+    try:
+        with _OPEN_LOCK:
+            image = _open_with_limit(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise MemNetError(f"{path}: image is larger than the {MAX_PIXELS:,}-pixel limit") from None
+    except UnidentifiedImageError:
+        raise MemNetError(f"{path}: not an image file (or a format Pillow cannot read)") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise MemNetError(f"{path}: cannot decode image ({error})") from None
+    _check_size(path, image.width, image.height)
+    return image
+
+
+def _open_with_limit(path: Path) -> Image.Image:
+    """Image.open with memnet's pixel limit; callers hold _OPEN_LOCK, as both settings are
+    process-wide (Pillow's limit, the warnings filters) and threads must not interleave them."""
     previous = Image.MAX_IMAGE_PIXELS
     try:
         Image.MAX_IMAGE_PIXELS = MAX_PIXELS
@@ -125,17 +162,9 @@ def _open_lazy(path: Path) -> Image.Image:
             # Pillow memory-maps an uncompressed TIFF opened by name and then drops its EXIF
             # orientation unapplied (seen with Pillow 13, L/P/RGBA); decoded from memory it
             # applies it like every other TIFF.
-            image = Image.open(io.BytesIO(path.read_bytes()) if _is_tiff(path) else path)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise MemNetError(f"{path}: image is larger than the {MAX_PIXELS:,}-pixel limit") from None
-    except UnidentifiedImageError:
-        raise MemNetError(f"{path}: not an image file (or a format Pillow cannot read)") from None
-    except (OSError, SyntaxError, ValueError) as error:
-        raise MemNetError(f"{path}: cannot decode image ({error})") from None
+            return Image.open(io.BytesIO(path.read_bytes()) if _is_tiff(path) else path)
     finally:
         Image.MAX_IMAGE_PIXELS = previous
-    _check_size(path, image.width, image.height)
-    return image
 
 
 def _open(path: Path) -> Image.Image:
@@ -157,9 +186,12 @@ def _orientation(image: Image.Image) -> int:
 
 
 def _upright_exif(image: Image.Image) -> bytes | None:
-    """The source's EXIF block with orientation 1, or None when there is none (or it is broken)."""
+    """The source's EXIF metadata with orientation 1 and no TIFF pixel-layout tags, or None when
+    there is none (or it is broken)."""
     with contextlib.suppress(Exception):
         exif = image.getexif()
+        for tag in TIFF_LAYOUT_TAGS & set(exif):
+            del exif[tag]
         if len(exif) == 0:
             return None
         if EXIF_ORIENTATION in exif:
@@ -197,8 +229,8 @@ def _png_header(path: Path) -> tuple[int, int] | None:
 
 
 def _split_channels(
-    values: NDArray[np.float64],
-) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+    values: NDArray[np.floating],
+) -> tuple[NDArray[np.floating], NDArray[np.floating] | None]:
     """(H, W, C) with C in 1..4 → (gray or RGB pixels, alpha or None)."""
     if values.ndim == 2:
         return values, None
@@ -214,10 +246,21 @@ def _split_channels(
     raise MemNetError(f"images with {channels} channels are not supported")
 
 
-def _wide_samples(data: NDArray[np.generic], where: str) -> NDArray[np.float64]:
+def _unit(
+    samples: NDArray[np.generic], peak: float, dtype: type[np.floating]
+) -> NDArray[np.floating]:
+    """Integer samples → floats of `dtype` in [0, 1], in one buffer (divided in place)."""
+    values: NDArray[np.floating] = np.array(samples, dtype=dtype)
+    values /= dtype(peak)
+    return values
+
+
+def _wide_samples(
+    data: NDArray[np.generic], where: str, dtype: type[np.floating]
+) -> NDArray[np.floating]:
     """Samples of more than 8 bits as [0, 1] values; refuses those without an agreed meaning."""
     if np.issubdtype(data.dtype, np.unsignedinteger):
-        return data.astype(np.float64) / float(np.iinfo(data.dtype.str).max)
+        return _unit(data, float(np.iinfo(data.dtype.str).max), dtype)
     if np.issubdtype(data.dtype, np.signedinteger):
         # Pillow's mode "I" (int32) holds 16-bit values: 65535 is white, as for I;16. Negative or
         # wider values could mean anything; refused rather than clipped into a black image.
@@ -227,16 +270,16 @@ def _wide_samples(data: NDArray[np.generic], where: str) -> NDArray[np.float64]:
                 f"{where}: signed {data.dtype} samples outside 0..{peak} "
                 f"({int(data.min())}..{int(data.max())}); save the image as 8- or 16-bit unsigned"
             )
-        return data.astype(np.float64) / float(peak)
-    values = data.astype(np.float64)
+        return _unit(data, float(peak), dtype)
+    values: NDArray[np.floating] = np.array(data, dtype=dtype)
     if not np.isfinite(values).all():
         raise MemNetError(
             f"{where}: floating-point samples include NaN or infinity; save the image without them"
         )
-    return np.clip(values, 0.0, 1.0)
+    return np.clip(values, 0.0, 1.0, out=values)
 
 
-def _read_png16(path: Path) -> NDArray[np.float64]:
+def _read_png16(path: Path, dtype: type[np.floating]) -> NDArray[np.floating]:
     import png  # pypng: Pillow would reduce 16-bit colour to 8 bits
 
     try:
@@ -248,8 +291,7 @@ def _read_png16(path: Path) -> NDArray[np.float64]:
         raise MemNetError(f"{path}: cannot decode image ({error})") from None
     if data.shape != (height, width * planes):
         raise MemNetError(f"{path}: cannot decode image (truncated pixel data)")
-    scale = float(2 ** int(info["bitdepth"]) - 1)
-    return data.reshape(height, width, planes).astype(np.float64) / scale
+    return _unit(data.reshape(height, width, planes), 2 ** int(info["bitdepth"]) - 1, dtype)
 
 
 def _is_tiff(path: Path) -> bool:
@@ -257,7 +299,7 @@ def _is_tiff(path: Path) -> bool:
         return handle.read(4) in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
-def _read_wide_tiff(path: Path) -> Picture | None:
+def _read_wide_tiff(path: Path, dtype: type[np.floating]) -> Picture | None:
     """A TIFF with more than 8 bits per sample (which Pillow reduces or rejects), or None."""
     import tifffile
 
@@ -294,11 +336,11 @@ def _read_wide_tiff(path: Path) -> Picture | None:
     planes = data.reshape(separate, height, width, contiguous)
     data = np.moveaxis(planes, 0, 2).reshape(height, width, samples)  # planar → interleaved
     data = data[..., 0] if samples == 1 else data
-    values = _wide_samples(data, str(path))
+    values = _wide_samples(data, str(path), dtype)
     if photometric == 0:
         values = 1.0 - values
     upright = orient(values, orientation if orientation in range(1, 9) else 1)
-    pixels, alpha = _split_channels(np.ascontiguousarray(upright, dtype=np.float64))
+    pixels, alpha = _split_channels(np.ascontiguousarray(upright))
     return Picture(
         pixels=np.ascontiguousarray(pixels),
         alpha=None if alpha is None else np.ascontiguousarray(alpha),
@@ -308,21 +350,27 @@ def _read_wide_tiff(path: Path) -> Picture | None:
     )
 
 
-def picture_from_pil(image: Image.Image) -> Picture:
+def picture_from_pil(image: Image.Image, dtype: type[np.floating] = PIXEL_DTYPE) -> Picture:
     """Convert a decoded Pillow image (any mode) to a Picture; EXIF orientation is applied."""
-    return _picture_from_pil(image, _orientation(image), _upright_exif(image), "image")
+    return _picture_from_pil(image, _orientation(image), _upright_exif(image), "image", dtype)
 
 
 def _picture_from_pil(
-    image: Image.Image, orientation: int, exif: bytes | None, where: str
+    image: Image.Image,
+    orientation: int,
+    exif: bytes | None,
+    where: str,
+    dtype: type[np.floating] = PIXEL_DTYPE,
 ) -> Picture:
     icc = image.info.get("icc_profile")
     icc = icc if isinstance(icc, bytes) and icc else None
     mode = image.mode
-    alpha: NDArray[np.float64] | None = None
+    alpha: NDArray[np.floating] | None = None
+    pixels: NDArray[np.floating]
     bit_depth = 8
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        pixels = _wide_samples(np.asarray(image), where)  # I;16 is uint16, I int32, F float32
+        # I;16 is uint16, I int32, F float32
+        pixels = _wide_samples(np.asarray(image), where, dtype)
         bit_depth = 16
     else:
         if mode == "CMYK":
@@ -333,11 +381,11 @@ def _picture_from_pil(
         elif mode in ("La", "RGBa"):  # premultiplied alpha
             image = image.convert("LA" if mode == "La" else "RGBA")
         if image.mode in ("LA", "RGBA"):
-            alpha = np.asarray(image.getchannel("A"), dtype=np.float64) / 255.0
+            alpha = _unit(np.asarray(image.getchannel("A")), 255.0, dtype)
         if image.mode in ("1", "L", "LA"):
-            pixels = np.asarray(image.convert("L"), dtype=np.float64) / 255.0
+            pixels = _unit(np.asarray(image.convert("L")), 255.0, dtype)
         else:
-            pixels = np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
+            pixels = _unit(np.asarray(image.convert("RGB")), 255.0, dtype)
     pixels = np.ascontiguousarray(orient(pixels, orientation))
     if alpha is not None:
         alpha = np.ascontiguousarray(orient(alpha, orientation))
@@ -358,18 +406,18 @@ def _cmyk_to_rgb(image: Image.Image, icc: bytes | None) -> tuple[Image.Image, by
     return image.convert("RGB"), None
 
 
-def read_image(path: str | os.PathLike[str]) -> Picture:
-    """Decode an image file into a `Picture` with EXIF orientation applied."""
+def read_image(path: str | os.PathLike[str], dtype: type[np.floating] = PIXEL_DTYPE) -> Picture:
+    """Decode an image file into a `Picture` (pixels of `dtype`) with EXIF orientation applied."""
     # A damaged file makes Pillow warn (truncated reads, odd tags) before it fails or recovers;
     # either way memnet reports the file itself, in one line.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _read_image(Path(path))
+        return _read_image(Path(path), dtype)
 
 
-def _read_image(path: Path) -> Picture:
+def _read_image(path: Path, dtype: type[np.floating]) -> Picture:
     if path.is_file() and path.stat().st_size > 0 and _is_tiff(path):
-        wide_tiff = _read_wide_tiff(path)
+        wide_tiff = _read_wide_tiff(path, dtype)
         if wide_tiff is not None:
             return wide_tiff
     image = _open_lazy(path)
@@ -377,7 +425,7 @@ def _read_image(path: Path) -> Picture:
         header = _png_header(path)
         if header is not None and header[0] == 16 and header[1] in (2, 4, 6):
             pixels, alpha = _split_channels(
-                np.ascontiguousarray(orient(_read_png16(path), _orientation(image)))
+                np.ascontiguousarray(orient(_read_png16(path, dtype), _orientation(image)))
             )
             icc = image.info.get("icc_profile")
             return Picture(
@@ -392,7 +440,7 @@ def _read_image(path: Path) -> Picture:
         image.load()
     except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as error:
         raise MemNetError(f"{path}: cannot decode image ({error})") from None
-    return _picture_from_pil(image, _orientation(image), _upright_exif(image), str(path))
+    return _picture_from_pil(image, _orientation(image), _upright_exif(image), str(path), dtype)
 
 
 def read_luminance(
@@ -434,12 +482,14 @@ def picture_from_array(array: NDArray[np.generic]) -> Picture:
         raise MemNetError(
             f"expected an (H, W) or (H, W, C) image array with C in 1..4, got shape {data.shape}"
         )
+    values: NDArray[np.floating]
     if data.dtype == np.uint8:
-        values, bit_depth = data.astype(np.float64) / 255.0, 8
+        values, bit_depth = _unit(data, 255.0, PIXEL_DTYPE), 8
     elif data.dtype == np.uint16:
-        values, bit_depth = data.astype(np.float64) / 65535.0, 16
+        values, bit_depth = _unit(data, 65535.0, PIXEL_DTYPE), 16
     elif np.issubdtype(data.dtype, np.floating):
-        values, bit_depth = data.astype(np.float64), 8
+        # float32 stays float32 (and the pipeline with it); other floats become float64
+        values, bit_depth = data.astype(np.float32 if data.dtype == np.float32 else np.float64), 8
         if not np.isfinite(values).all():
             raise MemNetError("image array contains NaN or infinite values")
     else:
@@ -483,9 +533,16 @@ def picture_to_pil(picture: Picture) -> Image.Image:
 
 
 def _to_integer(values: NDArray[np.floating], bit_depth: int) -> NDArray[np.generic]:
+    """Round [0, 1] floats to 8- or 16-bit samples, in float64, a band of rows at a time."""
     peak = 65535.0 if bit_depth == 16 else 255.0
-    scaled = np.clip(np.floor(np.asarray(values, dtype=np.float64) * peak + 0.5), 0, peak)
-    return scaled.astype(np.uint16 if bit_depth == 16 else np.uint8)
+    out = np.empty(values.shape, dtype=np.uint16 if bit_depth == 16 else np.uint8)
+    row_pixels = max(1, values[:1].size)
+    step = max(1, WRITE_BAND_PIXELS // row_pixels)
+    for start in range(0, max(1, values.shape[0]), step):
+        band = np.asarray(values[start : start + step], dtype=np.float64) * peak
+        band += 0.5
+        out[start : start + step] = np.clip(np.floor(band, out=band), 0, peak, out=band)
+    return out
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

@@ -15,7 +15,7 @@ for SR) and kept. `network=None` is the baseline method: bicubic for SR, identit
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Literal
 
 import numpy as np
@@ -42,7 +42,10 @@ DEFAULT_COLOR: dict[str, ColorMode] = {"sr": "y", "denoise": "rgb", "jpeg": "ycb
 # Smaller pictures carry too little to restore (one JPEG block is 8 × 8).
 MIN_SIDE = 8
 
-Network = Callable[[NDArray[np.float64]], NDArray[np.float64]]
+Network = Callable[[NDArray[np.floating]], NDArray[np.floating]]
+# Pixels per band of rows in the colour conversion and bicubic steps: their float64
+# temporaries (a few times 24 bytes per pixel) stay near 100 MB whatever the image size.
+BAND_PIXELS = 1 << 20
 
 
 def resolve_color(mode: str, task: Task) -> ColorMode:
@@ -74,38 +77,93 @@ def restore_picture(
     *,
     color: str = "auto",
 ) -> Picture:
-    """Restore `picture` for `task` with `network` (None: the bicubic/identity baseline)."""
-    check_size(picture.height, picture.width, task)
-    run: Network = network if network is not None else (lambda x: x)
+    """Restore `picture` for `task` with `network` (None: the bicubic/identity baseline).
 
-    def through_network(channel: NDArray[np.float64]) -> NDArray[np.float64]:
-        return run(task.prepare_input(channel))
+    The output has the precision of the input's pixels (float32 for decoded files, float64
+    for float64 arrays). Colour conversion and the bicubic of Cb/Cr and alpha run a band of
+    rows at a time in float64, so only the planes themselves grow with the image.
+    """
+    out_h, out_w = check_size(picture.height, picture.width, task)
+    dtype = np.float32 if picture.pixels.dtype == np.float32 else np.float64
 
+    def through_network(channel: NDArray[np.floating]) -> NDArray[np.floating]:
+        prepared = _prepared(task, channel, (out_h, out_w), dtype)
+        if network is None:
+            return prepared
+        return np.asarray(network(prepared), dtype=dtype)
+
+    pixels: NDArray[np.floating]
     if picture.is_gray:
         pixels = through_network(picture.pixels)
+        if np.shares_memory(pixels, picture.pixels):  # never touch the input
+            pixels = pixels.copy()
+        np.clip(pixels, 0.0, 1.0, out=pixels)
+    elif resolve_color(color, task) == "rgb":
+        pixels = np.empty((out_h, out_w, 3), dtype=dtype)
+        for c in range(3):
+            pixels[..., c] = through_network(picture.pixels[..., c])
+        np.clip(pixels, 0.0, 1.0, out=pixels)
     else:
-        mode = resolve_color(color, task)
-        if mode == "rgb":
-            pixels = _stack([through_network(picture.pixels[..., c]) for c in range(3)])
-        else:
-            ycbcr = np.asarray(rgb2ycbcr(picture.pixels), dtype=np.float64)
-            luma = through_network(np.ascontiguousarray(ycbcr[..., 0]))
-            chroma = [np.ascontiguousarray(ycbcr[..., c]) for c in (1, 2)]
-            del ycbcr
-            prepare = through_network if mode == "ycbcr" else task.prepare_input
-            merged = ycbcr2rgb(_stack([luma, *(prepare(c) for c in chroma)]))
-            pixels = np.asarray(merged, dtype=np.float64)
+        pixels = _restore_ycbcr(picture, task, through_network, resolve_color(color, task), dtype)
     alpha = None
     if picture.alpha is not None:
-        alpha = np.clip(task.prepare_input(picture.alpha), 0.0, 1.0)
-    if np.shares_memory(pixels, picture.pixels):  # the identity baseline: never touch the input
-        pixels = pixels.copy()
-    np.clip(pixels, 0.0, 1.0, out=pixels)
+        alpha = _prepared(task, picture.alpha, (out_h, out_w), dtype)
+        np.clip(alpha, 0.0, 1.0, out=alpha)
     return picture.with_pixels(pixels, alpha)
 
 
-def _stack(channels: list[NDArray[np.float64]]) -> NDArray[np.float64]:
-    out = np.empty((*channels[0].shape, len(channels)), dtype=np.float64)
-    for index, channel in enumerate(channels):
-        out[..., index] = channel
+def _bands(height: int, width: int) -> Iterator[tuple[int, int]]:
+    """Row ranges of about BAND_PIXELS pixels covering an image `height` rows high."""
+    step = max(1, BAND_PIXELS // max(1, width))
+    for start in range(0, height, step):
+        yield start, min(start + step, height)
+
+
+def _prepared(
+    task: Task, plane: NDArray[np.floating], shape: tuple[int, int], dtype: type[np.floating]
+) -> NDArray[np.floating]:
+    """`task.prepare_input(plane)` as one new `dtype` plane, computed a band at a time."""
+    out = np.empty(shape, dtype=dtype)
+    for start, stop in _bands(*shape):
+        out[start:stop] = task.prepare_rows(plane, start, stop)
     return out
+
+
+def _restore_ycbcr(
+    picture: Picture,
+    task: Task,
+    through_network: Callable[[NDArray[np.floating]], NDArray[np.floating]],
+    mode: ColorMode,
+    dtype: type[np.floating],
+) -> NDArray[np.floating]:
+    """Y (and for `ycbcr` Cb and Cr) through the network, the rest prepared; merged to RGB."""
+    height, width = picture.height, picture.width
+    planes: list[NDArray[np.floating] | None] = [
+        np.empty((height, width), dtype=dtype) for _ in range(3)
+    ]
+    for start, stop in _bands(height, width):
+        ycbcr = rgb2ycbcr(np.asarray(picture.pixels[start:stop], dtype=np.float64))
+        for c in range(3):
+            target = planes[c]
+            assert target is not None
+            target[start:stop] = ycbcr[..., c]
+    del ycbcr, target
+    restored: list[NDArray[np.floating] | None] = [None, None, None]
+    for c in (0, 1, 2) if mode == "ycbcr" else (0,):
+        plane = planes[c]
+        assert plane is not None
+        restored[c] = through_network(plane)
+        planes[c] = plane = None  # each input plane is freed as soon as it is done with
+    out_h, out_w = task.output_shape(height, width)
+    pixels = np.empty((out_h, out_w, 3), dtype=dtype)
+    for start, stop in _bands(out_h, out_w):
+        band = np.empty((stop - start, out_w, 3), dtype=np.float64)
+        for c in range(3):
+            done, source = restored[c], planes[c]
+            if done is not None:
+                band[..., c] = done[start:stop]
+            else:
+                assert source is not None
+                band[..., c] = task.prepare_rows(source, start, stop)
+        pixels[start:stop] = np.clip(ycbcr2rgb(band), 0.0, 1.0)
+    return pixels

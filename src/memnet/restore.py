@@ -232,12 +232,12 @@ def best_grid(height: int, width: int, pad: int, max_window_pixels: int) -> Tile
 
 
 # The 8 flips/rotations of self-ensemble, each with its inverse.
-def _dihedral(array: NDArray[np.float64], k: int) -> NDArray[np.float64]:
+def _dihedral(array: NDArray[np.floating], k: int) -> NDArray[np.floating]:
     out = np.rot90(array, k % 4)
     return out[:, ::-1] if k >= 4 else out
 
 
-def _dihedral_inverse(array: NDArray[np.float64], k: int) -> NDArray[np.float64]:
+def _dihedral_inverse(array: NDArray[np.floating], k: int) -> NDArray[np.floating]:
     out = array[:, ::-1] if k >= 4 else array
     return np.rot90(out, -(k % 4))
 
@@ -253,7 +253,9 @@ class Restorer:
     plain model instead of its faster, leaner rearrangement (memnet.inference_net). On a CPU
     in fp32 a window too large for the activation budget runs streamed over strips of rows
     (memnet.streaming: memory grows with the width only, nothing is recomputed), so only very
-    wide images need splitting; `stream=False` tiles instead.
+    wide images need splitting; `stream=False` tiles instead. Calls from several threads at
+    once are safe (each keeps its own buffers); the process-wide allocator setting made here
+    (memnet.cpu_settings.retain_freed_memory) is idempotent.
     """
 
     def __init__(
@@ -390,10 +392,17 @@ class Restorer:
 
     @torch.inference_mode()
     def _run_batch(
-        self, windows: list[NDArray[np.float64]], progress: Callable[[], None] | None = None
-    ) -> NDArray[np.float64]:
-        """The network on equal-size windows; `progress()` once per window or streamed part."""
-        stacked = np.stack([np.asarray(w, dtype=np.float32) for w in windows])[:, None]
+        self, windows: list[NDArray[np.floating]], progress: Callable[[], None] | None = None
+    ) -> NDArray[np.floating]:
+        """The network on equal-size windows; `progress()` once per window or streamed part.
+
+        Returns float32 when the windows are float32, float64 otherwise.
+        """
+        out_dtype = torch.float32 if windows[0].dtype == np.float32 else torch.float64
+        if len(windows) == 1 and windows[0].dtype == np.float32 and windows[0].flags.c_contiguous:
+            stacked = windows[0][None, None]  # a whole float32 image: no copy (read only)
+        else:
+            stacked = np.stack([np.asarray(w, dtype=np.float32) for w in windows])[:, None]
         x = torch.from_numpy(stacked).to(self.device)
         height, width = stacked.shape[2:]
         streamed = self.streams(height, width) and self._network is self.optimized
@@ -417,16 +426,17 @@ class Restorer:
                 y = self._network(x)
         for image in range(len(windows)):
             on_rows(image, height)  # windows not streamed count once, here
-        return y[:, 0].to("cpu", torch.float64).numpy()
+        del x, stacked
+        return y[:, 0].to("cpu", out_dtype).numpy()
 
     def _restore_once(
-        self, array: NDArray[np.float64], progress: Callable[[], None] | None
-    ) -> NDArray[np.float64]:
+        self, array: NDArray[np.floating], progress: Callable[[], None] | None
+    ) -> NDArray[np.floating]:
         height, width = array.shape
         grid = self.plan(height, width)
         if grid is None:
             return self._run_batch([array], progress)[0]
-        output = np.empty((height, width), dtype=np.float64)
+        output = np.empty((height, width), dtype=array.dtype)
         # Windows of equal size (all inner tiles, and each kind of border tile) run together.
         groups: dict[tuple[int, int], list[tuple[slice, slice, slice, slice]]] = defaultdict(list)
         for tile in grid:
@@ -446,13 +456,16 @@ class Restorer:
 
     def __call__(
         self, image: NDArray[np.floating], *, progress: ProgressCallback | None = None
-    ) -> NDArray[np.float64]:
-        """Restore one (H, W) network input; returns float64, unclipped.
+    ) -> NDArray[np.floating]:
+        """Restore one (H, W) network input; returns float64 (float32 for float32 input:
+        the network computes in float32, so nothing is lost and half the memory is), unclipped.
 
         `progress(done, total)` is called after every forward window (tile or whole image) or,
         when streamed, every PROGRESS_ROWS rows of one; `total` is `tile_count(H, W)`.
         """
-        array = np.asarray(image, dtype=np.float64)
+        array = np.asarray(image)
+        if array.dtype != np.float32:
+            array = np.asarray(array, dtype=np.float64)
         if array.ndim != 2:
             raise ValueError(f"Restorer expects one channel (H, W), got shape {array.shape}")
         if array.size == 0:
@@ -468,8 +481,9 @@ class Restorer:
 
         if not self.self_ensemble:
             return self._restore_once(array, step)
-        accumulated = np.zeros_like(array)
+        accumulated = np.zeros(array.shape, dtype=np.float64)
         for k in range(8):
             view = np.ascontiguousarray(_dihedral(array, k))
             accumulated += _dihedral_inverse(self._restore_once(view, step), k)
-        return accumulated / 8.0
+        accumulated /= 8.0
+        return accumulated.astype(array.dtype, copy=False)

@@ -354,4 +354,5 @@ class StreamedMemNet:
                 strip.close()
             self.peak_bytes = strip.peak_bytes
             outputs.append(strip.output)
-        return torch.cat(outputs).contiguous()
+        # One image (the usual case) is returned as it is: a cat would copy the whole output.
+        return outputs[0].contiguous() if len(outputs) == 1 else torch.cat(outputs).contiguous()

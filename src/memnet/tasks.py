@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from memnet.imaging.color import rgb2gray, rgb2ycbcr, round_to_uint8
 from memnet.imaging.jpeg import jpeg_roundtrip
 from memnet.imaging.noise import add_gaussian_noise
-from memnet.imaging.resize import imresize, modcrop
+from memnet.imaging.resize import imresize, imresize_rows, modcrop
 from memnet.metrics import SSIM_WINDOW, psnr, shave, ssim
 
 __all__ = [
@@ -119,6 +119,12 @@ class Task(ABC):
         """Network input made from a user's degraded image (identity but for SR)."""
         return np.asarray(degraded, dtype=np.float64)
 
+    def prepare_rows(
+        self, degraded: NDArray[np.floating], start: int, stop: int
+    ) -> NDArray[np.float64]:
+        """Rows start .. stop of `prepare_input(degraded)` for an (H, W) image, bit for bit."""
+        return np.asarray(degraded[start:stop], dtype=np.float64)
+
     def output_shape(self, height: int, width: int) -> tuple[int, int]:
         """Size of the restored image for a degraded input of this size."""
         return height, width
@@ -189,6 +195,11 @@ class SuperResolution(Task):
 
     def prepare_input(self, degraded: NDArray[np.floating]) -> NDArray[np.float64]:
         return imresize(degraded, self.scale)
+
+    def prepare_rows(
+        self, degraded: NDArray[np.floating], start: int, stop: int
+    ) -> NDArray[np.float64]:
+        return imresize_rows(degraded, self.scale, start, stop)
 
     def output_shape(self, height: int, width: int) -> tuple[int, int]:
         return math.ceil(height * self.scale), math.ceil(width * self.scale)

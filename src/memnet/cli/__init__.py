@@ -54,11 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (MemNetError, ValueError, OSError) as error:  # OSError: a full disk, a read-only folder
         if debug:
             raise
+        sys.stdout.flush()  # what the command printed comes out before its error line
         print(f"memnet {args.command}: error: {error}", file=sys.stderr)
         return 1
     except Exception as error:
         if debug:
             raise
+        sys.stdout.flush()
         print(
             f"memnet {args.command}: internal error: {type(error).__name__}: {error} "
             "(re-run with --debug for the traceback)",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
+
 from memnet import zoo
 from memnet.api import load
 from memnet.compare import compose, make_panels
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             raise MemNetError(f"no released model for task {args.task!r}; pass --weights FILE")
         spec = entry.name
     restorer = load(spec, device=args.device, task=args.task)
-    clean = read_image(args.input).pixels
+    clean = np.asarray(read_image(args.input, dtype=np.float64).pixels, dtype=np.float64)
     panels = make_panels(clean, task, restorer, seed=args.seed)
     sheet = compose(panels, crop, zoom=args.zoom)
     with atomic_path(output) as tmp:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
@@ -189,13 +189,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
+def _emit(text: str, stream: TextIO) -> None:
+    """Write one whole line and flush it, after flushing the other stream.
+
+    When stdout and stderr go to one pipe, stdout is block-buffered and stderr is not:
+    without this, error lines come out before every output line and can land inside one.
+    """
+    other = sys.stderr if stream is sys.stdout else sys.stdout
+    other.flush()
+    tqdm.write(text, file=stream)
+    stream.flush()
+
+
 def _say(args: argparse.Namespace, text: str) -> None:
     if not args.quiet:
-        tqdm.write(text, file=sys.stdout)
+        _emit(text, sys.stdout)
 
 
 def _note(text: str) -> None:
-    tqdm.write(f"memnet restore: {text}", file=sys.stderr)
+    _emit(f"memnet restore: {text}", sys.stderr)
 
 
 def _model_spec(args: argparse.Namespace) -> str:

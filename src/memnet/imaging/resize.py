@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 ScalarT = TypeVar("ScalarT", bound=np.generic)
 
-__all__ = ["cubic", "imresize", "modcrop", "resize_weights"]
+__all__ = ["cubic", "imresize", "imresize_rows", "modcrop", "resize_weights"]
 
 KERNEL_WIDTH = 4.0  # support of the Keys cubic, in input pixels, at scale 1
 
@@ -118,6 +118,30 @@ def imresize(
     for axis in sorted((0, 1), key=lambda a: scales[a]):
         array = _resize_axis(array, axis, out_lengths[axis], scales[axis], antialias)
     return array
+
+
+def imresize_rows(
+    image: NDArray[np.generic], scale: float, start: int, stop: int
+) -> NDArray[np.float64]:
+    """Rows start .. stop of `imresize(image, scale)` for a 2-D image, bit for bit.
+
+    With one scale for both axes MATLAB resizes rows first, so a band of output rows needs
+    only the input rows under its kernels: a large image is resized a band at a time in the
+    memory of one band (same weights, same taps in the same order as `imresize`).
+    """
+    if image.ndim != 2:
+        raise ValueError(f"imresize_rows expects an (H, W) array, got shape {image.shape}")
+    if not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"resize scale must be a positive number, got {scale}")
+    in_h, in_w = image.shape
+    out_h, out_w = math.ceil(in_h * scale), math.ceil(in_w * scale)
+    start, stop = max(0, start), min(stop, out_h)
+    weights, indices = resize_weights(in_h, out_h, float(scale))
+    weights, indices = weights[start:stop], indices[start:stop]
+    out = np.zeros((max(0, stop - start), in_w), dtype=np.float64)
+    for tap in range(weights.shape[1]):
+        out += weights[:, tap, None] * np.asarray(image[indices[:, tap]], dtype=np.float64)
+    return _resize_axis(out, 1, out_w, float(scale), True)
 
 
 def modcrop(image: NDArray[ScalarT], modulus: int) -> NDArray[ScalarT]:
