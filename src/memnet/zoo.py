@@ -7,12 +7,12 @@ entry marked `default=True`, else the first registered entry for that task.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from memnet.errors import MemNetError
+from memnet.fsutil import sha256_of
 from memnet.model import MemNet, MemNetConfig
 
 __all__ = [
@@ -191,15 +191,6 @@ def weights_dir() -> Path:
 def weights_path(entry: ZooEntry) -> Path:
     """Where the entry's file is installed."""
     return weights_dir() / entry.file
-
-
-def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def verified_weights_path(entry: ZooEntry) -> Path:

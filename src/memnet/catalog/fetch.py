@@ -11,7 +11,6 @@ that the next `memnet data fetch` resumes where this one stopped.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import os
 import shutil
@@ -25,8 +24,9 @@ from tqdm import tqdm
 from memnet import __version__
 from memnet.catalog.sets import RAW_BASE, CatalogFile, CatalogSet
 from memnet.errors import MemNetError
+from memnet.fsutil import sha256_of
 
-__all__ = ["MIRROR_ENV", "download_base", "fetch_set", "partial_folder", "sha256_file"]
+__all__ = ["MIRROR_ENV", "download_base", "fetch_set", "partial_folder"]
 
 # A server that mirrors raw.githubusercontent.com's layout (OWNER/REPO/COMMIT/PATH/FILE).
 MIRROR_ENV = "MEMNET_DATA_MIRROR"
@@ -45,20 +45,11 @@ def partial_folder(target: Path) -> Path:
     return target.parent / f".{target.name}.partial"
 
 
-def sha256_file(path: Path) -> str:
-    """SHA-256 of a file's bytes, as hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _is_complete(folder: Path, entry: CatalogSet) -> bool:
     return all(
         (folder / item.name).is_file()
         and (folder / item.name).stat().st_size == item.bytes
-        and sha256_file(folder / item.name) == item.sha256
+        and sha256_of(folder / item.name) == item.sha256
         for item in entry.files
     )
 
@@ -135,7 +126,7 @@ def _download(url: str, item: CatalogFile, part: Path, bar: tqdm) -> None:
 def _fetch_file(base: str, entry: CatalogSet, item: CatalogFile, folder: Path, bar: tqdm) -> None:
     done = folder / item.name
     if done.is_file():
-        if done.stat().st_size == item.bytes and sha256_file(done) == item.sha256:
+        if done.stat().st_size == item.bytes and sha256_of(done) == item.sha256:
             bar.update(item.bytes)
             return  # fetched by an earlier, interrupted run
         done.unlink()
@@ -144,7 +135,7 @@ def _fetch_file(base: str, entry: CatalogSet, item: CatalogFile, folder: Path, b
         bar.update(min(part.stat().st_size, item.bytes))
     url = entry.source.file_url(item.name, base)
     _download(url, item, part, bar)
-    actual = sha256_file(part)
+    actual = sha256_of(part)
     if actual != item.sha256:
         part.unlink()
         raise MemNetError(
