@@ -12,11 +12,11 @@ except PackageNotFoundError:  # running from a source tree without installation
 from typing import TYPE_CHECKING, Any
 
 from memnet.errors import MemNetError
-from memnet.model import PRESETS, MemNet, MemNetConfig, create_model
 
 if TYPE_CHECKING:
     from memnet.api import ImageRestorer, load
     from memnet.io import Picture, read_image, write_image
+    from memnet.model import PRESETS, MemNet, MemNetConfig, create_model
     from memnet.restore import Restorer
 
 __all__ = [
@@ -34,9 +34,13 @@ __all__ = [
     "write_image",
 ]
 
-# The inference API pulls in Pillow, SciPy and the image pipeline; import it on first use so
-# that `import memnet` stays light for code that only needs the network.
+# Everything below pulls in PyTorch (seconds to import) or Pillow, SciPy and the image
+# pipeline; each name is imported on first use, so `import memnet` costs only what is used.
 _LAZY = {
+    "PRESETS": "memnet.model",
+    "MemNet": "memnet.model",
+    "MemNetConfig": "memnet.model",
+    "create_model": "memnet.model",
     "load": "memnet.api",
     "ImageRestorer": "memnet.api",
     "Picture": "memnet.io",

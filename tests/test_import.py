@@ -1,0 +1,29 @@
+"""`import memnet` stays light: PyTorch and the image stack load only when a name needs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def modules_after(code: str) -> set[str]:
+    """The top-level modules a fresh interpreter holds after running `code`."""
+    script = (
+        f"{code}\nimport sys\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    return set(result.stdout.split())
+
+
+def test_importing_the_package_loads_no_heavy_library() -> None:
+    loaded = modules_after("import memnet")
+    assert not loaded & {"torch", "numpy", "PIL", "scipy"}
+
+
+def test_the_lazy_names_still_resolve() -> None:
+    loaded = modules_after(
+        "import memnet\nassert memnet.create_model('tiny').config == memnet.PRESETS['tiny']"
+    )
+    assert "torch" in loaded
