@@ -180,6 +180,14 @@ class PatchSource(ABC):
         lefts = (rng.random(batch) * self._widths[which]).astype(np.intp)
         return which, tops, lefts
 
+    def _draw(
+        self, rng: np.random.Generator, batch: int, augment: bool
+    ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp], NDArray[np.int64]]:
+        """A batch's images, windows and flips/rotations, drawn in this order from `rng`."""
+        which, tops, lefts = self._locate(rng, batch)
+        ops = rng.integers(0, 8, batch) if augment else np.zeros(batch, dtype=np.int64)
+        return which, tops, lefts, ops
+
     @abstractmethod
     def sample(
         self, rng: np.random.Generator, batch: int, augment: bool
@@ -206,8 +214,7 @@ class PairedPatches(PatchSource):
         self, rng: np.random.Generator, batch: int, augment: bool
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         p = self.patch_size
-        which, tops, lefts = self._locate(rng, batch)
-        ops = rng.integers(0, 8, batch) if augment else np.zeros(batch, dtype=np.int64)
+        which, tops, lefts, ops = self._draw(rng, batch, augment)
         x = np.empty((batch, p, p), dtype=np.float32)
         y = np.empty((batch, p, p), dtype=np.float32)
         for i, (k, top, left, op) in enumerate(zip(which, tops, lefts, ops, strict=True)):
@@ -242,8 +249,7 @@ class CompressedViews(PatchSource):
         self, rng: np.random.Generator, batch: int, augment: bool
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         p = self.patch_size
-        which, tops, lefts = self._locate(rng, batch)
-        ops = rng.integers(0, 8, batch) if augment else np.zeros(batch, dtype=np.int64)
+        which, tops, lefts, ops = self._draw(rng, batch, augment)
         x = np.empty((batch, p, p), dtype=np.float32)
         y = np.empty((batch, p, p), dtype=np.float32)
         for i, (k, top, left, op) in enumerate(zip(which, tops, lefts, ops, strict=True)):
@@ -289,8 +295,7 @@ class DenoisePatches(PatchSource):
         self, rng: np.random.Generator, batch: int, augment: bool
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         p = self.patch_size
-        which, tops, lefts = self._locate(rng, batch)
-        ops = rng.integers(0, 8, batch) if augment else np.zeros(batch, dtype=np.int64)
+        which, tops, lefts, ops = self._draw(rng, batch, augment)
         y = np.empty((batch, p, p), dtype=np.float32)
         for i, (k, top, left, op) in enumerate(zip(which, tops, lefts, ops, strict=True)):
             y[i] = _dihedral(self.truths[k][top : top + p, left : left + p], int(op))
