@@ -13,8 +13,8 @@ import argparse
 import statistics
 import time
 
-from memnet.config import load_recipe
-from memnet.data import batch_generator, build_training_set
+from memnet.training.patches import batch_generator, build_training_set
+from memnet.training.recipe import load_recipe
 
 
 def main() -> None:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from memnet.inference_net import InferenceMemNet
+from memnet.inference.engine import Restorer
+from memnet.inference.fast_network import InferenceMemNet
 from memnet.model import MemNet, create_model, summarize
-from memnet.restore import Restorer
 
 HERE = Path(__file__).resolve().parent
 

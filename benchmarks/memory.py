@@ -78,8 +78,8 @@ def peak_rss_mb() -> float:
 def child(spec: dict[str, object]) -> dict[str, object]:
     """One restore in this (fresh) process; returns what it measured."""
     import memnet
-    from memnet.io import read_image
-    from memnet.restore import activation_bytes_per_pixel
+    from memnet.imaging.files import read_image
+    from memnet.inference.engine import activation_bytes_per_pixel
 
     after_import = peak_rss_mb()
     restorer = memnet.load(str(spec["weights"]), device="cpu", task=str(spec["task"]), scale=2.0)
@@ -121,7 +121,7 @@ def run_point(
     import torch
 
     from memnet.model import create_model
-    from memnet.weights_file import save_weights
+    from memnet.weights.files import save_weights
 
     weights = workdir / f"{preset}-{task}.safetensors"
     if not weights.exists():
@@ -202,7 +202,7 @@ def main() -> int:
     print(text)
     if args.quick:
         return 0
-    from memnet.restore import CPU_BUDGET_CAP
+    from memnet.inference.engine import CPU_BUDGET_CAP
 
     budget = f"{CPU_BUDGET_CAP / 1024**3:g} GiB"
     header = f"""# Peak memory of `memnet restore` (CPU)
@@ -212,7 +212,7 @@ Measured by `python benchmarks/memory.py` on {date.today().isoformat()}: {platfo
 memnet {memnet.__version__}. Each row is a fresh process running the full restore pipeline
 (read PNG → colour split → network → merge → atomic PNG write) with the automatic window
 plan (activation budget: a quarter of free memory, at most {budget}); on a CPU the network runs
-streamed over strips of rows (memnet.streaming), so only the width can need splitting. SR runs take an RGB picture
+streamed over strips of rows (memnet.inference.streaming), so only the width can need splitting. SR runs take an RGB picture
 (Y through the network, Cb/Cr bicubic); denoise runs a gray one. Untrained weights: memory and
 speed do not depend on the values. Times are indicative; the memory figures are what this benchmark is for.
 
@@ -222,7 +222,7 @@ speed do not depend on the values. Times are indicative; the memory figures are 
 - *peak RSS* is the process's high-water mark (VmHWM), including Python, torch and the
   image buffers; *RSS after import* is the peak before any image was touched.
 - *whole-image activations* is what one forward pass over the whole output would need
-  (memnet.restore.activation_bytes_per_pixel × pixels); streaming keeps the network's share of
+  (memnet.inference.engine.activation_bytes_per_pixel × pixels); streaming keeps the network's share of
   the peak at a few hundred rows of the (window) width instead.
 - What grows with the image are its planes (decoded pixels, network input and output, the
   result): float32 and computed in bands since the colour photo sections below

@@ -52,8 +52,8 @@ def main() -> None:
     import ray
     import torch
 
-    from memnet.batch import collect_inputs, plan_outputs
     from memnet.cli import main as memnet
+    from memnet.inference.folders import collect_inputs, plan_outputs
     from memnet.scale import RayOptions, restore_on_ray
     from memnet.scale.worker import WorkerSettings
 

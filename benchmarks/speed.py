@@ -90,7 +90,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     flop_px = summarize(model).mflop_per_pixel * 1e6
     out: dict[str, Any] = {"flop_per_pixel": flop_px}
     if kind == "restorer":
-        from memnet.restore import Restorer
+        from memnet.inference.engine import Restorer
 
         edge = spec["edge"]
         restorer = Restorer(model, device="cpu", stream=spec.get("stream", True))
@@ -130,8 +130,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             port(x[..., :32, :32])
             times = timed(lambda: port(x), reps)
     elif kind == "training":
-        from memnet.config import load_recipe
-        from memnet.train import measure_throughput
+        from memnet.training.recipe import load_recipe
+        from memnet.training.trainer import measure_throughput
 
         recipe = load_recipe(
             str(HERE.parent / "configs" / "sr-m6r6-cpu.yaml"),
@@ -275,7 +275,7 @@ def report(results: dict[str, Any], quick: bool) -> str:
         "",
         "- *GFLOP/s* counts the network's useful work (MFLOP per output pixel × output pixels);",
         "  tiles recompute their 74 px of context, shown as *computed / output pixels*; streamed",
-        "  strips (memnet.streaming) recompute nothing.",
+        "  strips (memnet.inference.streaming) recompute nothing.",
         "- *peak RSS* is the whole process (Python, torch, image buffers) at its high-water mark.",
         "- The eager reference is not run at 1024²: whole, it needs over 11 GB of activations.",
         "",

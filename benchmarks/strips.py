@@ -6,7 +6,7 @@
 For each width the same image runs streamed with strips of 4 .. 64 rows and once whole (the
 `InferenceMemNet` pass the stream reproduces), interleaved, medians of 3 repetitions. Short
 strips keep a step's working set in the CPU's cache and the memory small; tall ones spend less
-time per pixel in Python and per-call overhead. memnet.streaming.STRIP_PIXELS comes from this.
+time per pixel in Python and per-call overhead. memnet.inference.streaming.STRIP_PIXELS comes from this.
 Writes benchmarks/strips-results.md.
 """
 
@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from memnet.cpu_settings import retain_freed_memory
-from memnet.inference_net import InferenceMemNet
+from memnet.inference.fast_network import InferenceMemNet
+from memnet.inference.streaming import STRIP_PIXELS, StreamedMemNet, default_strip_rows
 from memnet.model import create_model, summarize
-from memnet.streaming import STRIP_PIXELS, StreamedMemNet, default_strip_rows
 
 RESULTS = Path(__file__).with_name("strips-results.md")
 ROWS = (4, 8, 16, 32, 64)
@@ -79,7 +79,7 @@ def main() -> None:
             print(lines[-1], flush=True)
     lines += [
         "",
-        f"The default strip is about {STRIP_PIXELS:,} pixels (memnet.streaming.STRIP_PIXELS).",
+        f"The default strip is about {STRIP_PIXELS:,} pixels (memnet.inference.streaming.STRIP_PIXELS).",
         "Activation memory: the stream's measured peak; for the whole pass the estimate",
         "InferenceMemNet.bytes_per_pixel × pixels.",
         "",

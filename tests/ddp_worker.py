@@ -36,8 +36,8 @@ def audit(event: str, args: tuple[object, ...]) -> None:
 
 sys.addaudithook(audit)
 
-from memnet.config import load_recipe  # noqa: E402
-from memnet.train import RunOptions, train  # noqa: E402
+from memnet.training.recipe import load_recipe  # noqa: E402
+from memnet.training.trainer import RunOptions, train  # noqa: E402
 
 recipe = load_recipe(Path(__file__).parents[1] / "configs" / "smoke.yaml", sys.argv[3:])
 result = train(recipe, RunOptions(out=run_dir, quiet=True))

@@ -24,9 +24,9 @@ def _stop_here(marker: str) -> None:
 
 
 def _install(pause: str, count: int, marker: str) -> None:
-    import memnet.checkpoint
     import memnet.fsutil
-    import memnet.weights_file
+    import memnet.training.checkpoint
+    import memnet.weights.files
 
     kind, state = pause.split("-")
     seen = {"n": 0}
@@ -46,7 +46,7 @@ def _install(pause: str, count: int, marker: str) -> None:
 
         memnet.fsutil.os.replace = paused_replace  # type: ignore[assignment]
     else:  # only half of the file's bytes are in the temporary file
-        module = memnet.checkpoint if kind == "state" else memnet.weights_file
+        module = memnet.training.checkpoint if kind == "state" else memnet.weights.files
         real_write = module.atomic_write_bytes
 
         def partial_write(path: str | os.PathLike[str], data: bytes) -> None:

@@ -16,11 +16,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from memnet.config import load_recipe
-from memnet.losses import multi_supervision_loss
 from memnet.model import MemNet, MemNetOutput
-from memnet.sync_batchnorm import SyncedBatchNorm2d, synchronize_batchnorm
-from memnet.train import Processes, RunOptions, Trainer
+from memnet.training.losses import multi_supervision_loss
+from memnet.training.recipe import load_recipe
+from memnet.training.sync_batchnorm import SyncedBatchNorm2d, synchronize_batchnorm
+from memnet.training.trainer import Processes, RunOptions, Trainer
 
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()

@@ -22,7 +22,7 @@ from PIL import Image
 import memnet
 from memnet.errors import MemNetError
 from memnet.model import PRESETS, MemNet
-from memnet.weights_file import save_weights
+from memnet.weights.files import save_weights
 
 SETTINGS = settings(
     max_examples=40,

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from memnet import io, pipeline
+from memnet.imaging import files as image_files
+from memnet.imaging.files import Picture, read_image
 from memnet.imaging.resize import imresize, imresize_rows
-from memnet.io import Picture, read_image
-from memnet.pipeline import restore_picture
+from memnet.inference import pictures
+from memnet.inference.pictures import restore_picture
 from memnet.tasks import Deblock, Denoise, SuperResolution, Task
 
 RNG = np.random.default_rng(31)
@@ -47,7 +48,7 @@ def test_bands_give_the_whole_plane_result(
     pixels = RNG.random((23, 31, 3)).astype(dtype)
     alpha = RNG.random((23, 31)).astype(dtype)
     whole = restore_picture(Picture(pixels, alpha), task, halve, color=color)
-    monkeypatch.setattr(pipeline, "BAND_PIXELS", 50)  # bands of one or two rows
+    monkeypatch.setattr(pictures, "BAND_PIXELS", 50)  # bands of one or two rows
     banded = restore_picture(Picture(pixels, alpha), task, halve, color=color)
     assert whole.pixels.dtype == dtype
     assert np.array_equal(banded.pixels, whole.pixels)
@@ -58,10 +59,12 @@ def test_bands_give_the_whole_plane_result(
 
 def test_integer_rounding_in_bands_matches_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     values = RNG.random((40, 30, 3))
-    whole = io._to_integer(values, 16)
-    monkeypatch.setattr(io, "WRITE_BAND_PIXELS", 100)
-    assert np.array_equal(io._to_integer(values, 16), whole)
-    assert np.array_equal(io._to_integer(values.astype(np.float32), 8), io._to_integer(values, 8))
+    whole = image_files._to_integer(values, 16)
+    monkeypatch.setattr(image_files, "WRITE_BAND_PIXELS", 100)
+    assert np.array_equal(image_files._to_integer(values, 16), whole)
+    assert np.array_equal(
+        image_files._to_integer(values.astype(np.float32), 8), image_files._to_integer(values, 8)
+    )
 
 
 @pytest.mark.parametrize("bits", [8, 16])
@@ -73,6 +76,6 @@ def test_files_decode_to_float32_that_round_back_exactly(tmp_path: Path, bits: i
     Image.fromarray(samples).save(tmp_path / "x.png")
     picture = read_image(tmp_path / "x.png")
     assert picture.pixels.dtype == np.float32
-    assert np.array_equal(io._to_integer(picture.pixels, bits), samples)
+    assert np.array_equal(image_files._to_integer(picture.pixels, bits), samples)
     exact = read_image(tmp_path / "x.png", dtype=np.float64).pixels
     assert np.array_equal(exact, samples / (2.0**bits - 1))

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from memnet.cli import main
-from memnet.compare import best_crop
+from memnet.evaluation.side_by_side import best_crop
 from memnet.model import MemNet
-from memnet.weights_file import save_weights
+from memnet.weights.files import save_weights
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from PIL import Image
 
 import memnet
 from memnet.model import MemNet
-from memnet.weights_file import save_weights
+from memnet.weights.files import save_weights
 
 # Each image a different size, so that calls running at once have different plans and buffers.
 SHAPES = [(24, 32), (17, 29), (32, 20), (21, 21), (28, 36), (19, 25)]

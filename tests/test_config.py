@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from memnet.config import RecipeError, dump_recipe, load_recipe, parse_recipe
 from memnet.model import PRESETS
+from memnet.training.recipe import RecipeError, dump_recipe, load_recipe, parse_recipe
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 

@@ -21,14 +21,14 @@ import pytest
 import torch
 from numpy.typing import NDArray
 
-from memnet.authors_tiles import authors_tiling
-from memnet.caffe import convert_caffemodel
-from memnet.caffe.authors_layout import authors_layout
 from memnet.cli import main
+from memnet.evaluation.authors_tiles import authors_tiling
+from memnet.inference.engine import Restorer
+from memnet.interop.caffe import convert_caffemodel
+from memnet.interop.caffe.authors_layout import authors_layout
 from memnet.model import MemNet, MemNetConfig
-from memnet.restore import Restorer
-from memnet.weights_file import load_weights, read_metadata
-from memnet.zoo import sha256_of
+from memnet.weights.files import load_weights, read_metadata
+from memnet.weights.zoo import sha256_of
 from rounding import EPS32, float32_bound
 from test_eval import write_set
 
@@ -665,7 +665,7 @@ def test_authors_tiles_reproduce_their_script() -> None:
 
 
 def test_eval_authors_tiles_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from memnet.weights_file import save_weights
+    from memnet.weights.files import save_weights
 
     weights = tmp_path / "tiny.safetensors"
     save_weights(MemNet(1, 1, 4).eval(), weights, {"memnet.task": "denoise"})

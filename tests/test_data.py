@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from memnet.config import DataSpec, SyntheticSpec, TaskSpec, ValidationSet, ValidationSpec
-from memnet.data import (
+from memnet.errors import MemNetError
+from memnet.imaging.jpeg import jpeg_roundtrip
+from memnet.tasks import SuperResolution
+from memnet.training.patches import (
     BatchStream,
     DenoisePatches,
     PairedPatches,
@@ -20,9 +22,7 @@ from memnet.data import (
     build_validation,
     synthetic_images,
 )
-from memnet.errors import MemNetError
-from memnet.imaging.jpeg import jpeg_roundtrip
-from memnet.tasks import SuperResolution
+from memnet.training.recipe import DataSpec, SyntheticSpec, TaskSpec, ValidationSet, ValidationSpec
 
 ONE = SyntheticSpec(images=1, size=48, seed=3)
 

@@ -15,10 +15,10 @@ from PIL import Image
 import memnet.catalog
 from memnet.catalog import load_catalog
 from memnet.catalog.check import check_folder, identify_sets
+from memnet.catalog.locate import KNOWN_SETS
 from memnet.catalog.pixels import pixel_digest
 from memnet.cli import main
-from memnet.config import load_recipe
-from memnet.datasets import KNOWN_SETS
+from memnet.training.recipe import load_recipe
 from test_data_cli import make_entry, use_catalogue
 
 PROJECT = Path(__file__).resolve().parents[1]

@@ -27,9 +27,9 @@ import memnet.catalog.check
 import memnet.catalog.sets
 from memnet.catalog import CatalogFile, CatalogSet, Source
 from memnet.catalog.fetch import MIRROR_ENV, fetch_set, partial_folder
+from memnet.catalog.locate import DATA_ROOT_ENV, resolve_set
 from memnet.catalog.pixels import pixel_digest
 from memnet.cli import main
-from memnet.datasets import DATA_ROOT_ENV, resolve_set
 from memnet.errors import MemNetError
 
 REPOSITORY, COMMIT, PATH = "someone/images", "0" * 40, "sets/tiny"
@@ -307,8 +307,8 @@ def test_cli_list_shows_every_set_with_its_source(capsys: pytest.CaptureFixture[
 def test_a_folder_of_images_is_a_training_source(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from memnet.config import DataSpec, TaskSpec
-    from memnet.data import build_training_set
+    from memnet.training.patches import build_training_set
+    from memnet.training.recipe import DataSpec, TaskSpec
 
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from memnet.errors import MemNetError
-from memnet.evaluate import (
+from memnet.evaluation.benchmark import (
     BenchmarkSet,
     baseline,
     evaluate,
@@ -23,7 +23,7 @@ from memnet.evaluate import (
 )
 from memnet.imaging import imresize, jpeg_roundtrip, modcrop, rgb2ycbcr
 from memnet.imaging.color import round_to_uint8
-from memnet.metrics import psnr, shave, ssim
+from memnet.imaging.metrics import psnr, shave, ssim
 
 
 def make_picture(shape: tuple[int, int], seed: int, colour: bool) -> np.ndarray:

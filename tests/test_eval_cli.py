@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from memnet import zoo
 from memnet.cli import main
 from memnet.model import create_model
-from memnet.weights_file import save_weights
+from memnet.weights import zoo
+from memnet.weights.files import save_weights
 from test_eval import write_set
 
 

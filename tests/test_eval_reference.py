@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from memnet.catalog.locate import KNOWN_SETS
 from memnet.cli import main
-from memnet.datasets import KNOWN_SETS
-from memnet.evaluate import baseline, evaluate, load_set
+from memnet.evaluation.benchmark import baseline, evaluate, load_set
 
 pytestmark = [pytest.mark.datasets, pytest.mark.slow]
 

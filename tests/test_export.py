@@ -11,7 +11,7 @@ import torch
 
 from memnet.cli import main
 from memnet.model import MemNet
-from memnet.weights_file import save_weights
+from memnet.weights.files import save_weights
 from rounding import float32_bound
 
 

@@ -30,7 +30,7 @@ from image_cases import SRGB_ICC, Decoded, Source, decode_output, sources
 from memnet.cli import main
 from memnet.imaging.resize import imresize
 from memnet.model import PRESETS, MemNet
-from memnet.weights_file import save_weights
+from memnet.weights.files import save_weights
 
 TASKS: dict[str, tuple[str, ...]] = {
     "sr-x2": ("--task", "sr", "--scale", "2"),

@@ -1,12 +1,12 @@
 """Fuzzing the decode path and the recipe loader with hypothesis: zero tracebacks, zero partial outputs.
 
 Targets:
-- `memnet.io.read_image` on byte-mutated PNG/JPEG/TIFF/BMP/WebP/GIF files (bit flips, random
+- `memnet.imaging.files.read_image` on byte-mutated PNG/JPEG/TIFF/BMP/WebP/GIF files (bit flips, random
   bytes, header fields set to extremes, insertions, deletions, truncations, splices of two files):
   it returns a sane Picture or raises MemNetError with one line naming the file;
 - `memnet restore` on a folder of such files: exit 1 when any is bad, one error line per bad
   file, an output exactly for each file that decodes, every output complete, no temporary files;
-- `memnet.config.load_recipe` on recipe YAML mutated as text and as data, and on `--set` values:
+- `memnet.training.recipe.load_recipe` on recipe YAML mutated as text and as data, and on `--set` values:
   a Recipe or a RecipeError with one line naming the file (or the --set), nothing else.
 
 CI runs a fixed, small number of examples from a fixed seed (a few seconds per target). A longer
@@ -37,9 +37,9 @@ from PIL import Image
 
 from image_cases import Source
 from memnet.cli import main
-from memnet.config import RecipeError, load_recipe
 from memnet.errors import MemNetError
-from memnet.io import PIXEL_DTYPE, Picture, read_image
+from memnet.imaging.files import PIXEL_DTYPE, Picture, read_image
+from memnet.training.recipe import RecipeError, load_recipe
 
 LONG_RUN = int(os.environ.get("MEMNET_FUZZ_EXAMPLES", "0"))
 FUZZ = settings(

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from memnet.checkpoint import load_training_state
-from memnet.device_patches import sr_degrade
 from memnet.tasks import SuperResolution
-from memnet.weights_file import load_weights
+from memnet.training.checkpoint import load_training_state
+from memnet.training.device_patches import sr_degrade
+from memnet.weights.files import load_weights
 
 ROOT = Path(__file__).parents[1]
 

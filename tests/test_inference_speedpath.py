@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from memnet import inference_net
-from memnet.inference_net import InferenceMemNet
+from memnet.inference import fast_network
+from memnet.inference.engine import Restorer, TileGrid, best_grid
+from memnet.inference.fast_network import InferenceMemNet
 from memnet.model import PRESETS, MemNet, create_model
-from memnet.restore import Restorer, TileGrid, best_grid
 from rounding import float32_bound
 
 
@@ -52,7 +52,7 @@ def test_matches_the_plain_model(name: str) -> None:
 def test_matches_without_fused_convolutions(monkeypatch: pytest.MonkeyPatch) -> None:
     # The path other devices (and PyTorch builds without oneDNN) take.
     model = trained_like("tiny", seed=1)
-    monkeypatch.setattr(inference_net, "_FUSED", None)
+    monkeypatch.setattr(fast_network, "_FUSED", None)
     x = torch.rand(1, 1, 20, 17)
     with torch.inference_mode():
         plain = model(x)

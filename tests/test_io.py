@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from memnet.errors import MemNetError
-from memnet.io import (
+from memnet.imaging.files import (
     Picture,
     picture_from_array,
     picture_from_pil,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from memnet.batch import read_manifest
 from memnet.cli import main
 from memnet.errors import MemNetError
+from memnet.inference.folders import read_manifest
 
 
 def _image(path: Path) -> Path:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from memnet.metrics import gaussian_window_1d, psnr, shave, ssim
+from memnet.imaging.metrics import gaussian_window_1d, psnr, shave, ssim
 
 
 def test_psnr_of_identical_images_is_infinite() -> None:

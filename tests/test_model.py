@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from memnet.losses import multi_supervision_loss
 from memnet.model import (
     PRESETS,
     MemNet,
@@ -18,6 +17,7 @@ from memnet.model import (
     create_model,
     summarize,
 )
+from memnet.training.losses import multi_supervision_loss
 from rounding import float32_bound
 
 

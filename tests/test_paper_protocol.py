@@ -14,13 +14,18 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
-from memnet.config import DataSpec, SyntheticSpec, TaskSpec, load_recipe
-from memnet.data import CompressedViews, batch_generator, build_training_set, synthetic_images
-from memnet.evaluate import load_set
+from memnet.evaluation.benchmark import load_set
 from memnet.imaging.color import rgb2gray, rgb2ycbcr
 from memnet.imaging.jpeg import jpeg_roundtrip
 from memnet.model import MemNet
 from memnet.tasks import Deblock, Denoise, SuperResolution, make_task
+from memnet.training.patches import (
+    CompressedViews,
+    batch_generator,
+    build_training_set,
+    synthetic_images,
+)
+from memnet.training.recipe import DataSpec, SyntheticSpec, TaskSpec, load_recipe
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -81,7 +86,7 @@ def test_smaller_patches_are_cut_from_the_compressed_view_at_the_same_place() ->
 
 
 def test_a_window_is_found_under_every_flip_of_a_non_square_image() -> None:
-    from memnet.data import _dihedral, _window_under
+    from memnet.training.patches import _dihedral, _window_under
 
     image = np.arange(13 * 21).reshape(13, 21)
     for op in range(8):
@@ -166,7 +171,7 @@ def test_branch_weights_start_at_one_as_caffe_or_at_one_over_m() -> None:
 
 
 def test_the_recipe_chooses_the_branch_weight_start(tmp_path: Path) -> None:
-    from memnet.train import Processes, RunOptions, Trainer
+    from memnet.training.trainer import Processes, RunOptions, Trainer
 
     recipe = load_recipe(
         CONFIGS / "smoke.yaml", ["model.branch_weight_init=caffe", "train.device=cpu"]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from memnet import zoo
-from memnet.evaluate import baseline, evaluate, load_set
-from memnet.restore import Restorer
+from memnet.evaluation.benchmark import baseline, evaluate, load_set
+from memnet.inference.engine import Restorer
+from memnet.weights import zoo
 
 RELEASED = sorted(zoo.REGISTRY)
 # The small validation set of each task and the levels the check runs at.

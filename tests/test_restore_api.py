@@ -10,14 +10,14 @@ import torch
 from PIL import Image
 
 import memnet
-from memnet import zoo
 from memnet.errors import MemNetError
 from memnet.imaging import imresize, rgb2ycbcr, ycbcr2rgb
-from memnet.io import Picture, picture_from_array, read_image
+from memnet.imaging.files import Picture, picture_from_array, read_image
+from memnet.inference.pictures import restore_picture
 from memnet.model import MemNet, MemNetConfig
-from memnet.pipeline import restore_picture
 from memnet.tasks import Deblock, Denoise, SuperResolution
-from memnet.weights_file import save_weights
+from memnet.weights import zoo
+from memnet.weights.files import save_weights
 from rounding import float32_bound
 
 RNG = np.random.default_rng(11)

@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from memnet import zoo
 from memnet.cli import main
 from memnet.model import MemNet, MemNetConfig
-from memnet.weights_file import save_weights
+from memnet.weights import zoo
+from memnet.weights.files import save_weights
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = PROJECT_ROOT / "examples" / "sample.png"
@@ -200,7 +200,7 @@ def test_weights_file_with_tiles_self_ensemble_and_16bit(tmp_path: Path) -> None
     weights = tmp_path / "w.safetensors"
     save_weights(MemNet(2, 2, 8, identity_init=True), weights, {"task": "denoise"})
     data = RNG.integers(0, 65536, (30, 26, 3), dtype=np.uint16)
-    from memnet.io import picture_from_array, picture_to_array, read_image, write_image
+    from memnet.imaging.files import picture_from_array, picture_to_array, read_image, write_image
 
     write_image(picture_from_array(data), tmp_path / "wide.png")
     out = tmp_path / "o.png"

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from memnet import restore
 from memnet.errors import MemNetError
-from memnet.model import MemNet, create_model
-from memnet.restore import (
+from memnet.inference import engine
+from memnet.inference.engine import (
     Restorer,
     TileGrid,
     activation_bytes_per_pixel,
@@ -17,6 +16,7 @@ from memnet.restore import (
     resolve_device,
     resolve_dtype,
 )
+from memnet.model import MemNet, create_model
 from rounding import EPS32, float32_bound
 
 
@@ -89,10 +89,10 @@ def test_automatic_tile_size_follows_the_memory_budget(monkeypatch: pytest.Monke
     # Windows run whole (the GPU path; streamed CPU windows are in tests/test_streaming.py).
     model = small_model()
     per_pixel = Restorer(model, stream=False).bytes_per_pixel
-    monkeypatch.setattr(restore, "memory_budget", lambda device: 10**12)
+    monkeypatch.setattr(engine, "memory_budget", lambda device: 10**12)
     assert Restorer(model, stream=False).tile_for(500, 500) == 0  # fits: whole image at once
     budget = 120 * 120 * per_pixel
-    monkeypatch.setattr(restore, "memory_budget", lambda device: budget)
+    monkeypatch.setattr(engine, "memory_budget", lambda device: budget)
     restorer = Restorer(model, stream=False)
     grid = restorer.plan(500, 500)
     assert grid is not None

@@ -20,14 +20,14 @@ from PIL import Image
 ray = pytest.importorskip("ray", reason="scale-out needs the ray extra (Ray Data)")
 pytest.importorskip("ray.data", reason="scale-out needs the ray extra (Ray Data)")
 
-from memnet.batch import collect_inputs, plan_outputs  # noqa: E402
 from memnet.cli import main  # noqa: E402
 from memnet.fsutil import stale_temporaries  # noqa: E402
+from memnet.inference.folders import collect_inputs, plan_outputs  # noqa: E402
 from memnet.model import MemNet  # noqa: E402
 from memnet.scale import RayOptions, restore_on_ray  # noqa: E402
 from memnet.scale.ray_job import FAILED_MANIFEST  # noqa: E402
 from memnet.scale.worker import WorkerSettings  # noqa: E402
-from memnet.weights_file import save_weights  # noqa: E402
+from memnet.weights.files import save_weights  # noqa: E402
 
 pytestmark = pytest.mark.ray
 IMAGES = 6

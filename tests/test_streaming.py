@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from memnet import restore
-from memnet.inference_net import InferenceMemNet, fused_conv_available
+from memnet.inference import engine
+from memnet.inference.engine import Restorer
+from memnet.inference.fast_network import InferenceMemNet, fused_conv_available
+from memnet.inference.streaming import StreamedMemNet, _Rows, _Strip
 from memnet.model import PRESETS
-from memnet.restore import Restorer
-from memnet.streaming import StreamedMemNet, _Rows, _Strip
 from rounding import float32_bound
 from test_inference_speedpath import preset_case, trained_like
 
@@ -76,7 +76,7 @@ def test_restorer_streams_and_splits_only_the_width(monkeypatch: pytest.MonkeyPa
     streamed = restorer.streamed
     assert isinstance(streamed, StreamedMemNet)
     budget = streamed.bytes_for_width(100)
-    monkeypatch.setattr(restore, "memory_budget", lambda device: budget)
+    monkeypatch.setattr(engine, "memory_budget", lambda device: budget)
     assert restorer.plan(20, 20) is None  # fits whole: runs whole, not streamed
     assert not restorer.streams(20, 20)
     assert restorer.plan(3000, 100) is None  # too large whole, but streamed at any height
@@ -103,10 +103,10 @@ def test_bad_input_is_refused() -> None:
 
 
 def test_streamed_windows_report_progress_in_bands_of_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(restore, "memory_budget", lambda device: 10**10)
+    monkeypatch.setattr(engine, "memory_budget", lambda device: 10**10)
     restorer = Restorer(trained_like("tiny", seed=5))
     restorer.bytes_per_pixel = 10**9  # no window fits whole: every one is streamed
-    height = 2 * restore.PROGRESS_ROWS + 10
+    height = 2 * engine.PROGRESS_ROWS + 10
     assert restorer.tile_count(height, 20) == 3
     calls: list[tuple[int, int]] = []
     restorer(np.zeros((height, 20)), progress=lambda done, total: calls.append((done, total)))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from memnet.imaging import imresize, jpeg_roundtrip
-from memnet.metrics import psnr, ssim
+from memnet.imaging.metrics import psnr, ssim
 from memnet.tasks import Deblock, Denoise, SuperResolution, make_task
 
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import memnet.train as train_module
-from memnet.checkpoint import load_training_state
-from memnet.config import Recipe, ScheduleSpec, load_recipe
+import memnet.training.trainer as train_module
 from memnet.cpu_settings import ThreadTuner
 from memnet.errors import MemNetError
-from memnet.train import (
+from memnet.training.checkpoint import load_training_state
+from memnet.training.recipe import Recipe, ScheduleSpec, load_recipe
+from memnet.training.trainer import (
     DivergenceError,
     RunOptions,
     Trainer,
@@ -25,7 +25,7 @@ from memnet.train import (
     lr_factor,
     train,
 )
-from memnet.weights_file import load_weights
+from memnet.weights.files import load_weights
 
 SMOKE = Path(__file__).parents[1] / "configs" / "smoke.yaml"
 QUICK = [
@@ -280,10 +280,10 @@ def test_tensorboard_scalars_when_installed(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.datasets
 def test_validation_of_an_identity_network_is_the_bicubic_reference(datasets: Path) -> None:
-    from memnet.config import ValidationSet, ValidationSpec
-    from memnet.data import build_validation
     from memnet.model import create_model
-    from memnet.train import run_validation
+    from memnet.training.patches import build_validation
+    from memnet.training.recipe import ValidationSet, ValidationSpec
+    from memnet.training.trainer import run_validation
 
     spec = ValidationSpec(sets=[ValidationSet(set="Set5", levels=[2, 3, 4])])
     items = build_validation(spec, "sr", data_root=datasets, synthetic=smoke().data.synthetic)
@@ -298,7 +298,7 @@ def test_validation_of_an_identity_network_is_the_bicubic_reference(datasets: Pa
 def test_progress_bar_shows_loss_lr_and_patches_per_second(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from memnet.training_log import Progress
+    from memnet.training.log import Progress
 
     shown: list[dict[str, str]] = []
     monkeypatch.setattr(Progress, "step", lambda self, postfix: shown.append(postfix))

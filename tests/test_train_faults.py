@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file
 
 import fault_child
-from memnet.checkpoint import load_training_state
+from memnet.training.checkpoint import load_training_state
 
 SMOKE = Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml"
 ITERATIONS = 8
@@ -62,7 +62,9 @@ def forks() -> Iterator[multiprocessing.context.BaseContext]:
     commands = [
         f"memnet.cli.{name}" for name in ("restore", "eval", "train", "export", "compare", "info")
     ]
-    context.set_forkserver_preload(["memnet.train", "memnet.cli", *commands, "fault_child"])
+    context.set_forkserver_preload(
+        ["memnet.training.trainer", "memnet.cli", *commands, "fault_child"]
+    )
     previous = os.environ.get("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "1"  # the forkserver, and so every trial, starts with it
     yield context

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from memnet.checkpoint import load_training_state
-from memnet.config import load_recipe
-from memnet.train import RunOptions, train
-from memnet.weights_file import load_weights
+from memnet.training.checkpoint import load_training_state
+from memnet.training.recipe import load_recipe
+from memnet.training.trainer import RunOptions, train
+from memnet.weights.files import load_weights
 
 SMOKE = Path(__file__).parents[1] / "configs" / "smoke.yaml"
 ENDLESS = [

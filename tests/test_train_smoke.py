@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from memnet.cli import main
-from memnet.config import load_recipe
-from memnet.data import build_validation
-from memnet.train import run_validation
-from memnet.weights_file import load_weights
+from memnet.training.patches import build_validation
+from memnet.training.recipe import load_recipe
+from memnet.training.trainer import run_validation
+from memnet.weights.files import load_weights
 
 SMOKE = Path(__file__).parents[1] / "configs" / "smoke.yaml"
 

@@ -15,7 +15,7 @@ from memnet.cli import main  # noqa: E402
 from memnet.model import MemNet  # noqa: E402
 from memnet.video import EncodeOptions, restore_video  # noqa: E402
 from memnet.video.frames import frame_to_array, layout_of  # noqa: E402
-from memnet.weights_file import save_weights  # noqa: E402
+from memnet.weights.files import save_weights  # noqa: E402
 
 FRAMES = 10
 RATE = Fraction(24)

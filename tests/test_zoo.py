@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import memnet
-from memnet import zoo
 from memnet.cli import main
 from memnet.errors import MemNetError
 from memnet.model import MemNet, MemNetConfig
-from memnet.weights_file import load_any_weights, save_weights
+from memnet.weights import zoo
+from memnet.weights.files import load_any_weights, save_weights
 
 CONFIG = MemNetConfig(blocks=2, recursions=2, channels=8)
 

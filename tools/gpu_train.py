@@ -4,8 +4,8 @@
     python tools/gpu_train.py --out /tmp/dry --dry-run          # the whole script on the CPU, seconds
 
 Each task gets an equal share of the budget. Its patches are made on the GPU
-(`memnet.device_patches`: bicubic SR and noise on the device, JPEG views compressed whole once),
-the network and optimiser are memnet's own (`memnet.train.Trainer`: bf16 autocast, channels_last,
+(`memnet.training.device_patches`: bicubic SR and noise on the device, JPEG views compressed whole once),
+the network and optimiser are memnet's own (`memnet.training.trainer.Trainer`: bf16 autocast, channels_last,
 the multi-supervision loss, gradient clipping), and the learning-rate schedule (warm-up, then
 cosine) is compressed to the time: after a short measured start the run's iteration count is set
 to what the remaining time allows. Throughput and a validation PSNR are printed as it goes;
@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from memnet.config import Recipe, dump_recipe, parse_recipe
-from memnet.data import ValidationItem, build_validation, load_clean_images
-from memnet.device_patches import DevicePatches
-from memnet.train import Processes, RunOptions, Trainer, run_validation
+from memnet.training.device_patches import DevicePatches
+from memnet.training.patches import ValidationItem, build_validation, load_clean_images
+from memnet.training.recipe import Recipe, dump_recipe, parse_recipe
+from memnet.training.trainer import Processes, RunOptions, Trainer, run_validation
 
 
 @dataclass(frozen=True)

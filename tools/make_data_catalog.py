@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from memnet.catalog.locate import list_images
 from memnet.catalog.pixels import PixelDigest, pixel_digest
-from memnet.datasets import list_images
 from memnet.fsutil import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]

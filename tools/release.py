@@ -20,10 +20,10 @@ import json
 import sys
 from pathlib import Path
 
-from memnet import checkpoint
 from memnet.fsutil import atomic_write_bytes
-from memnet.weights_file import read_metadata
-from memnet.zoo import sha256_of
+from memnet.training import checkpoint
+from memnet.weights.files import read_metadata
+from memnet.weights.zoo import sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "src" / "memnet" / "weights"

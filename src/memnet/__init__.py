@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 from memnet.errors import MemNetError
 
 if TYPE_CHECKING:
-    from memnet.api import ImageRestorer, load
-    from memnet.io import Picture, read_image, write_image
+    from memnet.imaging.files import Picture, read_image, write_image
+    from memnet.inference.api import ImageRestorer, load
+    from memnet.inference.engine import Restorer
     from memnet.model import PRESETS, MemNet, MemNetConfig, create_model
-    from memnet.restore import Restorer
 
 __all__ = [
     "PRESETS",
@@ -41,12 +41,12 @@ _LAZY = {
     "MemNet": "memnet.model",
     "MemNetConfig": "memnet.model",
     "create_model": "memnet.model",
-    "load": "memnet.api",
-    "ImageRestorer": "memnet.api",
-    "Picture": "memnet.io",
-    "read_image": "memnet.io",
-    "write_image": "memnet.io",
-    "Restorer": "memnet.restore",
+    "load": "memnet.inference.api",
+    "ImageRestorer": "memnet.inference.api",
+    "Picture": "memnet.imaging.files",
+    "read_image": "memnet.imaging.files",
+    "write_image": "memnet.imaging.files",
+    "Restorer": "memnet.inference.engine",
 }
 
 

@@ -22,9 +22,9 @@ from numpy.typing import NDArray
 
 from memnet.imaging.color import rgb2gray, rgb2ycbcr, round_to_uint8
 from memnet.imaging.jpeg import jpeg_roundtrip
+from memnet.imaging.metrics import SSIM_WINDOW, psnr, shave, ssim
 from memnet.imaging.noise import add_gaussian_noise
 from memnet.imaging.resize import imresize, imresize_rows, modcrop
-from memnet.metrics import SSIM_WINDOW, psnr, shave, ssim
 
 __all__ = [
     "TASK_CLASSES",

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from memnet.catalog.locate import list_images
 from memnet.catalog.pixels import PixelDigest, pixel_digest
 from memnet.catalog.sets import CatalogFile, CatalogSet, find_set, load_catalog
-from memnet.datasets import list_images
 from memnet.errors import MemNetError
 
 __all__ = ["Difference", "Report", "check_folder", "identify_sets"]

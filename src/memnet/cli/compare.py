@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from memnet import zoo
-from memnet.api import load
-from memnet.compare import compose, make_panels
 from memnet.errors import MemNetError
+from memnet.evaluation.side_by_side import compose, make_panels
 from memnet.fsutil import atomic_path
-from memnet.io import read_image
+from memnet.imaging.files import read_image
+from memnet.inference.api import load
 from memnet.tasks import TASK_KINDS, make_task
+from memnet.weights import zoo
 
 EPILOG = """\
 examples:

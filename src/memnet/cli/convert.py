@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from memnet.caffe import convert_caffemodel
+    from memnet.interop.caffe import convert_caffemodel
 
     source: Path = args.caffemodel
     output: Path = args.output

@@ -92,7 +92,7 @@ def _entry(name: str) -> CatalogSet:
 
 def run_list(args: argparse.Namespace) -> int:
     from memnet.catalog import load_catalog
-    from memnet.datasets import search_roots
+    from memnet.catalog.locate import search_roots
 
     roots = search_roots(args.data_root)
     rows = [("set", "for", "images", "colour", "source", "here")]
@@ -120,7 +120,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_fetch(args: argparse.Namespace) -> int:
     from memnet.catalog.fetch import fetch_set
-    from memnet.datasets import fetch_root
+    from memnet.catalog.locate import fetch_root
 
     entries = [_entry(name) for name in args.names]  # every name is checked before any download
     for entry in entries:

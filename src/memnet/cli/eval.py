@@ -157,7 +157,7 @@ def resolve_device(name: str) -> str:
 
 
 def _released_model(task: str) -> str:
-    from memnet import zoo
+    from memnet.weights import zoo
 
     entry = zoo.default_for(task)
     if entry is not None:
@@ -172,7 +172,7 @@ def build_method(
     args: argparse.Namespace,
 ) -> tuple[Callable[..., Any], str, dict[str, Any]]:
     """(method callable, its name, details for the JSON summary) from the CLI options."""
-    from memnet.evaluate import baseline
+    from memnet.evaluation.benchmark import baseline
 
     if args.method:
         if args.tile is not None or args.authors_tiles:
@@ -182,8 +182,9 @@ def build_method(
     if args.tile is not None and args.authors_tiles:
         raise MemNetError("--tile and --authors-tiles cannot be combined")
 
-    from memnet import weights_file, zoo
-    from memnet.restore import Restorer
+    from memnet.inference.engine import Restorer
+    from memnet.weights import files as weights_file
+    from memnet.weights import zoo
 
     if args.tile is not None and args.tile < 0:
         raise MemNetError("--tile must be 0 (whole image) or a positive size")
@@ -211,7 +212,7 @@ def build_method(
             file=sys.stderr,
         )
     if args.authors_tiles:
-        from memnet.authors_tiles import authors_tiling
+        from memnet.evaluation.authors_tiles import authors_tiling
 
         tile, tile_pad = authors_tiling(args.task)
         restorer = Restorer(model, device=device, tile=tile, tile_pad=tile_pad)
@@ -231,7 +232,7 @@ def build_method(
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from memnet.evaluate import evaluate, load_set, make_tasks
+    from memnet.evaluation.benchmark import evaluate, load_set, make_tasks
 
     task: str = args.task
     for kind, option in LEVEL_OPTIONS.items():

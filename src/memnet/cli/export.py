@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from memnet.api import resolve_model
 from memnet.errors import MemNetError
-from memnet.export import DEFAULT_OPSET, FORMATS, export_model, verify_onnx
+from memnet.inference.api import resolve_model
+from memnet.interop.export import DEFAULT_OPSET, FORMATS, export_model, verify_onnx
 from memnet.model import PRESETS, create_model
 
 

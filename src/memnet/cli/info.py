@@ -68,7 +68,7 @@ def _device_line() -> str:
 
 def _zoo_lines() -> list[str]:
     try:
-        from memnet import zoo
+        from memnet.weights import zoo
     except ImportError:
         return []
     return [f"  {line}" for line in zoo.describe_all()]
@@ -76,7 +76,7 @@ def _zoo_lines() -> list[str]:
 
 def _describe_zoo_entry(name: str) -> str | None:
     try:
-        from memnet import zoo
+        from memnet.weights import zoo
     except ImportError:
         return None
     return zoo.describe(name) if name in zoo.REGISTRY else None

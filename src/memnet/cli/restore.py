@@ -9,17 +9,17 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from memnet import zoo
-from memnet.api import BASELINE_METHODS, ImageRestorer, load
-from memnet.batch import EXTENSIONS, Job, collect_inputs, plan_outputs, run_jobs
 from memnet.errors import MemNetError
-from memnet.io import read_image, write_image
-from memnet.pipeline import COLOR_MODES, DEFAULT_COLOR
-from memnet.restore import DTYPES
+from memnet.imaging.files import read_image, write_image
+from memnet.inference.api import BASELINE_METHODS, ImageRestorer, load
+from memnet.inference.engine import DTYPES
+from memnet.inference.folders import EXTENSIONS, Job, collect_inputs, plan_outputs, run_jobs
+from memnet.inference.pictures import COLOR_MODES, DEFAULT_COLOR
 from memnet.scale.ray_job import FAILED_MANIFEST
 from memnet.tasks import TASK_KINDS
 from memnet.video import EncodeOptions, is_video
 from memnet.video.encoder import DEFAULT_CRF
+from memnet.weights import zoo
 
 # Images needing at least this many progress steps (tiles, or bands of streamed rows) get a
 # progress bar of their own.

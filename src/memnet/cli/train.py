@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from memnet.config import dump_recipe, load_recipe
+from memnet.training.recipe import dump_recipe, load_recipe
 
 # Exit codes: 0 finished or stopped at --max-minutes (resume later), 130 Ctrl-C, 143 SIGTERM.
 EXIT_CODES = {"completed": 0, "time_limit": 0, "stop_at": 0, "interrupted": 130, "terminated": 143}
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     # imported here so that `memnet --help` and --check stay fast
     from memnet.cpu_settings import retain_freed_memory
-    from memnet.train import RunOptions, measure_throughput, train
+    from memnet.training.trainer import RunOptions, measure_throughput, train
 
     retain_freed_memory()
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memnet.batch import BatchReport, Job
 from memnet.errors import MemNetError
 from memnet.fsutil import atomic_write_text, stale_temporaries
+from memnet.inference.folders import BatchReport, Job
 from memnet.scale.worker import RestoreWorker, WorkerSettings
 
 __all__ = ["FAILED_MANIFEST", "RayOptions", "RayReport", "restore_on_ray"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memnet.batch import Job, run_jobs
+from memnet.inference.folders import Job, run_jobs
 from memnet.video import EncodeOptions, is_video
 
 __all__ = ["RESULT_COLUMNS", "RestoreWorker", "WorkerSettings"]
@@ -32,7 +32,7 @@ class RestoreWorker:
     def __init__(self, settings: WorkerSettings) -> None:
         import torch
 
-        from memnet.api import load
+        from memnet.inference.api import load
 
         if settings.threads:
             torch.set_num_threads(settings.threads)
@@ -47,7 +47,7 @@ class RestoreWorker:
             return restore_video(
                 self.restorer, job.source, job.target, options=self.settings.video
             ).megapixels
-        from memnet.io import read_image, write_image
+        from memnet.imaging.files import read_image, write_image
 
         picture = read_image(job.source)
         restored = self.restorer.restore_picture(picture)

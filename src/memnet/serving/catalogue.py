@@ -6,12 +6,12 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from memnet import zoo
-from memnet.api import BASELINE_METHODS, ImageRestorer, LoadedModel, resolve_model
-from memnet.batch import EXTENSIONS, output_suffix
 from memnet.errors import MemNetError
-from memnet.pipeline import COLOR_MODES
+from memnet.inference.api import BASELINE_METHODS, ImageRestorer, LoadedModel, resolve_model
+from memnet.inference.folders import EXTENSIONS, output_suffix
+from memnet.inference.pictures import COLOR_MODES
 from memnet.tasks import TASK_KINDS, Task
+from memnet.weights import zoo
 
 __all__ = ["Catalogue", "OfferedModel", "RestoreOptions"]
 

@@ -1,7 +1,7 @@
 """One upload through memnet's own restore path: probe, read, restore, encode.
 
-The worker does exactly what `memnet restore` does for one file (memnet.io.read_image, the
-ImageRestorer from memnet.load, memnet.io.write_image), so a response holds the same bytes as
+The worker does exactly what `memnet restore` does for one file (memnet.imaging.files.read_image, the
+ImageRestorer from memnet.load, memnet.imaging.files.write_image), so a response holds the same bytes as
 the file the CLI writes for the same input and options.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from memnet.api import ImageRestorer, load
 from memnet.errors import MemNetError
-from memnet.io import read_image, write_image
+from memnet.imaging.files import read_image, write_image
+from memnet.inference.api import ImageRestorer, load
 from memnet.serving.catalogue import RestoreOptions
 from memnet.serving.errors import ServeError
 

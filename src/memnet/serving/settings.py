@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from memnet.errors import MemNetError
-from memnet.io import MAX_PIXELS
+from memnet.imaging.files import MAX_PIXELS
 
 __all__ = ["LOCAL_HOSTS", "ServeSettings"]
 

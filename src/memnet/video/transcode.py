@@ -17,9 +17,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from memnet.api import ImageRestorer
 from memnet.errors import MemNetError
 from memnet.fsutil import atomic_path
+from memnet.inference.api import ImageRestorer
 from memnet.tasks import Task
 from memnet.video.encoder import EncoderChoice, choose_encoder
 from memnet.video.files import container_format, require_av

@@ -12,13 +12,13 @@ import torch
 from numpy.typing import NDArray
 
 from memnet import __version__
-from memnet.caffe.authors_layout import LayoutLayer, check_graph, infer_shape
-from memnet.caffe.net import CaffeLayer, CaffeNet, read_caffemodel, read_prototxt
-from memnet.checkpoint import META_LEVELS, META_TASK, META_VERSION
 from memnet.errors import MemNetError
+from memnet.interop.caffe.authors_layout import LayoutLayer, check_graph, infer_shape
+from memnet.interop.caffe.net import CaffeLayer, CaffeNet, read_caffemodel, read_prototxt
 from memnet.model import MemNet
-from memnet.weights_file import save_weights
-from memnet.zoo import sha256_of
+from memnet.training.checkpoint import META_LEVELS, META_TASK, META_VERSION
+from memnet.weights.files import save_weights
+from memnet.weights.zoo import sha256_of
 
 __all__ = ["AUTHORS_LEVELS", "Conversion", "convert_caffemodel", "convert_net"]
 

@@ -1,6 +1,6 @@
 """The training loop: multi-supervision loss, the paper's optimiser, AMP, DDP, checkpoints.
 
-One iteration draws a batch of aligned patches (prepared ahead by `memnet.data.BatchStream`),
+One iteration draws a batch of aligned patches (prepared ahead by `memnet.training.patches.BatchStream`),
 runs the network with its M branch outputs, takes the multi-supervision loss, clips the global
 gradient norm (the paper's adjustable clipping bounds it by value / current lr) and steps the
 optimiser at the learning rate the schedule gives for that iteration. Everything that decides
@@ -32,7 +32,12 @@ import torch.distributed as dist
 from torch import nn
 
 from memnet import __version__
-from memnet.checkpoint import (
+from memnet.cpu_settings import ThreadTuner, available_cores
+from memnet.errors import MemNetError
+from memnet.fsutil import atomic_write_text
+from memnet.inference.engine import Restorer
+from memnet.model import MemNet, MemNetOutput
+from memnet.training.checkpoint import (
     STATE_FORMAT,
     RunFolder,
     capture_rng_state,
@@ -40,22 +45,17 @@ from memnet.checkpoint import (
     restore_rng_state,
     weights_provenance,
 )
-from memnet.config import OptimSpec, Recipe, ScheduleSpec, dump_recipe
-from memnet.cpu_settings import ThreadTuner, available_cores
-from memnet.data import (
+from memnet.training.log import MetricsLog, Progress, format_duration, plural
+from memnet.training.losses import multi_supervision_loss
+from memnet.training.patches import (
     BatchStream,
     PatchSource,
     ValidationItem,
     build_training_set,
     build_validation,
 )
-from memnet.errors import MemNetError
-from memnet.fsutil import atomic_write_text
-from memnet.losses import multi_supervision_loss
-from memnet.model import MemNet, MemNetOutput
-from memnet.restore import Restorer
-from memnet.sync_batchnorm import synchronize_batchnorm
-from memnet.training_log import MetricsLog, Progress, format_duration, plural
+from memnet.training.recipe import OptimSpec, Recipe, ScheduleSpec, dump_recipe
+from memnet.training.sync_batchnorm import synchronize_batchnorm
 
 __all__ = [
     "DivergenceError",

@@ -36,11 +36,11 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from memnet import __version__
-from memnet.datasets import resolve_set
+from memnet.catalog.locate import resolve_set
 from memnet.errors import MemNetError
 from memnet.fsutil import atomic_path, atomic_write_text
 from memnet.imaging.color import round_to_uint8
-from memnet.io import read_luminance
+from memnet.imaging.files import read_luminance
 from memnet.tasks import TASK_KINDS, Deblock, Denoise, SuperResolution, Task, make_task, task_class
 
 __all__ = [

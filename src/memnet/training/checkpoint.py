@@ -9,7 +9,7 @@ A run folder holds
     checkpoints/snapshots/iter_NNNNNNNN.{safetensors,state.pt}   periodic, kept
 
 Weights are safetensors with the model config and provenance in the metadata (loadable by
-`memnet.weights_file.load_weights`). The state file (`torch.save`, read back with
+`memnet.weights.files.load_weights`). The state file (`torch.save`, read back with
 `weights_only=True`, so it holds only tensors, numbers, strings, lists and dicts) carries the
 model tensors too, the optimiser, the iteration, every RNG state and the data position: it is
 the single file a resume reads, so one atomic rename makes a resume point complete. Every file
@@ -35,7 +35,7 @@ from memnet import __version__
 from memnet.errors import MemNetError
 from memnet.fsutil import atomic_write_bytes
 from memnet.model import MemNet
-from memnet.weights_file import save_weights
+from memnet.weights.files import save_weights
 
 __all__ = [
     "STATE_FORMAT",
@@ -50,7 +50,7 @@ STATE_FORMAT = 1
 WEIGHTS_SUFFIX = ".safetensors"
 STATE_SUFFIX = ".state.pt"
 
-# Provenance keys written next to `memnet.config` in every weights file of a run.
+# Provenance keys written next to `memnet.training.recipe` in every weights file of a run.
 META_TASK = "memnet.task"  # "sr" | "denoise" | "jpeg"
 META_LEVELS = "memnet.levels"  # JSON list of scales / sigmas / qualities
 META_RANGE = "memnet.range"  # JSON [low, high] for a blind model, else "null"

@@ -17,13 +17,13 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFont
 
-from memnet.api import ImageRestorer
 from memnet.errors import MemNetError
 from memnet.imaging.color import rgb2ycbcr, round_to_uint8
+from memnet.imaging.files import Picture
+from memnet.imaging.metrics import psnr, shave
 from memnet.imaging.noise import add_gaussian_noise
 from memnet.imaging.resize import imresize, modcrop
-from memnet.io import Picture
-from memnet.metrics import psnr, shave
+from memnet.inference.api import ImageRestorer
 from memnet.tasks import Deblock, Denoise, SuperResolution, Task
 
 __all__ = ["Panel", "best_crop", "compose", "degrade_picture", "make_panels"]

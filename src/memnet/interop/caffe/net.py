@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from memnet.caffe import text_format, wire
-from memnet.caffe.wire import Message
 from memnet.errors import MemNetError
+from memnet.interop.caffe import text_format, wire
+from memnet.interop.caffe.wire import Message
 
 __all__ = ["CaffeLayer", "CaffeNet", "read_caffemodel", "read_prototxt"]
 

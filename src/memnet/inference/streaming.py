@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from memnet.inference_net import fused_conv_ops
+from memnet.inference.fast_network import fused_conv_ops
 from memnet.model import check_input
 
 if TYPE_CHECKING:
-    from memnet.inference_net import InferenceMemNet, _Affine, _Block, _Conv
+    from memnet.inference.fast_network import InferenceMemNet, _Affine, _Block, _Conv
 
 __all__ = ["StreamedMemNet", "default_strip_rows", "streaming_available"]
 

@@ -23,9 +23,9 @@ from torch import nn
 
 from memnet.cpu_settings import retain_freed_memory
 from memnet.errors import MemNetError
-from memnet.inference_net import InferenceMemNet, fused_conv_available
+from memnet.inference.fast_network import InferenceMemNet, fused_conv_available
+from memnet.inference.streaming import StreamedMemNet
 from memnet.model import MemNet, MemNetConfig, receptive_field
-from memnet.streaming import StreamedMemNet
 
 __all__ = [
     "DEFAULT_TILE",
@@ -250,9 +250,9 @@ class Restorer:
     N × N output pixels. `tile_pad=None` uses the exact context derived from the model's
     receptive field. `dtype` is fp32, fp16 or bf16 (half precision through autocast, GPU only);
     `self_ensemble` averages the 8 flips/rotations of the input. `optimize=False` calls the
-    plain model instead of its faster, leaner rearrangement (memnet.inference_net). On a CPU
+    plain model instead of its faster, leaner rearrangement (memnet.inference.fast_network). On a CPU
     in fp32 a window too large for the activation budget runs streamed over strips of rows
-    (memnet.streaming: memory grows with the width only, nothing is recomputed), so only very
+    (memnet.inference.streaming: memory grows with the width only, nothing is recomputed), so only very
     wide images need splitting; `stream=False` tiles instead. Calls from several threads at
     once are safe (each keeps its own buffers); the process-wide allocator setting made here
     (memnet.cpu_settings.retain_freed_memory) is idempotent.

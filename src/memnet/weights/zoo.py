@@ -209,7 +209,7 @@ def verified_weights_path(entry: ZooEntry) -> Path:
 
 def load_model(name: str, map_location: str = "cpu") -> tuple[MemNet, ZooEntry]:
     """Build a released model by name from its hash-checked weights file."""
-    from memnet.weights_file import load_weights
+    from memnet.weights.files import load_weights
 
     entry = get(name)
     model, _metadata = load_weights(verified_weights_path(entry), map_location=map_location)

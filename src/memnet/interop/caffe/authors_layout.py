@@ -25,8 +25,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from memnet.caffe.net import CaffeLayer, CaffeNet
 from memnet.errors import MemNetError
+from memnet.interop.caffe.net import CaffeLayer, CaffeNet
 
 __all__ = ["INPUT", "OUTPUT", "LayoutLayer", "authors_layout", "check_graph", "infer_shape"]
 

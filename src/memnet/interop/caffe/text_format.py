@@ -1,6 +1,6 @@
 """A parser of protobuf's text format, enough for Caffe's `.prototxt` network descriptions.
 
-The result has the same shape as `memnet.caffe.wire.decode`: `{field name: [values]}` with
+The result has the same shape as `memnet.interop.caffe.wire.decode`: `{field name: [values]}` with
 nested messages as dicts, so a network read from a prototxt and one read from a caffemodel are
 checked by the same code. Values are str (strings and enum names), int, float or bool.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from memnet.caffe.wire import Message
+from memnet.interop.caffe.wire import Message
 
 __all__ = ["TextFormatError", "parse"]
 

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from memnet.config import SYNTHETIC, DataSpec, SyntheticSpec, TaskSpec, ValidationSpec
-from memnet.datasets import resolve_set
+from memnet.catalog.locate import resolve_set
 from memnet.errors import MemNetError
-from memnet.io import read_luminance
+from memnet.imaging.files import read_luminance
 from memnet.tasks import Deblock, SuperResolution, Task, make_task, task_class
+from memnet.training.recipe import SYNTHETIC, DataSpec, SyntheticSpec, TaskSpec, ValidationSpec
 
 __all__ = [
     "BatchStream",

@@ -1,12 +1,12 @@
 """Training patches made on the training device (a GPU): degrade, store and cut there.
 
-For short, fast runs (tools/gpu_train.py) the CPU batch maker of `memnet.data` is the bottleneck;
+For short, fast runs (tools/gpu_train.py) the CPU batch maker of `memnet.training.patches` is the bottleneck;
 here the clean images live on the device and every batch is one gather. The degradations are
 the test protocol's:
 - SR: MATLAB bicubic down then up, as dense per-axis resize matrices built from
   `memnet.imaging.resize.resize_weights` and applied in float64 on the device (the same sums
   as `SuperResolution.degrade`, in another order);
-- JPEG: each flip/rotation of each image compressed whole on the CPU (`memnet.data`'s views,
+- JPEG: each flip/rotation of each image compressed whole on the CPU (`memnet.training.patches`'s views,
   libjpeg exact), then moved to the device;
 - denoising: fresh Gaussian noise per patch, drawn on the device.
 Every image is stored under its 8 flips/rotations (each view degraded as a whole image), so a
@@ -25,9 +25,9 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor
 
-from memnet.data import compressed_views
 from memnet.imaging.resize import resize_weights
 from memnet.tasks import Deblock, SuperResolution, make_task
+from memnet.training.patches import compressed_views
 
 __all__ = ["DevicePatches", "resize_matrix", "sr_degrade"]
 
@@ -56,7 +56,7 @@ def sr_degrade(truth: Tensor, scale: float) -> Tensor:
 
 
 def _views(image: Tensor) -> list[Tensor]:
-    """The 8 flips/rotations of an (H, W) tensor, as `memnet.data` orders them."""
+    """The 8 flips/rotations of an (H, W) tensor, as `memnet.training.patches` orders them."""
     out = []
     for op in range(8):
         view = image.flip(-1) if op & 4 else image

@@ -4,7 +4,7 @@
     sr = memnet.load("bicubic", task="sr", scale=2)     # or a released model name, or a .safetensors file
     big = sr(array)                                     # numpy in → numpy out (same dtype)
     big = sr(pil_image, scale=3)                        # PIL in → PIL out; levels at load or call
-    picture = sr("photo.jpg")                           # path in → memnet.io.Picture out
+    picture = sr("photo.jpg")                           # path in → memnet.imaging.files.Picture out
     sr.restore_file("photo.jpg", "photo-x2.png")        # path in → file written atomically
 
 `levels`: SR needs a scale (given at load or call). The denoising and deblocking networks are
@@ -26,10 +26,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from memnet import zoo
-from memnet.checkpoint import META_LEVELS
 from memnet.errors import MemNetError
-from memnet.io import (
+from memnet.imaging.files import (
     Picture,
     picture_from_array,
     picture_from_pil,
@@ -38,10 +36,12 @@ from memnet.io import (
     read_image,
     write_image,
 )
+from memnet.inference.engine import ProgressCallback, Restorer, resolve_device, resolve_dtype
+from memnet.inference.pictures import resolve_color, restore_picture
 from memnet.model import MemNet
-from memnet.pipeline import resolve_color, restore_picture
-from memnet.restore import ProgressCallback, Restorer, resolve_device, resolve_dtype
 from memnet.tasks import TASK_KINDS, Task, make_task
+from memnet.training.checkpoint import META_LEVELS
+from memnet.weights import zoo
 
 __all__ = ["BASELINE_METHODS", "ImageRestorer", "LoadedModel", "load", "resolve_model"]
 
@@ -78,7 +78,7 @@ def resolve_model(
         return LoadedModel(model, entry.name, entry.task, tuple(entry.levels))
     path = Path(text)
     if path.exists() or path.suffix:
-        from memnet.weights_file import load_any_weights
+        from memnet.weights.files import load_any_weights
 
         model, metadata = load_any_weights(path, unsafe_load=unsafe_load)
         task = metadata.get("memnet.task", metadata.get("task"))
@@ -162,7 +162,7 @@ class ImageRestorer:
         quality: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> Picture:
-        """Restore a `Picture` (see memnet.io) and return a new one."""
+        """Restore a `Picture` (see memnet.imaging.files) and return a new one."""
         task = self.make_task(scale=scale, sigma=sigma, quality=quality)
         mode = resolve_color(self.color, task)
         network: Callable[[NDArray[np.floating]], NDArray[np.floating]] | None = None
@@ -295,7 +295,7 @@ def load(
     """Load a released model (by name), a weights file, or 'bicubic'/'identity' for `task`.
 
     Without `name_or_path` the released model for `task` is used. `tile=None` runs an image
-    whole when it fits free memory, otherwise streamed over rows (CPU) or tiled (GPU); `color` is auto, y, ycbcr or rgb (see memnet.pipeline).
+    whole when it fits free memory, otherwise streamed over rows (CPU) or tiled (GPU); `color` is auto, y, ycbcr or rgb (see memnet.inference.pictures).
     """
     if name_or_path is None:
         if task is None:

@@ -1,7 +1,7 @@
 """MemNet weight files: safetensors with the model config (and provenance) in the metadata.
 
 A file holds the full state dict (weights and BatchNorm statistics) and string metadata:
-`memnet.config` (JSON of `MemNetConfig`) plus free-form provenance such as the task, the recipe
+`memnet.training.recipe` (JSON of `MemNetConfig`) plus free-form provenance such as the task, the recipe
 and the iteration. No pickle is involved, so loading a file cannot run code.
 
 Legacy PyTorch pickles (.pt/.pth/.ckpt) are refused unless the caller opts in with

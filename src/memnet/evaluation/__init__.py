@@ -1,0 +1,1 @@
+"""Scoring models: the benchmark protocol, the authors' tiling and side-by-side comparisons."""

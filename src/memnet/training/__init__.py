@@ -1,0 +1,1 @@
+"""Training a MemNet: recipes, patches, the training loop, its checkpoints and log."""

@@ -1,0 +1,1 @@
+"""Weight files and the released models (the `.safetensors` files here are the zoo's)."""
