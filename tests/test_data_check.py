@@ -162,9 +162,9 @@ def test_the_catalogue_is_complete_and_well_formed() -> None:
     names = [entry.name for entry in sets]
     assert {entry.name: entry.folder for entry in sets} == KNOWN_SETS
     # Every set a recipe trains or validates on, and every default of `memnet eval`, is listed.
-    from memnet.cli.eval import DEFAULT_SETS
+    from memnet.tasks import task_classes
 
-    named = {name for value in DEFAULT_SETS.values() for name in value.split(",")}
+    named = {name for cls in task_classes() for name in cls.benchmark_sets}
     for recipe_file in (PROJECT / "configs").glob("*.yaml"):
         recipe = load_recipe(recipe_file)
         named |= {s for s in recipe.data.sources if s != "synthetic"}

@@ -1,5 +1,11 @@
 """A task is a degradation plus its test protocol: SR(scale), Denoise(sigma), Deblock(quality).
 
+Everything memnet knows about a task lives in its class and is found through one registry,
+`TASKS` (`task_class(kind)`): the CLI, the Python API, the benchmark runner, the comparison
+pictures and the server read the class attributes (level name, default and benchmark levels,
+baseline, colour mode, table titles), so a new task is one new class registered here. This
+module is longer than most for that reason: splitting it would scatter a task again.
+
 Each task knows
 - how to turn a clean one-channel image into the network's input (`degrade`), exactly as the
   authors' MATLAB test scripts did;
@@ -12,13 +18,16 @@ outputs are float64 in [0, 1] units.
 
 from __future__ import annotations
 
+import io
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
+from PIL import Image
 
 from memnet.imaging.color import rgb2gray, rgb2ycbcr, round_to_uint8
 from memnet.imaging.jpeg import jpeg_roundtrip
@@ -27,6 +36,7 @@ from memnet.imaging.noise import add_gaussian_noise
 from memnet.imaging.resize import imresize, imresize_rows, modcrop
 
 __all__ = [
+    "TASKS",
     "TASK_CLASSES",
     "TASK_KINDS",
     "Deblock",
@@ -34,12 +44,16 @@ __all__ = [
     "Score",
     "SuperResolution",
     "Task",
+    "baseline_methods",
+    "baselines_in_words",
+    "kinds_in_words",
+    "level_names",
     "make_task",
+    "register_task",
     "task_class",
+    "task_classes",
+    "task_kinds",
 ]
-
-TaskKind = Literal["sr", "denoise", "jpeg"]
-TASK_KINDS: tuple[TaskKind, ...] = ("sr", "denoise", "jpeg")
 
 
 @dataclass(frozen=True)
@@ -69,12 +83,63 @@ def _check_scorable(
 
 
 class Task(ABC):
-    """A degradation and the protocol by which restorations of it are measured."""
+    """A degradation and the protocol by which restorations of it are measured.
 
-    kind: ClassVar[TaskKind]
+    A subclass is a frozen dataclass with one field, its level, named `level_name`, and sets
+    every class attribute below that has no default here (`register_task` checks).
+    """
+
+    #: The name users give: --task, memnet.load(task=...), weights metadata.
+    kind: ClassVar[str]
+    #: The task in words, e.g. 'super-resolution'.
+    title: ClassVar[str]
     #: What is scored and how, in words (for reports), in full and in short.
     protocol: ClassVar[str]
     scoring: ClassVar[str]
+    #: The level's name: the dataclass field, the keyword of memnet.load and the CLI option.
+    level_name: ClassVar[str]
+    #: Its plural: `memnet eval`'s option for a list of levels.
+    level_option: ClassVar[str]
+    #: The level in words, for --help texts.
+    level_help: ClassVar[str]
+    #: How the CLI reads a level.
+    level_type: ClassVar[Callable[[str], float]] = float
+    #: Whether the network works without the level (it only describes the input, as the
+    #: denoising and deblocking networks are blind to σ and quality). When it is not, the
+    #: Python API needs the level; the CLI and the server then use `default_level`.
+    blind: ClassVar[bool] = True
+    #: The level used when neither the caller nor the model's trained levels decide it.
+    default_level: ClassVar[float]
+    #: The level `memnet compare` shows when none is given.
+    compare_level: ClassVar[float]
+    #: The no-network method: the network input itself (for SR that is bicubic upsampling,
+    #: hence its name), and what it does, in words.
+    baseline: ClassVar[str] = "identity"
+    baseline_effect: ClassVar[str] = "the input unchanged"
+    #: How `--color auto` sends a colour picture through the network (memnet.inference.pictures).
+    default_color: ClassVar[str]
+    #: Title of a level's column in result tables, a format string, e.g. '×{:g}'.
+    column_title: ClassVar[str]
+    #: What `memnet eval` scores when not told: the sets and levels the literature reports.
+    benchmark_sets: ClassVar[tuple[str, ...]]
+    benchmark_levels: ClassVar[tuple[float, ...]]
+    #: The output format of `--ext auto` when the input's own would undo the restoration.
+    auto_format: ClassVar[str | None] = None
+    #: Whether the degradation draws random numbers (results then depend on a seed).
+    seeded: ClassVar[bool] = False
+    #: What the degraded picture is called in comparison pictures, e.g. 'noisy input'.
+    input_name: ClassVar[str]
+
+    @classmethod
+    def from_level(cls, level: float) -> Task:
+        """The task at `level`; ValueError unless it is a valid setting."""
+        cls.check_level(float(level))
+        return cls(float(level))  # type: ignore[call-arg]
+
+    @property
+    def level(self) -> float:
+        """The task's level (its scale, σ or quality) as a number."""
+        return float(getattr(self, self.level_name))
 
     @classmethod
     @abstractmethod
@@ -115,6 +180,12 @@ class Task(ABC):
     def degrade(self, clean: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[np.float64]:
         """Network input made from ground truth (as returned by `ground_truth`)."""
 
+    @abstractmethod
+    def degrade_picture(
+        self, clean: NDArray[np.float64], rng: np.random.Generator
+    ) -> NDArray[np.float64]:
+        """The degraded picture a user would have, from a clean (H, W) or (H, W, 3) one in [0, 1]."""
+
     def prepare_input(self, degraded: NDArray[np.floating]) -> NDArray[np.float64]:
         """Network input made from a user's degraded image (identity but for SR)."""
         return np.asarray(degraded, dtype=np.float64)
@@ -137,17 +208,61 @@ class Task(ABC):
         return Score(psnr(output, reference), ssim(output, reference))
 
 
+# the registry
+
+#: Every task memnet knows, by kind, in the order --help and error messages list them.
+TASKS: dict[str, type[Task]] = {}
+TaskClass = TypeVar("TaskClass", bound=type[Task])
+
+
+def _required_attributes() -> list[str]:
+    """The class attributes every task sets: those Task declares (ClassVar) without a value."""
+    return [
+        name
+        for name, hint in Task.__annotations__.items()
+        if str(hint).startswith("ClassVar") and not hasattr(Task, name)
+    ]
+
+
+def register_task(cls: TaskClass) -> TaskClass:
+    """Add a Task class to the registry (a class decorator); TypeError if it lacks attributes."""
+    missing = [name for name in _required_attributes() if not hasattr(cls, name)]
+    if missing:
+        raise TypeError(f"task class {cls.__name__} does not set {', '.join(missing)}")
+    if cls.level_name not in getattr(cls, "__dataclass_fields__", {}):
+        raise TypeError(f"task class {cls.__name__} has no dataclass field {cls.level_name!r}")
+    TASKS[cls.kind] = cls
+    return cls
+
+
+@register_task
 @dataclass(frozen=True)
 class SuperResolution(Task):
     """×scale super-resolution: MATLAB bicubic down then up, never quantised in between."""
 
     scale: float
-    kind: ClassVar[TaskKind] = "sr"
+    kind: ClassVar[str] = "sr"
+    title: ClassVar[str] = "super-resolution"
     protocol: ClassVar[str] = (
         "Y channel (MATLAB rgb2ycbcr); ground truth cropped to a multiple of the scale; input = "
         "MATLAB bicubic down then up in double; output rounded to 8 bits; shave = scale px"
     )
     scoring: ClassVar[str] = "Y channel, output rounded to 8 bits, shave = scale"
+    level_name: ClassVar[str] = "scale"
+    level_option: ClassVar[str] = "scales"
+    level_help: ClassVar[str] = "SR factor, e.g. 2, 3 or 4"
+    blind: ClassVar[bool] = False
+    default_level: ClassVar[float] = 2.0
+    # differences are easier to see at ×3 than at ×2
+    compare_level: ClassVar[float] = 3.0
+    baseline: ClassVar[str] = "bicubic"
+    baseline_effect: ClassVar[str] = "bicubic upsampling"
+    # the authors' choice: only the luminance through the network, Cb/Cr bicubic
+    default_color: ClassVar[str] = "y"
+    column_title: ClassVar[str] = "×{:g}"
+    benchmark_sets: ClassVar[tuple[str, ...]] = ("Set5", "Set14", "BSD100")
+    benchmark_levels: ClassVar[tuple[float, ...]] = (2, 3, 4)
+    input_name: ClassVar[str] = "input"
 
     def __post_init__(self) -> None:
         self.check_level(self.scale)
@@ -193,6 +308,13 @@ class SuperResolution(Task):
         height, width = truth.shape
         return imresize(low, self.scale)[:height, :width]
 
+    def degrade_picture(
+        self, clean: NDArray[np.float64], rng: np.random.Generator
+    ) -> NDArray[np.float64]:
+        # a smaller 8-bit picture
+        small = imresize(clean, 1.0 / self.scale)
+        return np.asarray(round_to_uint8(small * 255.0), dtype=np.float64) / 255.0
+
     def prepare_input(self, degraded: NDArray[np.floating]) -> NDArray[np.float64]:
         return imresize(degraded, self.scale)
 
@@ -212,17 +334,31 @@ class SuperResolution(Task):
         return Score(psnr(output, reference), ssim(output, reference))
 
 
+@register_task
 @dataclass(frozen=True)
 class Denoise(Task):
     """Additive white Gaussian noise of standard deviation `sigma` (on 0..255), unclipped."""
 
     sigma: float
-    kind: ClassVar[TaskKind] = "denoise"
+    kind: ClassVar[str] = "denoise"
+    title: ClassVar[str] = "denoising"
     protocol: ClassVar[str] = (
         "gray (MATLAB rgb2gray of a colour image); noisy = clean + sigma/255 * N(0,1), "
         "neither clipped nor quantised; output unrounded; no shave"
     )
     scoring: ClassVar[str] = "gray, unclipped noise, output unrounded, no shave"
+    level_name: ClassVar[str] = "sigma"
+    level_option: ClassVar[str] = "sigmas"
+    level_help: ClassVar[str] = "noise level of the input on 0..255"
+    default_level: ClassVar[float] = 50.0
+    compare_level: ClassVar[float] = 50.0
+    # a photo's noise sits in every channel: a luminance-only denoiser leaves the colour noise
+    default_color: ClassVar[str] = "rgb"
+    column_title: ClassVar[str] = "σ={:g}"
+    benchmark_sets: ClassVar[tuple[str, ...]] = ("BSD68", "Set12")
+    benchmark_levels: ClassVar[tuple[float, ...]] = (15, 25, 30, 50, 70)
+    seeded: ClassVar[bool] = True
+    input_name: ClassVar[str] = "noisy input"
 
     def __post_init__(self) -> None:
         self.check_level(self.sigma)
@@ -255,21 +391,47 @@ class Denoise(Task):
         truth = self.ground_truth(clean).astype(np.float64) / 255.0
         return add_gaussian_noise(truth, self.sigma, rng)
 
+    def degrade_picture(
+        self, clean: NDArray[np.float64], rng: np.random.Generator
+    ) -> NDArray[np.float64]:
+        return add_gaussian_noise(clean, self.sigma, rng)
 
+
+@register_task
 @dataclass(frozen=True)
 class Deblock(Task):
     """JPEG compression at IJG quality `quality`, decoded back (deblocking / artifact removal)."""
 
     quality: int
-    kind: ClassVar[TaskKind] = "jpeg"
+    kind: ClassVar[str] = "jpeg"
+    title: ClassVar[str] = "JPEG deblocking"
     protocol: ClassVar[str] = (
         "Y channel (MATLAB rgb2ycbcr); JPEG (libjpeg, IJG tables) at quality q of the 8-bit Y, "
         "decoded; output unrounded; no shave"
     )
     scoring: ClassVar[str] = "Y channel, output unrounded, no shave"
+    level_name: ClassVar[str] = "quality"
+    level_option: ClassVar[str] = "qualities"
+    level_help: ClassVar[str] = "JPEG quality of the input, 1..100"
+    level_type: ClassVar[Callable[[str], float]] = int
+    default_level: ClassVar[float] = 10.0
+    compare_level: ClassVar[float] = 10.0
+    # JPEG codes (and blocks) the chroma too, usually more coarsely than the luminance
+    default_color: ClassVar[str] = "ycbcr"
+    column_title: ClassVar[str] = "q={:g}"
+    benchmark_sets: ClassVar[tuple[str, ...]] = ("Classic5", "LIVE1")
+    benchmark_levels: ClassVar[tuple[float, ...]] = (10, 20, 30, 40)
+    # written as JPEG again, the output would be blocked again
+    auto_format: ClassVar[str | None] = "png"
+    input_name: ClassVar[str] = "JPEG input"
 
     def __post_init__(self) -> None:
         self.check_level(self.quality)
+
+    @classmethod
+    def from_level(cls, level: float) -> Deblock:
+        cls.check_level(float(level))
+        return cls(int(level))
 
     @classmethod
     def check_level(cls, level: float) -> None:
@@ -298,31 +460,78 @@ class Deblock(Task):
         compressed = jpeg_roundtrip(self.ground_truth(clean), int(self.quality))
         return compressed.astype(np.float64) / 255.0
 
+    def degrade_picture(
+        self, clean: NDArray[np.float64], rng: np.random.Generator
+    ) -> NDArray[np.float64]:
+        # a JPEG file as a camera or a website writes it: colour pictures with chroma
+        buffer = io.BytesIO()
+        Image.fromarray(round_to_uint8(clean * 255.0)).save(
+            buffer, format="JPEG", quality=int(self.quality)
+        )
+        buffer.seek(0)
+        with Image.open(buffer) as decoded:
+            mode = "L" if clean.ndim == 2 else "RGB"
+            return np.asarray(decoded.convert(mode), dtype=np.float64) / 255.0
+
 
 def _check_order(low: float, high: float) -> None:
     if low >= high:
         raise ValueError(f"range must be [low, high] with low < high, got [{low:g}, {high:g}]")
 
 
-TASK_CLASSES: dict[str, type[Task]] = {
-    "sr": SuperResolution,
-    "denoise": Denoise,
-    "jpeg": Deblock,
-}
+#: The earlier names: the registry itself, and the kinds built into memnet. Code reads
+#: `task_kinds()`, which includes tasks registered later.
+TASK_CLASSES = TASKS
+TASK_KINDS: tuple[str, ...] = tuple(TASKS)
+
+
+def task_kinds() -> tuple[str, ...]:
+    """The kinds of every registered task, e.g. ('sr', 'denoise', 'jpeg')."""
+    return tuple(TASKS)
+
+
+def task_classes() -> tuple[type[Task], ...]:
+    """Every registered Task class, in registration order."""
+    return tuple(TASKS.values())
+
+
+def _listed(words: list[str] | tuple[str, ...], last: str) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
+
+
+def kinds_in_words() -> str:
+    """The registered kinds for messages and --help, e.g. 'sr, denoise or jpeg'."""
+    return _listed(task_kinds(), "or")
+
+
+def baselines_in_words() -> str:
+    """What the no-network method does per task, e.g. 'bicubic upsampling for sr, ...'."""
+    kinds: dict[str, list[str]] = {}
+    for cls in task_classes():
+        kinds.setdefault(cls.baseline_effect, []).append(cls.kind)
+    return ", ".join(f"{effect} for {_listed(named, 'and')}" for effect, named in kinds.items())
 
 
 def task_class(kind: str) -> type[Task]:
-    """The Task class of a kind ('sr', 'denoise', 'jpeg'): its level checks and colour rule."""
+    """The Task class of a kind ('sr', 'denoise', 'jpeg'); ValueError for an unknown one."""
     try:
-        return TASK_CLASSES[kind]
+        return TASKS[kind]
     except KeyError:
-        raise ValueError(f"unknown task {kind!r}; choose one of {', '.join(TASK_KINDS)}") from None
+        raise ValueError(
+            f"unknown task {kind!r}; choose one of {', '.join(task_kinds())}"
+        ) from None
+
+
+def baseline_methods() -> tuple[str, ...]:
+    """The no-network methods of the registered tasks ('bicubic', 'identity'), once each."""
+    return tuple(dict.fromkeys(cls.baseline for cls in task_classes()))
+
+
+def level_names() -> tuple[str, ...]:
+    """The level keywords of the registered tasks ('scale', 'sigma', 'quality'), once each."""
+    return tuple(dict.fromkeys(cls.level_name for cls in task_classes()))
 
 
 def make_task(kind: str, level: float) -> Task:
     """Build a task from its kind ('sr', 'denoise', 'jpeg') and its level (scale/sigma/quality)."""
-    cls = task_class(kind)
-    cls.check_level(float(level))
-    if cls is Deblock:
-        return Deblock(int(level))
-    return cls(float(level))  # type: ignore[call-arg]
+    return task_class(kind).from_level(level)

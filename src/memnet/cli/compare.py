@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from memnet.devices import DEVICE_HELP
 from memnet.errors import MemNetError
 from memnet.evaluation.side_by_side import compose, make_panels
 from memnet.fsutil import atomic_path
 from memnet.imaging.files import read_image
 from memnet.inference.api import load
-from memnet.tasks import TASK_KINDS, make_task
+from memnet.tasks import task_class, task_classes, task_kinds
 from memnet.weights import zoo
 
 EPILOG = """\
@@ -26,8 +27,6 @@ Gaussian noise, or a JPEG file), restores it like `memnet restore` does, and sho
 of each with its PSNR on the luminance.
 """
 
-DEFAULT_LEVEL = {"sr": 3.0, "denoise": 50.0, "jpeg": 10.0}
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -40,10 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("-i", "--input", required=True, help="a clean picture (the ground truth)")
     parser.add_argument("-o", "--output", required=True, help="where to write the comparison PNG")
-    parser.add_argument("--task", choices=TASK_KINDS, default="sr", help="default: sr")
-    parser.add_argument("--scale", type=float, help="SR factor (default 3)")
-    parser.add_argument("--sigma", type=float, help="noise level on 0..255 (default 50)")
-    parser.add_argument("--quality", type=int, help="JPEG quality 1..100 (default 10)")
+    kinds = task_kinds()
+    parser.add_argument("--task", choices=kinds, default=kinds[0], help=f"default: {kinds[0]}")
+    for cls in task_classes():
+        parser.add_argument(
+            f"--{cls.level_name}",
+            type=cls.level_type,
+            help=f"{cls.level_help} (default {cls.compare_level:g})",
+        )
     model = parser.add_mutually_exclusive_group()
     model.add_argument("--model", help="released model name (default: the task's)")
     model.add_argument("--weights", help="a .safetensors weights file")
@@ -53,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--zoom", type=int, default=2, help="crop magnification (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.set_defaults(handler=run)
 
@@ -76,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
         raise MemNetError(f"{output}: the comparison is written as PNG; use a .png name")
     if not 1 <= args.zoom <= 16:
         raise MemNetError(f"--zoom must be between 1 and 16, got {args.zoom}")
-    level = {"sr": args.scale, "denoise": args.sigma, "jpeg": args.quality}[args.task]
-    task = make_task(args.task, level if level is not None else DEFAULT_LEVEL[args.task])
+    cls = task_class(args.task)
+    level = getattr(args, cls.level_name)
+    task = cls.from_level(level if level is not None else cls.compare_level)
     crop = _crop(args.crop)
     spec = args.weights or args.model
     if spec is None:

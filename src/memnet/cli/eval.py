@@ -9,12 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from memnet.devices import DEVICE_HELP
 from memnet.errors import MemNetError
-
-# Defaults per task: the sets and levels the literature reports.
-DEFAULT_SETS = {"sr": "Set5,Set14,BSD100", "denoise": "BSD68,Set12", "jpeg": "Classic5,LIVE1"}
-DEFAULT_LEVELS = {"sr": "2,3,4", "denoise": "15,25,30,50,70", "jpeg": "10,20,30,40"}
-LEVEL_OPTIONS = {"sr": "scales", "denoise": "sigmas", "jpeg": "qualities"}
+from memnet.tasks import Task, baseline_methods, task_class, task_classes, task_kinds
 
 EPILOG = """\
 examples:
@@ -42,28 +39,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--task", required=True, choices=("sr", "denoise", "jpeg"), help="what to restore"
-    )
-    parser.add_argument("--scales", metavar="LIST", help="SR scales (default 2,3,4)")
-    parser.add_argument(
-        "--sigmas", metavar="LIST", help="noise σ of 255 for denoise (default 15,25,30,50,70)"
-    )
-    parser.add_argument(
-        "--qualities", metavar="LIST", help="JPEG qualities 1..100 (default 10,20,30,40)"
-    )
+    parser.add_argument("--task", required=True, choices=task_kinds(), help="what to restore")
+    for cls in task_classes():
+        parser.add_argument(
+            f"--{cls.level_option}",
+            metavar="LIST",
+            help=f"{cls.kind}: {cls.level_help} (default {_default_levels(cls)})",
+        )
     parser.add_argument(
         "--sets",
         metavar="LIST",
-        help="comma-separated set names or folders (default: sr Set5,Set14,BSD100; "
-        "denoise BSD68,Set12; jpeg Classic5,LIVE1)",
+        help="comma-separated set names or folders (default: "
+        + "; ".join(f"{cls.kind} {','.join(cls.benchmark_sets)}" for cls in task_classes())
+        + ")",
     )
     what = parser.add_mutually_exclusive_group()
     what.add_argument(
         "--method",
-        choices=("bicubic", "identity"),
-        help="a baseline with no network: bicubic (SR) or identity (denoise, jpeg: the "
-        "degraded input)",
+        choices=baseline_methods(),
+        help="a baseline with no network, the degraded input itself: "
+        + ", ".join(f"{cls.baseline} ({cls.kind})" for cls in task_classes()),
     )
     what.add_argument(
         "--model",
@@ -108,10 +103,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--device",
         default="auto",
         metavar="DEVICE",
-        help="auto, cpu, cuda, cuda:N or mps (default auto)",
+        help=DEVICE_HELP,
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
+
+
+def _default_levels(cls: type[Task]) -> str:
+    return ",".join(f"{level:g}" for level in cls.benchmark_levels)
 
 
 def parse_levels(text: str, option: str) -> list[float]:
@@ -137,25 +136,6 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "method"
 
 
-def resolve_device(name: str) -> str:
-    """'auto' → cuda when available, else cpu; other names are checked."""
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise MemNetError(
-            f"--device: unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MemNetError(f"--device {name}: CUDA is not available on this machine")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise MemNetError(f"--device {name}: MPS is not available on this machine")
-    return name
-
-
 def _released_model(task: str) -> str:
     from memnet.weights import zoo
 
@@ -164,7 +144,7 @@ def _released_model(task: str) -> str:
         return entry.name
     raise MemNetError(
         f"no released model exists for task {task!r} yet; pass --method "
-        f"{'bicubic' if task == 'sr' else 'identity'} or --weights FILE.safetensors"
+        f"{task_class(task).baseline} or --weights FILE.safetensors"
     )
 
 
@@ -172,8 +152,11 @@ def build_method(
     args: argparse.Namespace,
 ) -> tuple[Callable[..., Any], str, dict[str, Any]]:
     """(method callable, its name, details for the JSON summary) from the CLI options."""
+    from memnet import devices
     from memnet.evaluation.benchmark import baseline
 
+    # a device that cannot work is refused even where no network runs, as memnet.load does
+    device = devices.resolve_device(args.device)
     if args.method:
         if args.tile is not None or args.authors_tiles:
             option = "--tile" if args.tile is not None else "--authors-tiles"
@@ -197,7 +180,6 @@ def build_method(
         name = args.model or _released_model(args.task)
         path = zoo.verified_weights_path(zoo.get(name))
         details["model"] = name
-    device = resolve_device(args.device)
     model, metadata = weights_file.load_weights(path)
     if model.config.in_channels != 1:
         raise MemNetError(
@@ -222,7 +204,7 @@ def build_method(
     details.update(
         sha256=zoo.sha256_of(path),
         config=model.config.to_dict(),
-        device=device,
+        device=str(device),
         tile=restorer.tile,
         tile_pad=restorer.tile_pad,
     )
@@ -235,15 +217,16 @@ def run(args: argparse.Namespace) -> int:
     from memnet.evaluation.benchmark import evaluate, load_set, make_tasks
 
     task: str = args.task
-    for kind, option in LEVEL_OPTIONS.items():
-        if kind != task and getattr(args, option) is not None:
+    chosen = task_class(task)
+    option = chosen.level_option
+    for cls in task_classes():
+        if cls is not chosen and getattr(args, cls.level_option) is not None:
             raise MemNetError(
-                f"--{option} applies to --task {kind}; for --task {task} use --{LEVEL_OPTIONS[task]}"
+                f"--{cls.level_option} applies to --task {cls.kind}; for --task {task} use --{option}"
             )
-    option = LEVEL_OPTIONS[task]
-    levels = parse_levels(getattr(args, option) or DEFAULT_LEVELS[task], option)
+    levels = parse_levels(getattr(args, option) or _default_levels(chosen), option)
     make_tasks(task, levels)  # reject bad levels before any image is read
-    set_names = _split(args.sets or DEFAULT_SETS[task])
+    set_names = _split(args.sets or ",".join(chosen.benchmark_sets))
     if not set_names:
         raise MemNetError("--sets: no set given")
     if args.save_images and args.out is None:

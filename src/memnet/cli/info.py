@@ -7,7 +7,7 @@ import platform
 
 import torch
 
-from memnet import __version__
+from memnet import __version__, devices
 from memnet.model import PRESETS, create_model, summarize
 
 
@@ -61,7 +61,7 @@ def _device_line() -> str:
         parts += [
             f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())
         ]
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    if devices.mps_available():
         parts.append("mps")
     return ", ".join(parts)
 

@@ -9,14 +9,21 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from memnet.devices import DEVICE_HELP
 from memnet.errors import MemNetError
 from memnet.imaging.files import read_image, write_image
 from memnet.inference.api import BASELINE_METHODS, ImageRestorer, load
 from memnet.inference.engine import DTYPES
 from memnet.inference.folders import EXTENSIONS, Job, collect_inputs, plan_outputs, run_jobs
-from memnet.inference.pictures import COLOR_MODES, DEFAULT_COLOR
+from memnet.inference.pictures import COLOR_MODES
 from memnet.scale.ray_job import FAILED_MANIFEST
-from memnet.tasks import TASK_KINDS
+from memnet.tasks import (
+    baselines_in_words,
+    kinds_in_words,
+    task_class,
+    task_classes,
+    task_kinds,
+)
 from memnet.video import EncodeOptions, is_video
 from memnet.video.encoder import DEFAULT_CRF
 from memnet.weights import zoo
@@ -80,21 +87,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     task = parser.add_argument_group("task")
     task.add_argument(
-        "--task", choices=TASK_KINDS, help="what to restore (default: the model's task)"
+        "--task", choices=task_kinds(), help="what to restore (default: the model's task)"
     )
-    task.add_argument("--scale", type=float, help="SR factor, e.g. 2, 3 or 4 (default 2)")
-    task.add_argument(
-        "--sigma", type=float, help="noise level of the input on 0..255 (the network is blind)"
-    )
-    task.add_argument(
-        "--quality", type=int, help="JPEG quality of the input, 1..100 (the network is blind)"
-    )
+    for cls in task_classes():
+        task.add_argument(
+            f"--{cls.level_name}",
+            type=cls.level_type,
+            help=f"{cls.level_help} "
+            + ("(the network is blind)" if cls.blind else f"(default {cls.default_level:g})"),
+        )
     task.add_argument(
         "--color",
         choices=COLOR_MODES,
         default="auto",
         help="colour handling: "
-        + ", ".join(f"{k} → {v}" for k, v in DEFAULT_COLOR.items())
+        + ", ".join(f"{cls.kind} → {cls.default_color}" for cls in task_classes())
         + " when auto",
     )
 
@@ -107,7 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     chooser.add_argument(
         "--method",
         choices=BASELINE_METHODS,
-        help="no network: bicubic upsampling for SR, the input unchanged otherwise",
+        help=f"no network: {baselines_in_words()}",
     )
     model.add_argument(
         "--unsafe-load",
@@ -157,7 +164,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
 
     engine = parser.add_argument_group("engine")
-    engine.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    engine.add_argument("--device", default="auto", help=DEVICE_HELP)
     engine.add_argument(
         "--dtype", choices=tuple(DTYPES), default="fp32", help="fp16/bf16 only on GPUs"
     )
@@ -219,25 +226,25 @@ def _model_spec(args: argparse.Namespace) -> str:
         return str(args.model)
     if args.task is None:
         raise MemNetError(
-            "give --task (sr, denoise or jpeg), or a --model/--weights to take it from"
+            f"give --task ({kinds_in_words()}), or a --model/--weights to take it from"
         )
     entry = zoo.default_for(args.task)
     if entry is None:
-        method = "bicubic" if args.task == "sr" else "identity"
+        cls = task_class(args.task)
         _note(
             f"note: no released model for --task {args.task} is bundled yet, so this runs the "
-            f"{method} method (no network: "
-            f"{'bicubic upsampling' if args.task == 'sr' else 'the input is returned unchanged'}"
-            "). Use --model or --weights to restore with a network."
+            f"{cls.baseline} method (no network: {cls.baseline_effect}). "
+            "Use --model or --weights to restore with a network."
         )
-        return method
+        return cls.baseline
     return entry.name
 
 
 def _build(args: argparse.Namespace) -> ImageRestorer:
     restorer = load(**_load_settings(args))
-    if restorer.task == "sr" and args.scale is None:  # the task came from the model
-        restorer.levels["scale"] = 2.0
+    cls = task_class(restorer.task)
+    if not cls.blind and getattr(args, cls.level_name) is None:  # the task came from the model
+        restorer.levels[cls.level_name] = cls.default_level
     _warn_outside_training(restorer)
     return restorer
 
@@ -250,17 +257,17 @@ def _load_settings(args: argparse.Namespace) -> dict[str, Any]:
         raise MemNetError("--tile-pad must be non-negative")
     spec = _model_spec(args)
     if spec in BASELINE_METHODS and args.task is None:
-        raise MemNetError(f"--method {spec} needs --task (sr, denoise or jpeg)")
-    scale = args.scale
-    if scale is None and (args.task == "sr"):
-        scale = 2.0
+        raise MemNetError(f"--method {spec} needs --task ({kinds_in_words()})")
+    levels = {cls.level_name: getattr(args, cls.level_name) for cls in task_classes()}
+    if args.task is not None:
+        cls = task_class(args.task)
+        if not cls.blind and levels[cls.level_name] is None:
+            levels[cls.level_name] = cls.default_level
     return {
         "name_or_path": spec,
         "device": args.device,
         "task": args.task,
-        "scale": scale,
-        "sigma": args.sigma,
-        "quality": args.quality,
+        **levels,
         "tile": args.tile,
         "tile_pad": args.tile_pad,
         "dtype": args.dtype,
@@ -273,7 +280,7 @@ def _load_settings(args: argparse.Namespace) -> dict[str, Any]:
 def _warn_outside_training(restorer: ImageRestorer) -> None:
     trained = restorer.loaded.levels
     task = restorer.make_task()
-    level = float(getattr(task, {"sr": "scale", "denoise": "sigma", "jpeg": "quality"}[task.kind]))
+    level = task.level
     if trained and not min(trained) <= level <= max(trained):
         _note(
             f"warning: {restorer.name} was trained for {task.kind} levels "
@@ -296,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
         args.output,
         suffix=suffix,
         ext=args.ext,
-        default_ext="png" if task.kind == "jpeg" and args.ext == "auto" else None,
+        default_ext=task.auto_format if args.ext == "auto" else None,
         # On Ray, outputs already complete are skipped (a resumed job), not refused.
         overwrite=args.overwrite or args.ray is not None,
         single_file_input=Path(args.input).is_file(),
@@ -383,9 +390,9 @@ def _run_on_ray(args: argparse.Namespace, jobs: list[Job], restorer: ImageRestor
     from memnet.scale.worker import WorkerSettings
 
     settings = _load_settings(args)
-    settings["task"] = restorer.task  # what the driver resolved, so every actor does the same
-    if restorer.task == "sr":
-        settings["scale"] = restorer.levels["scale"]
+    # what the driver resolved (the task, a default level), so every actor does the same
+    settings["task"] = restorer.task
+    settings.update(restorer.levels)
     out = Path(args.output)
     folder = out.parent if len(jobs) == 1 and jobs[0].target == out else out
     report = restore_on_ray(

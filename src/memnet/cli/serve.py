@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import os
 
+from memnet.devices import DEVICE_HELP
 from memnet.errors import MemNetError
 
 INSTALL_HINT = 'pip install -c constraints.txt -e ".[serve]"'
@@ -75,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=os.environ.get("MEMNET_TOKEN"),
         help="require 'Authorization: Bearer TOKEN' on every API request (default: $MEMNET_TOKEN)",
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument(
         "--tile", type=int, default=None, help="tile edge in output pixels (as memnet restore)"
     )

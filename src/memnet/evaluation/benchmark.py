@@ -41,10 +41,9 @@ from memnet.errors import MemNetError
 from memnet.fsutil import atomic_path, atomic_write_text
 from memnet.imaging.color import round_to_uint8
 from memnet.imaging.files import read_luminance
-from memnet.tasks import TASK_KINDS, Deblock, Denoise, SuperResolution, Task, make_task, task_class
+from memnet.tasks import Task, baseline_methods, make_task, task_class, task_kinds
 
 __all__ = [
-    "BASELINES",
     "BenchmarkSet",
     "EvalReport",
     "ImageScore",
@@ -59,19 +58,18 @@ __all__ = [
 
 Method = Callable[[NDArray[np.float64]], NDArray[np.floating]]
 
-# Baselines with no network: the degraded network input itself. For SR that input is the
-# bicubic-upsampled image, hence the name.
-BASELINES: dict[str, tuple[str, ...]] = {"bicubic": ("sr",), "identity": ("denoise", "jpeg")}
-
-COLUMN_TITLES = {"sr": "×{:g}", "denoise": "σ={:g}", "jpeg": "q={:g}"}
-
 
 def baseline(name: str, kind: str) -> Method:
-    """The no-network method `name` ('bicubic' for SR, 'identity' for denoise/JPEG)."""
-    if name not in BASELINES:
-        raise MemNetError(f"unknown method {name!r}; baselines: {', '.join(BASELINES)}")
-    if kind not in BASELINES[name]:
-        right = next(b for b, kinds in BASELINES.items() if kind in kinds)
+    """The no-network method `name` ('bicubic' for SR, 'identity' for denoise/JPEG).
+
+    A baseline (`Task.baseline`) is the degraded network input itself. For SR that input is the
+    bicubic-upsampled image, hence the name.
+    """
+    known = baseline_methods()
+    if name not in known:
+        raise MemNetError(f"unknown method {name!r}; baselines: {', '.join(known)}")
+    right = task_class(kind).baseline
+    if name != right:
         raise MemNetError(f"method {name!r} does not apply to task {kind!r}; use {right!r}")
 
     def degraded_input(image: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -82,8 +80,8 @@ def baseline(name: str, kind: str) -> Method:
 
 def make_tasks(kind: str, levels: Sequence[float]) -> list[Task]:
     """One task per level, in the given order, with duplicates removed."""
-    if kind not in TASK_KINDS:
-        raise MemNetError(f"unknown task {kind!r}; choose one of {', '.join(TASK_KINDS)}")
+    if kind not in task_kinds():
+        raise MemNetError(f"unknown task {kind!r}; choose one of {', '.join(task_kinds())}")
     if not levels:
         raise MemNetError("no levels given (scales, sigmas or qualities)")
     tasks: list[Task] = []
@@ -228,11 +226,13 @@ class EvalReport:
 
     def markdown(self) -> str:
         """A markdown table, sets × levels, cells 'PSNR/SSIM', with a caption line."""
-        title = COLUMN_TITLES[self.task]
-        header = "| set | " + " | ".join(title.format(level) for level in self.levels) + " |"
+        cls = task_class(self.task)
+        header = (
+            "| set | " + " | ".join(cls.column_title.format(level) for level in self.levels) + " |"
+        )
         lines = [
             f"PSNR (dB) / SSIM — {self.task}, {self.method} ({self.scoring}"
-            + (f", noise seed {self.seed})" if self.task == "denoise" else ")"),
+            + (f", noise seed {self.seed})" if cls.seeded else ")"),
             "",
             header,
             "|---" * (len(self.levels) + 1) + "|",
@@ -345,7 +345,7 @@ def evaluate(
             summary.append(
                 SetScore(
                     set=bench.name,
-                    level=_level(task),
+                    level=task.level,
                     label=task.label,
                     images=len(rows),
                     psnr=float(np.mean([r.psnr for r in rows])),
@@ -355,7 +355,7 @@ def evaluate(
     return EvalReport(
         task=kind,
         method=method_name,
-        levels=[_level(t) for t in tasks],
+        levels=[t.level for t in tasks],
         sets=list(sets),
         protocol=type(tasks[0]).protocol,
         scoring=type(tasks[0]).scoring,
@@ -364,16 +364,6 @@ def evaluate(
         summary=summary,
         seconds=time.perf_counter() - started,
     )
-
-
-def _level(task: Task) -> float:
-    if isinstance(task, SuperResolution):
-        return task.scale
-    if isinstance(task, Denoise):
-        return task.sigma
-    if isinstance(task, Deblock):
-        return float(task.quality)
-    raise TypeError(f"unknown task type {type(task).__name__}")
 
 
 def _evaluate_image(
@@ -405,7 +395,7 @@ def _evaluate_image(
         _save_restored(save_dir / bench.name / task.label / f"{Path(name).stem}.png", restored)
     return ImageScore(
         set=bench.name,
-        level=_level(task),
+        level=task.level,
         label=task.label,
         image=name,
         height=int(truth.shape[0]),

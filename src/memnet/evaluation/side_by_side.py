@@ -9,7 +9,6 @@ detail unless one is given.
 
 from __future__ import annotations
 
-import io as _io
 import math
 from dataclasses import dataclass
 
@@ -21,10 +20,9 @@ from memnet.errors import MemNetError
 from memnet.imaging.color import rgb2ycbcr, round_to_uint8
 from memnet.imaging.files import Picture
 from memnet.imaging.metrics import psnr, shave
-from memnet.imaging.noise import add_gaussian_noise
 from memnet.imaging.resize import imresize, modcrop
 from memnet.inference.api import ImageRestorer
-from memnet.tasks import Deblock, Denoise, SuperResolution, Task
+from memnet.tasks import SuperResolution, Task
 
 __all__ = ["Panel", "best_crop", "compose", "degrade_picture", "make_panels"]
 
@@ -55,38 +53,23 @@ def _score(restored: NDArray[np.float64], truth: NDArray[np.float64], border: in
 
 def degrade_picture(clean: NDArray[np.float64], task: Task, seed: int = 0) -> NDArray[np.float64]:
     """The degraded picture a user would have: 8-bit low-resolution, noisy, or a JPEG file."""
-    if isinstance(task, SuperResolution):
-        small = imresize(clean, 1.0 / task.scale)
-        return np.asarray(round_to_uint8(small * 255.0), dtype=np.float64) / 255.0
-    if isinstance(task, Denoise):
-        return add_gaussian_noise(clean, task.sigma, np.random.default_rng(seed))
-    if isinstance(task, Deblock):
-        buffer = _io.BytesIO()
-        Image.fromarray(round_to_uint8(clean * 255.0)).save(
-            buffer, format="JPEG", quality=int(task.quality)
-        )
-        buffer.seek(0)
-        with Image.open(buffer) as decoded:
-            mode = "L" if clean.ndim == 2 else "RGB"
-            return np.asarray(decoded.convert(mode), dtype=np.float64) / 255.0
-    raise MemNetError(f"no degradation for task {task.kind!r}")
+    return task.degrade_picture(clean, np.random.default_rng(seed))
 
 
 def make_panels(
     clean: NDArray[np.float64], task: Task, restorer: ImageRestorer, seed: int = 0
 ) -> list[Panel]:
-    """Input, baseline (SR only: for the others the input is the baseline), memnet, ground truth."""
+    """Input, baseline (SR only: for the others the input is the baseline), memnet, ground truth.
+
+    SR's panels differ in geometry: its input is smaller than the truth, so it is shown
+    enlarged by pixel repetition, and its baseline (bicubic) is a picture of its own.
+    """
     if isinstance(task, SuperResolution) and float(task.scale).is_integer():
         clean = modcrop(clean, int(task.scale))
     degraded = degrade_picture(clean, task, seed)
     border = task.border
     restored = np.asarray(
-        restorer.restore_picture(
-            Picture(pixels=degraded),
-            scale=getattr(task, "scale", None),
-            sigma=getattr(task, "sigma", None),
-            quality=getattr(task, "quality", None),
-        ).pixels,
+        restorer.restore_task(Picture(pixels=degraded), task).pixels,
         dtype=np.float64,
     )
     panels: list[Panel] = []
@@ -95,12 +78,11 @@ def make_panels(
         nearest = np.repeat(np.repeat(degraded, factor, axis=0), factor, axis=1)
         nearest = nearest[: clean.shape[0], : clean.shape[1]]
         bicubic = imresize(degraded, output_shape=clean.shape[:2])
-        panels.append(Panel(f"input (1/{task.scale:g} size)", nearest))
-        panels.append(Panel("bicubic", bicubic, _score(bicubic, clean, border)))
+        panels.append(Panel(f"{task.input_name} (1/{task.scale:g} size)", nearest))
+        panels.append(Panel(task.baseline, bicubic, _score(bicubic, clean, border)))
     else:
-        name = "noisy" if isinstance(task, Denoise) else "JPEG"
         panels.append(
-            Panel(f"{name} input ({task.label})", degraded, _score(degraded, clean, border))
+            Panel(f"{task.input_name} ({task.label})", degraded, _score(degraded, clean, border))
         )
     panels.append(Panel(f"memnet ({restorer.name})", restored, _score(restored, clean, border)))
     panels.append(Panel("ground truth", clean))

@@ -7,9 +7,10 @@
     picture = sr("photo.jpg")                           # path in → memnet.imaging.files.Picture out
     sr.restore_file("photo.jpg", "photo-x2.png")        # path in → file written atomically
 
-`levels`: SR needs a scale (given at load or call). The denoising and deblocking networks are
-blind to the noise level / JPEG quality, so `sigma` and `quality` only describe the input; when
-omitted they default to the model's first trained level.
+Levels are keywords named by the task (`Task.level_name`: scale, sigma, quality), given at
+load or call. SR needs a scale. The denoising and deblocking networks are blind to the noise
+level / JPEG quality, so `sigma` and `quality` only describe the input; when omitted they are
+the task's default level if the model was trained on it, else the model's first trained level.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from memnet import devices
 from memnet.errors import MemNetError
 from memnet.imaging.files import (
     Picture,
@@ -36,20 +38,18 @@ from memnet.imaging.files import (
     read_image,
     write_image,
 )
-from memnet.inference.engine import ProgressCallback, Restorer, resolve_device, resolve_dtype
-from memnet.inference.pictures import resolve_color, restore_picture
+from memnet.inference.engine import ProgressCallback, Restorer
+from memnet.inference.pictures import COLOR_MODES, resolve_color, restore_picture
 from memnet.model import MemNet
-from memnet.tasks import TASK_KINDS, Task, make_task
+from memnet.tasks import Task, baseline_methods, level_names, task_class, task_kinds
 from memnet.training.checkpoint import META_LEVELS
 from memnet.weights import zoo
 
 __all__ = ["BASELINE_METHODS", "ImageRestorer", "LoadedModel", "load", "resolve_model"]
 
-# Names that select the no-network baseline: bicubic upsampling for SR, the input itself otherwise.
-BASELINE_METHODS = ("bicubic", "identity")
-LEVEL_NAMES = {"sr": "scale", "denoise": "sigma", "jpeg": "quality"}
-# Used only when neither the caller nor the model names a level for the blind tasks.
-FALLBACK_LEVELS = {"denoise": 50.0, "jpeg": 10.0}
+# Names that select the no-network baseline (`Task.baseline`): bicubic upsampling for SR, the
+# input itself otherwise. Any of them runs any task's baseline.
+BASELINE_METHODS = baseline_methods()
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def resolve_model(
         model, metadata = load_any_weights(path, unsafe_load=unsafe_load)
         task = metadata.get("memnet.task", metadata.get("task"))
         return LoadedModel(
-            model, path.name, task if task in TASK_KINDS else None, _trained_levels(metadata)
+            model, path.name, task if task in task_kinds() else None, _trained_levels(metadata)
         )
     known = ", ".join([*zoo.REGISTRY, *BASELINE_METHODS])
     raise MemNetError(
@@ -126,30 +126,28 @@ class ImageRestorer:
     def name(self) -> str:
         return self.loaded.name
 
-    def make_task(
-        self,
-        *,
-        scale: float | None = None,
-        sigma: float | None = None,
-        quality: float | None = None,
-    ) -> Task:
-        """The task with its level from this call, else from load, else the model's default."""
-        key = LEVEL_NAMES[self.task]
-        level = {"scale": scale, "sigma": sigma, "quality": quality}[key]
+    def make_task(self, **levels: float | None) -> Task:
+        """The task with its level from this call, else from load, else the model's default.
+
+        `levels` are by name (scale=, sigma=, quality=); those of other tasks are ignored.
+        """
+        cls = task_class(self.task)
+        key = cls.level_name
+        level = _checked_levels(levels).get(key)
         if level is None:
             level = self.levels.get(key)
-        if level is None and self.loaded.levels and self.task != "sr":
+        if level is None and self.loaded.levels and cls.blind:
             # The usual level when the model covers it (a blind model's range includes it),
             # else the first level it was trained on.
             trained = self.loaded.levels
-            usual = FALLBACK_LEVELS[self.task]
+            usual = cls.default_level
             level = usual if min(trained) <= usual <= max(trained) else trained[0]
         if level is None:
-            if self.task == "sr":
-                raise MemNetError("super-resolution needs a scale, e.g. scale=2")
-            level = FALLBACK_LEVELS[self.task]
+            if not cls.blind:
+                raise MemNetError(f"{cls.title} needs a {key}, e.g. {key}={cls.default_level:g}")
+            level = cls.default_level
         try:
-            return make_task(self.task, float(level))
+            return cls.from_level(float(level))
         except ValueError as error:
             raise MemNetError(str(error)) from None
 
@@ -157,13 +155,18 @@ class ImageRestorer:
         self,
         picture: Picture,
         *,
-        scale: float | None = None,
-        sigma: float | None = None,
-        quality: float | None = None,
         progress: ProgressCallback | None = None,
+        **levels: float | None,
     ) -> Picture:
         """Restore a `Picture` (see memnet.imaging.files) and return a new one."""
-        task = self.make_task(scale=scale, sigma=sigma, quality=quality)
+        return self.restore_task(picture, self.make_task(**levels), progress)
+
+    def restore_task(
+        self, picture: Picture, task: Task, progress: ProgressCallback | None = None
+    ) -> Picture:
+        """Restore a `Picture` for `task` (a Task of this restorer's kind, level included)."""
+        if task.kind != self.task:
+            raise MemNetError(f"this restorer restores {self.task!r}, not {task.kind!r}")
         mode = resolve_color(self.color, task)
         network: Callable[[NDArray[np.floating]], NDArray[np.floating]] | None = None
         if self.restorer is not None:
@@ -187,71 +190,39 @@ class ImageRestorer:
 
         return restore_picture(picture, task, network, color=self.color)
 
-    def windows(
-        self,
-        picture: Picture,
-        *,
-        scale: float | None = None,
-        sigma: float | None = None,
-        quality: float | None = None,
-    ) -> int:
+    def windows(self, picture: Picture, **levels: float | None) -> int:
         """Progress steps (tiles, or bands of streamed rows) for `picture`; 0 for the baseline."""
         if self.restorer is None:
             return 0
-        task = self.make_task(scale=scale, sigma=sigma, quality=quality)
+        task = self.make_task(**levels)
         passes = 1 if picture.is_gray or resolve_color(self.color, task) == "y" else 3
         return passes * self.restorer.tile_count(*task.output_shape(picture.height, picture.width))
 
     @overload
-    def __call__(
-        self,
-        image: NDArray[Any],
-        *,
-        scale: float | None = None,
-        sigma: float | None = None,
-        quality: float | None = None,
-    ) -> NDArray[Any]: ...
+    def __call__(self, image: NDArray[Any], **levels: float | None) -> NDArray[Any]: ...
+    @overload
+    def __call__(self, image: Image.Image, **levels: float | None) -> Image.Image: ...
     @overload
     def __call__(
-        self,
-        image: Image.Image,
-        *,
-        scale: float | None = None,
-        sigma: float | None = None,
-        quality: float | None = None,
-    ) -> Image.Image: ...
-    @overload
-    def __call__(
-        self,
-        image: str | os.PathLike[str] | Picture,
-        *,
-        scale: float | None = None,
-        sigma: float | None = None,
-        quality: float | None = None,
+        self, image: str | os.PathLike[str] | Picture, **levels: float | None
     ) -> Picture: ...
 
-    def __call__(
-        self,
-        image: object,
-        *,
-        scale: float | None = None,
-        sigma: float | None = None,
-        quality: float | None = None,
-    ) -> object:
+    def __call__(self, image: object, **levels: float | None) -> object:
         """Restore `image` and return the same kind: array → array (same dtype and layout),
-        PIL image → PIL image, path or Picture → Picture."""
-        levels: dict[str, Any] = {"scale": scale, "sigma": sigma, "quality": quality}
+        PIL image → PIL image, path or Picture → Picture. Levels by name: scale=2, sigma=25…"""
         if isinstance(image, np.ndarray):
-            restored = self.restore_picture(picture_from_array(image), **levels)
+            restored = self.restore_task(picture_from_array(image), self.make_task(**levels))
             dtype = image.dtype if image.dtype in (np.uint8, np.uint16) else np.float64
             out = picture_to_array(restored, dtype)
             return out[..., None] if image.ndim == 3 and image.shape[2] == 1 else out
         if isinstance(image, Image.Image):
-            return picture_to_pil(self.restore_picture(picture_from_pil(image), **levels))
+            return picture_to_pil(
+                self.restore_task(picture_from_pil(image), self.make_task(**levels))
+            )
         if isinstance(image, Picture):
-            return self.restore_picture(image, **levels)
+            return self.restore_task(image, self.make_task(**levels))
         if isinstance(image, (str, os.PathLike)):
-            return self.restore_picture(read_image(image), **levels)
+            return self.restore_task(read_image(image), self.make_task(**levels))
         raise TypeError(
             f"cannot restore a {type(image).__name__}; give a numpy array, a PIL image or a path"
         )
@@ -262,18 +233,15 @@ class ImageRestorer:
         target: str | os.PathLike[str],
         *,
         overwrite: bool = False,
-        scale: float | None = None,
-        sigma: float | None = None,
-        quality: float | None = None,
+        **levels: float | None,
     ) -> Path:
         """Read `source`, restore it and write `target` atomically (never over the source)."""
-        levels: dict[str, Any] = {"scale": scale, "sigma": sigma, "quality": quality}
         source, target = Path(source), Path(target)
         if target.exists() and target.resolve() == source.resolve():
             raise MemNetError(f"{target}: refusing to overwrite the input image")
         if target.exists() and not overwrite:
             raise MemNetError(f"{target}: already exists (pass overwrite=True to replace it)")
-        write_image(self.restore_picture(read_image(source), **levels), target)
+        write_image(self.restore_task(read_image(source), self.make_task(**levels)), target)
         return target
 
 
@@ -282,19 +250,19 @@ def load(
     device: str = "auto",
     *,
     task: str | None = None,
-    scale: float | None = None,
-    sigma: float | None = None,
-    quality: float | None = None,
     tile: int | None = None,
     tile_pad: int | None = None,
     dtype: str = "fp32",
     self_ensemble: bool = False,
     color: str = "auto",
     unsafe_load: bool = False,
+    **levels: float | None,
 ) -> ImageRestorer:
     """Load a released model (by name), a weights file, or 'bicubic'/'identity' for `task`.
 
-    Without `name_or_path` the released model for `task` is used. `tile=None` runs an image
+    Without `name_or_path` the released model for `task` is used. `levels` are the task's
+    level by name (scale=, sigma=, quality=), used when a call gives none. `device` goes
+    through memnet.devices.resolve_device (auto: CUDA, else MPS, else the CPU). `tile=None` runs an image
     whole when it fits free memory, otherwise streamed over rows (CPU) or tiled (GPU); `color` is auto, y, ycbcr or rgb (see memnet.inference.pictures).
     """
     if name_or_path is None:
@@ -308,15 +276,15 @@ def load(
         name_or_path = entry.name
     loaded = resolve_model(name_or_path, unsafe_load=unsafe_load)
     chosen = _choose_task(task, loaded)
-    levels = {
+    given = {
         key: float(value)
-        for key, value in (("scale", scale), ("sigma", sigma), ("quality", quality))
+        for key, value in _checked_levels(levels).items()
         if value is not None and not (isinstance(value, float) and math.isnan(value))
     }
     restorer = None
     if loaded.model is None:
         # no network to run, but a device or dtype that cannot work is refused all the same
-        resolve_dtype(dtype, resolve_device(device))
+        devices.resolve_dtype(dtype, devices.resolve_device(device))
     else:
         restorer = Restorer(
             loaded.model,
@@ -326,24 +294,35 @@ def load(
             dtype=dtype,
             self_ensemble=self_ensemble,
         )
-    if color not in ("auto", "y", "ycbcr", "rgb"):
-        raise MemNetError(f"unknown colour mode {color!r}; use auto, y, ycbcr or rgb")
-    result = ImageRestorer(loaded, chosen, restorer, color=color, levels=levels)
-    if levels:
+    if color not in COLOR_MODES:
+        raise MemNetError(f"unknown colour mode {color!r}; use {', '.join(COLOR_MODES)}")
+    result = ImageRestorer(loaded, chosen, restorer, color=color, levels=given)
+    if given:
         result.make_task()  # a bad level fails here, not at the first image
     return result
 
 
+def _checked_levels(levels: dict[str, float | None]) -> dict[str, float | None]:
+    """`levels` unchanged; TypeError for a keyword that is no task's level name."""
+    known = level_names()
+    for name in levels:
+        if name not in known:
+            raise TypeError(
+                f"unexpected keyword argument {name!r}; a level is one of {', '.join(known)}"
+            )
+    return levels
+
+
 def _choose_task(requested: str | None, loaded: LoadedModel) -> str:
-    if requested is not None and requested not in TASK_KINDS:
-        raise MemNetError(f"unknown task {requested!r}; choose one of {', '.join(TASK_KINDS)}")
+    kinds = task_kinds()
+    if requested is not None and requested not in kinds:
+        raise MemNetError(f"unknown task {requested!r}; choose one of {', '.join(kinds)}")
     if requested is not None and loaded.task is not None and requested != loaded.task:
         raise MemNetError(
             f"model {loaded.name!r} was trained for {loaded.task!r}, not {requested!r}"
         )
     chosen = requested or loaded.task
     if chosen is None:
-        raise MemNetError(
-            f"the task of {loaded.name!r} is unknown; give task='sr', 'denoise' or 'jpeg'"
-        )
+        named = ", ".join(repr(kind) for kind in kinds)
+        raise MemNetError(f"the task of {loaded.name!r} is unknown; give task= one of {named}")
     return chosen

@@ -21,8 +21,11 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from memnet import devices
 from memnet.cpu_settings import retain_freed_memory
-from memnet.errors import MemNetError
+
+# The device and dtype resolvers live in memnet.devices; re-exported for earlier callers.
+from memnet.devices import DTYPES, resolve_device, resolve_dtype
 from memnet.inference.fast_network import InferenceMemNet, fused_conv_available
 from memnet.inference.streaming import StreamedMemNet
 from memnet.model import MemNet, MemNetConfig, receptive_field
@@ -54,72 +57,12 @@ MAX_BATCH = 16
 # A streamed window reports progress every this many output rows (a "part" of the image).
 PROGRESS_ROWS = 128
 
-DTYPES: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-}
-
 ProgressCallback = Callable[[int, int], None]
 
 
 def exact_context(model: MemNet) -> int:
     """Context (px per side) that makes tiled inference equal to whole-image inference."""
     return (receptive_field(model) - 1) // 2
-
-
-def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """'auto' → the first CUDA GPU, else Apple MPS, else CPU; other names are checked to exist."""
-    if isinstance(name, torch.device):
-        return name
-    text = str(name).strip().lower()
-    if text == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        raise MemNetError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise MemNetError(f"device {name!r} requested but CUDA is not available here")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise MemNetError(
-                f"device {name!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
-            )
-    elif device.type == "mps" and not _mps_available():
-        raise MemNetError(f"device {name!r} requested but Apple MPS is not available here")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise MemNetError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
-    return device
-
-
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
-
-
-def resolve_dtype(name: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """fp32, fp16 or bf16; half precision is refused on the CPU, where it is slower, not faster."""
-    if isinstance(name, torch.dtype):
-        dtype = name
-    else:
-        try:
-            dtype = DTYPES[str(name).lower()]
-        except KeyError:
-            raise MemNetError(f"unknown dtype {name!r}; use {', '.join(DTYPES)}") from None
-    if dtype not in DTYPES.values():
-        raise MemNetError(f"unsupported dtype {dtype}; use {', '.join(DTYPES)}")
-    if dtype != torch.float32 and device.type == "cpu":
-        raise MemNetError(
-            "half precision (fp16/bf16) is refused on the CPU: PyTorch's CPU convolutions are "
-            "slower in half precision than in fp32 and lose accuracy; use --dtype fp32 "
-            "(half precision is for CUDA or MPS devices)"
-        )
-    return dtype
 
 
 def activation_bytes_per_pixel(config: MemNetConfig, element_bytes: int = 4) -> int:
@@ -245,7 +188,9 @@ def _dihedral_inverse(array: NDArray[np.floating], k: int) -> NDArray[np.floatin
 class Restorer:
     """Apply a MemNet to (H, W) float arrays in [0, 1] units, whole or in exact tiles.
 
-    `tile=None` picks the tile size from the device's free memory (the whole image when it
+    `device` is resolved by memnet.devices.resolve_device, like memnet.load's: the default
+    `auto` is the first CUDA GPU, else Apple MPS, else the CPU, so on a machine with neither it
+    is the CPU (the default was `cpu` before, with the same results there). `tile=None` picks the tile size from the device's free memory (the whole image when it
     fits), `tile=0` always processes the whole image at once, `tile=N` uses tiles of at most
     N × N output pixels. `tile_pad=None` uses the exact context derived from the model's
     receptive field. `dtype` is fp32, fp16 or bf16 (half precision through autocast, GPU only);
@@ -262,7 +207,7 @@ class Restorer:
         self,
         model: MemNet,
         *,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "auto",
         tile: int | None = None,
         tile_pad: int | None = None,
         dtype: str | torch.dtype = "fp32",
@@ -271,8 +216,8 @@ class Restorer:
         optimize: bool = True,
         stream: bool = True,
     ) -> None:
-        self.device = resolve_device(device)
-        self.dtype = resolve_dtype(dtype, self.device)
+        self.device = devices.resolve_device(device)
+        self.dtype = devices.resolve_dtype(dtype, self.device)
         self.model = model.eval().to(self.device)
         self.config = model.config
         self.tile = tile

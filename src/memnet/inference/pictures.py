@@ -1,6 +1,7 @@
 """Restore a whole picture: task input, colour split, the network per channel, alpha, merge.
 
-MemNet restores one channel. How a colour picture's channels go through it is a choice:
+MemNet restores one channel. How a colour picture's channels go through it is a choice
+(`auto`: the task's own, `Task.default_color`):
 
 - `y`: the luminance (MATLAB YCbCr) through the network, Cb/Cr only prepared by the task
   (MATLAB bicubic for SR, unchanged otherwise) — what the authors did, the default for SR;
@@ -28,7 +29,6 @@ from memnet.tasks import Task
 
 __all__ = [
     "COLOR_MODES",
-    "DEFAULT_COLOR",
     "MIN_SIDE",
     "ColorMode",
     "resolve_color",
@@ -37,7 +37,6 @@ __all__ = [
 
 ColorMode = Literal["auto", "y", "ycbcr", "rgb"]
 COLOR_MODES: tuple[ColorMode, ...] = ("auto", "y", "ycbcr", "rgb")
-DEFAULT_COLOR: dict[str, ColorMode] = {"sr": "y", "denoise": "rgb", "jpeg": "ycbcr"}
 
 # Smaller pictures carry too little to restore (one JPEG block is 8 × 8).
 MIN_SIDE = 8
@@ -49,10 +48,13 @@ BAND_PIXELS = 1 << 20
 
 
 def resolve_color(mode: str, task: Task) -> ColorMode:
-    """The colour handling for `task`: `auto` becomes the task's documented default."""
+    """The colour handling for `task`: `auto` becomes the task's own (`Task.default_color`)."""
     if mode not in COLOR_MODES:
         raise MemNetError(f"unknown colour mode {mode!r}; use {', '.join(COLOR_MODES)}")
-    return DEFAULT_COLOR[task.kind] if mode == "auto" else mode
+    chosen = task.default_color if mode == "auto" else mode
+    if chosen not in COLOR_MODES or chosen == "auto":
+        raise MemNetError(f"task {task.kind!r} has no colour mode {chosen!r}")
+    return chosen
 
 
 def check_size(height: int, width: int, task: Task) -> tuple[int, int]:

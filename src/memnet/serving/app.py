@@ -34,6 +34,7 @@ from memnet.serving.errors import ServeError
 from memnet.serving.jobs import Job, WorkerPool
 from memnet.serving.restoring import probe_upload
 from memnet.serving.settings import ServeSettings
+from memnet.tasks import task_kinds
 
 __all__ = ["create_app"]
 
@@ -219,7 +220,7 @@ def create_app(settings: ServeSettings, *, start_workers: bool = True) -> FastAP
             "models": [model.describe() for model in catalogue.models.values()],
             "defaults": {
                 task: (chosen.name if (chosen := catalogue.default_for(task)) else None)
-                for task in ("sr", "denoise", "jpeg")
+                for task in task_kinds()
             },
             "limits": {
                 "max_pixels": settings.max_pixels,

@@ -10,13 +10,18 @@ from memnet.errors import MemNetError
 from memnet.inference.api import BASELINE_METHODS, ImageRestorer, LoadedModel, resolve_model
 from memnet.inference.folders import EXTENSIONS, output_suffix
 from memnet.inference.pictures import COLOR_MODES
-from memnet.tasks import TASK_KINDS, Task
+from memnet.tasks import (
+    SuperResolution,
+    Task,
+    baselines_in_words,
+    kinds_in_words,
+    task_class,
+    task_kinds,
+)
 from memnet.weights import zoo
 
 __all__ = ["Catalogue", "OfferedModel", "RestoreOptions"]
 
-# The CLI's default when SR is asked for without a scale (memnet restore does the same).
-DEFAULT_SCALE = 2.0
 # Beyond this an SR result is mostly interpolation; it also keeps output sizes computable.
 MAX_SCALE = 16.0
 
@@ -63,10 +68,9 @@ class OfferedModel:
 
 
 def _baseline_text(model: OfferedModel) -> str:
-    if model.spec == "bicubic":
-        return "no network: MATLAB bicubic upsampling for SR, the input unchanged otherwise"
-    if model.spec == "identity":
-        return "no network: the input unchanged (SR upsamples with bicubic)"
+    if model.spec in BASELINE_METHODS:
+        # every baseline name runs each task's own baseline
+        return f"no network: {baselines_in_words()}"
     return f"weights file {model.spec}"
 
 
@@ -83,8 +87,7 @@ class RestoreOptions:
     @property
     def level(self) -> dict[str, float]:
         """The task's level as the keyword memnet's restorers take (scale, sigma or quality)."""
-        key = {"sr": "scale", "denoise": "sigma", "jpeg": "quality"}[self.task.kind]
-        return {key: float(getattr(self.task, key))}
+        return {self.task.level_name: self.task.level}
 
 
 class Catalogue:
@@ -120,8 +123,7 @@ class Catalogue:
         fitting = [m for m in self.models.values() if m.task == task]
         if fitting:
             return fitting[0]
-        method = "bicubic" if task == "sr" else "identity"
-        return self.models.get(method)
+        return self.models.get(task_class(task).baseline)
 
     def options(
         self,
@@ -136,8 +138,8 @@ class Catalogue:
         output_format: str,
     ) -> RestoreOptions:
         """Check a request's choices; a ServeError-worthy problem raises MemNetError (→ 400)."""
-        if task is not None and task not in TASK_KINDS:
-            raise MemNetError(f"unknown task {task!r}; choose one of {', '.join(TASK_KINDS)}")
+        if task is not None and task not in task_kinds():
+            raise MemNetError(f"unknown task {task!r}; choose one of {', '.join(task_kinds())}")
         if color not in COLOR_MODES:
             raise MemNetError(f"unknown colour mode {color!r}; use {', '.join(COLOR_MODES)}")
         if output_format not in EXTENSIONS:
@@ -151,20 +153,20 @@ class Catalogue:
         kind = task or chosen.task
         if kind is None:
             raise MemNetError(
-                f"model {chosen.name!r} restores any task; give task=sr, denoise or jpeg"
+                f"model {chosen.name!r} restores any task; give task={kinds_in_words()}"
             )
-        if kind == "sr" and scale is None:
-            scale = DEFAULT_SCALE
-        if kind == "sr" and scale is not None and scale > MAX_SCALE:
-            raise MemNetError(f"scale must be at most {MAX_SCALE:g}, got {scale:g}")
+        cls = task_class(kind)
+        levels = {"scale": scale, "sigma": sigma, "quality": quality}
+        if not cls.blind and levels.get(cls.level_name) is None:
+            # the CLI's default when a level is needed but not given (memnet restore does the same)
+            levels[cls.level_name] = cls.default_level
         # memnet's own rule for a level that is not given (the model's usual or trained one).
-        levels = ImageRestorer(chosen.loaded, kind, None)
-        made = levels.make_task(scale=scale, sigma=sigma, quality=quality)
+        made = ImageRestorer(chosen.loaded, kind, None).make_task(**levels)
+        if isinstance(made, SuperResolution) and made.scale > MAX_SCALE:
+            raise MemNetError(f"scale must be at most {MAX_SCALE:g}, got {made.scale:g}")
         source = Path(Path(filename).name or "image")
         suffix = output_suffix(
-            source,
-            output_format,
-            "png" if made.kind == "jpeg" and output_format == "auto" else None,
+            source, output_format, made.auto_format if output_format == "auto" else None
         )
         return RestoreOptions(chosen, made, color, suffix, f"{source.stem}_{made.label}{suffix}")
 
@@ -178,7 +180,7 @@ class Catalogue:
                 raise MemNetError(f"model {model!r} restores {chosen.task!r}, not {task!r}")
             return chosen
         if task is None:
-            raise MemNetError("give a task (sr, denoise or jpeg) or a model")
+            raise MemNetError(f"give a task ({kinds_in_words()}) or a model")
         default = self.default_for(task)
         if default is None:
             raise MemNetError(f"this server offers no model for task {task!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from memnet import devices
 from memnet.errors import MemNetError
 from memnet.imaging.files import MAX_PIXELS
 
@@ -52,6 +53,8 @@ class ServeSettings:
             raise MemNetError("--token must be at least 8 characters")
         if self.tile is not None and self.tile < 0:
             raise MemNetError("--tile must be 0 (whole image) or a positive tile edge")
+        # A device that cannot work fails at start-up, not at the first request.
+        devices.resolve_device(self.device)
         return self
 
     @property

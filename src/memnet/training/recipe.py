@@ -28,7 +28,7 @@ from pydantic import (
 
 from memnet.errors import MemNetError
 from memnet.model import PRESETS, BranchWeightInit, MemNetConfig
-from memnet.tasks import task_class
+from memnet.tasks import task_class, task_classes
 
 __all__ = [
     "CheckpointSpec",
@@ -75,9 +75,7 @@ class Spec(BaseModel):
 
 
 class TaskSpec(Spec):
-    kind: Literal["sr", "denoise", "jpeg"] = Field(
-        description="sr (super-resolution), denoise (Gaussian noise) or jpeg (deblocking)"
-    )
+    kind: str = Field(description=", ".join(f"{cls.kind} ({cls.title})" for cls in task_classes()))
     levels: list[float] = Field(
         default_factory=list,
         description="scales (sr), noise sigmas of 255 (denoise) or JPEG qualities (jpeg) "
@@ -88,6 +86,12 @@ class TaskSpec(Spec):
         description="blind model: [low, high] sigma (denoise) or quality (jpeg) drawn per "
         "patch/image instead of fixed levels",
     )
+
+    @field_validator("kind")
+    @classmethod
+    def _check_kind(cls, kind: str) -> str:
+        task_class(kind)  # ValueError naming the registered tasks
+        return kind
 
     # The bounds of a level (scale > 1, σ > 0, quality 1..100) are the task's own
     # (`memnet.tasks`): the recipe, `memnet eval` and the training data check the same rule.
@@ -259,7 +263,10 @@ class TrainSpec(Spec):
         description="compute threads per process: a number, null (cores / processes) or "
         "'auto' (now and then measure 1 thread against all, keep the faster: for busy machines)",
     )
-    device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
+    device: str = Field(
+        default="auto",
+        description="auto, cpu, cuda or cuda:N (auto: this process's CUDA GPU, else the CPU)",
+    )
     amp: Literal["auto", "off", "bf16", "fp16"] = Field(
         default="auto", description="mixed precision on CUDA (auto = bf16); CPU runs fp32"
     )

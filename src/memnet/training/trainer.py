@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from memnet import __version__
+from memnet import __version__, devices
 from memnet.cpu_settings import ThreadTuner, available_cores
 from memnet.errors import MemNetError
 from memnet.fsutil import atomic_write_text
@@ -184,21 +184,11 @@ def _processes_from_env() -> Processes:
 
 
 def _resolve_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        name = f"cuda:{local_rank}"
+    """train.device as memnet.devices resolves it for this process's GPU; MPS is refused."""
     try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise MemNetError(
-            f"train.device: unknown device {name!r} (use auto, cpu, cuda or cuda:N)"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MemNetError(f"train.device is {name!r} but CUDA is not available here")
-    if device.type not in ("cpu", "cuda"):
-        raise MemNetError(f"train.device {name!r}: training runs on cpu or cuda")
-    return device
+        return devices.resolve_device(name, local_rank=local_rank, allow_mps=False)
+    except MemNetError as error:
+        raise MemNetError(f"train.device: {error}") from None
 
 
 class StopSignals:
@@ -821,16 +811,14 @@ def train(recipe: Recipe, options: RunOptions | None = None) -> RunResult:
     options = options or RunOptions()
     procs = _processes_from_env()
     started_group = False
+    device = _resolve_device(recipe.train.device, procs.local_rank)
     if procs.world_size > 1 and not dist.is_initialized():
-        wants_cuda = recipe.train.device.startswith("cuda") or (
-            recipe.train.device == "auto" and torch.cuda.is_available()
-        )
+        wants_cuda = device.type == "cuda"
         if wants_cuda:
             torch.cuda.set_device(procs.local_rank)
         dist.init_process_group(backend="nccl" if wants_cuda else "gloo")
         started_group = True
     try:
-        device = _resolve_device(recipe.train.device, procs.local_rank)
         fixed = recipe.train.threads
         threads = fixed if isinstance(fixed, int) else _default_threads(procs)
         with _global_settings(threads, recipe.train.deterministic, device):
