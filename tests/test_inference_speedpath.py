@@ -75,15 +75,15 @@ def test_networks_without_biases_or_affines_fold_too() -> None:
 def test_restorer_uses_it_by_default_and_matches_the_plain_path() -> None:
     model = trained_like("tiny", seed=3)
     image = np.random.default_rng(0).random((45, 38))
-    fast = Restorer(model, tile=16)
-    plain = Restorer(model, tile=16, optimize=False)
+    fast = Restorer(model, tile=16, device="cpu")
+    plain = Restorer(model, tile=16, optimize=False, device="cpu")
     assert isinstance(fast.optimized, InferenceMemNet)
     assert fast._network is fast.optimized
     assert plain.optimized is None
     assert fast.bytes_per_pixel < plain.bytes_per_pixel
     bound = float32_bound(model.config, np.abs(plain(image)).max())
     assert np.abs(fast(image) - plain(image)).max() <= bound
-    assert np.abs(fast(image) - Restorer(model, tile=0)(image)).max() <= bound
+    assert np.abs(fast(image) - Restorer(model, tile=0, device="cpu")(image)).max() <= bound
 
 
 def area(tile: tuple[slice, slice, slice, slice]) -> int:

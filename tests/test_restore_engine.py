@@ -31,9 +31,9 @@ def small_model(blocks: int = 2, recursions: int = 2, channels: int = 8) -> MemN
 def test_batched_tiles_equal_whole_image_with_borders_and_corners() -> None:
     model = small_model()
     image = np.random.default_rng(0).random((101, 90))
-    whole = Restorer(model, tile=0)(image)
+    whole = Restorer(model, tile=0, device="cpu")(image)
     for batch in (1, 16):
-        tiled = Restorer(model, tile=24, batch_size=batch)(image)
+        tiled = Restorer(model, tile=24, batch_size=batch, device="cpu")(image)
         assert np.abs(whole - tiled).max() <= float32_bound(model.config, np.abs(whole).max())
     grid = TileGrid(101, 90, 24, exact_context(model))
     assert len(grid) == 5 * 4  # several tiles in each direction, corners included
@@ -41,7 +41,7 @@ def test_batched_tiles_equal_whole_image_with_borders_and_corners() -> None:
 
 def test_tiles_run_in_batches_of_equal_windows(monkeypatch: pytest.MonkeyPatch) -> None:
     model = small_model()
-    restorer = Restorer(model, tile=16, batch_size=8)
+    restorer = Restorer(model, tile=16, batch_size=8, device="cpu")
     shapes: list[tuple[int, ...]] = []
     plain = restorer._network
 
@@ -67,8 +67,8 @@ def test_m6r6_depth_tiles_are_exact_with_the_74px_context() -> None:
     model = small_model(6, 6, 8)
     assert exact_context(model) == 74
     image = np.random.default_rng(2).random((170, 150))
-    whole = Restorer(model, tile=0)(image)
-    tiled = Restorer(model, tile=56)(image)
+    whole = Restorer(model, tile=0, device="cpu")(image)
+    tiled = Restorer(model, tile=56, device="cpu")(image)
     assert len(TileGrid(170, 150, 56, 74)) == 4 * 3
     assert np.abs(whole - tiled).max() <= float32_bound(model.config, np.abs(whole).max())
 
@@ -80,20 +80,22 @@ def test_true_m6r6_tiles_are_exact() -> None:
     model.reconstruction.weight.data.mul_(0.05)
     # A strip: its inner tiles see 74 px of real context on both sides, not the whole image.
     image = np.random.default_rng(3).random((40, 260))
-    whole = Restorer(model, tile=0)(image)
-    tiled = Restorer(model, tile=56)(image)
+    whole = Restorer(model, tile=0, device="cpu")(image)
+    tiled = Restorer(model, tile=56, device="cpu")(image)
     assert np.abs(whole - tiled).max() <= float32_bound(model.config, np.abs(whole).max())
 
 
 def test_automatic_tile_size_follows_the_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     # Windows run whole (the GPU path; streamed CPU windows are in tests/test_streaming.py).
     model = small_model()
-    per_pixel = Restorer(model, stream=False).bytes_per_pixel
+    per_pixel = Restorer(model, stream=False, device="cpu").bytes_per_pixel
     monkeypatch.setattr(engine, "memory_budget", lambda device: 10**12)
-    assert Restorer(model, stream=False).tile_for(500, 500) == 0  # fits: whole image at once
+    assert (
+        Restorer(model, stream=False, device="cpu").tile_for(500, 500) == 0
+    )  # fits: whole image at once
     budget = 120 * 120 * per_pixel
     monkeypatch.setattr(engine, "memory_budget", lambda device: budget)
-    restorer = Restorer(model, stream=False)
+    restorer = Restorer(model, stream=False, device="cpu")
     grid = restorer.plan(500, 500)
     assert grid is not None
     assert restorer.tile_for(500, 500) == grid.tile
@@ -102,7 +104,7 @@ def test_automatic_tile_size_follows_the_memory_budget(monkeypatch: pytest.Monke
         assert (rows.stop - rows.start) * (cols.stop - cols.start) * per_pixel <= budget
     image = np.random.default_rng(4).random((150, 140))
     assert restorer.tile_count(150, 140) > 1
-    whole = Restorer(model, tile=0, stream=False)(image)
+    whole = Restorer(model, tile=0, stream=False, device="cpu")(image)
     assert np.abs(restorer(image) - whole).max() <= float32_bound(model.config, np.abs(whole).max())
 
 
@@ -116,8 +118,8 @@ def test_memory_estimate_scales_with_the_network() -> None:
 def test_self_ensemble_averages_the_eight_flips_and_rotations() -> None:
     model = small_model()
     image = np.random.default_rng(5).random((33, 47))
-    plain = Restorer(model, tile=0)
-    ensemble = Restorer(model, tile=0, self_ensemble=True)(image)
+    plain = Restorer(model, tile=0, device="cpu")
+    ensemble = Restorer(model, tile=0, self_ensemble=True, device="cpu")(image)
     manual = np.zeros_like(image)
     for k in range(4):
         for flip in (False, True):
@@ -138,14 +140,14 @@ def test_identity_network_returns_its_input() -> None:
     # The image passes through float32 (half an ulp) and the mean of the M branches adds up to
     # one rounding per branch: M + 1 ulps of a value at most 1.
     bound = (model.config.blocks + 1) * EPS32
-    assert np.abs(Restorer(model, tile=12)(image) - image).max() <= bound
+    assert np.abs(Restorer(model, tile=12, device="cpu")(image) - image).max() <= bound
 
 
 def test_half_precision_is_refused_on_cpu_with_a_reason() -> None:
     with pytest.raises(MemNetError, match="slower in half precision"):
         resolve_dtype("fp16", torch.device("cpu"))
     with pytest.raises(MemNetError, match="half precision"):
-        Restorer(small_model(), dtype="bf16")
+        Restorer(small_model(), dtype="bf16", device="cpu")
     with pytest.raises(MemNetError, match="unknown dtype"):
         resolve_dtype("fp8", torch.device("cpu"))
     assert resolve_dtype("fp32", torch.device("cpu")) == torch.float32
@@ -162,8 +164,8 @@ def test_devices_are_resolved_or_refused_clearly() -> None:
 
 
 def test_bad_inputs_are_rejected() -> None:
-    restorer = Restorer(small_model(), tile=0)
+    restorer = Restorer(small_model(), tile=0, device="cpu")
     with pytest.raises(ValueError, match="one channel"):
         restorer(np.zeros((4, 4, 3)))
     with pytest.raises(ValueError, match="non-negative"):
-        Restorer(small_model(), tile=-1)
+        Restorer(small_model(), tile=-1, device="cpu")

@@ -25,11 +25,11 @@ def test_tiles_equal_whole_image_inference() -> None:
     model = MemNet(blocks=2, recursions=2, channels=8).eval()
     model.reconstruction.weight.data.mul_(0.05)
     image = np.random.default_rng(0).random((97, 83))
-    whole = Restorer(model, tile=0)(image)
-    tiled = Restorer(model, tile=24)(image)
+    whole = Restorer(model, tile=0, device="cpu")(image)
+    tiled = Restorer(model, tile=24, device="cpu")(image)
     assert exact_context(model) == 10
     bound = float32_bound(model.config, np.abs(whole).max())
     assert np.abs(whole - tiled).max() <= bound
     # too little context is visibly different, far beyond rounding: the test can fail
-    short = Restorer(model, tile=24, tile_pad=2)(image)
+    short = Restorer(model, tile=24, tile_pad=2, device="cpu")(image)
     assert np.abs(whole - short).max() > 10 * bound

@@ -72,7 +72,7 @@ def test_bound_holds_for_the_paper_presets() -> None:
 
 def test_restorer_streams_and_splits_only_the_width(monkeypatch: pytest.MonkeyPatch) -> None:
     model = trained_like("tiny", seed=4)
-    restorer = Restorer(model)
+    restorer = Restorer(model, device="cpu")
     streamed = restorer.streamed
     assert isinstance(streamed, StreamedMemNet)
     budget = streamed.bytes_for_width(100)
@@ -88,7 +88,7 @@ def test_restorer_streams_and_splits_only_the_width(monkeypatch: pytest.MonkeyPa
         assert (rows.start, rows.stop) == (0, 1000)
         assert streamed.bytes_for_width(cols.stop - cols.start) <= budget
     image = np.random.default_rng(0).random((1000, 300))
-    whole = Restorer(model, tile=0, stream=False)(image)
+    whole = Restorer(model, tile=0, stream=False, device="cpu")(image)
     assert np.abs(restorer(image) - whole).max() <= float32_bound(model.config, np.abs(whole).max())
 
 
@@ -104,14 +104,14 @@ def test_bad_input_is_refused() -> None:
 
 def test_streamed_windows_report_progress_in_bands_of_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine, "memory_budget", lambda device: 10**10)
-    restorer = Restorer(trained_like("tiny", seed=5))
+    restorer = Restorer(trained_like("tiny", seed=5), device="cpu")
     restorer.bytes_per_pixel = 10**9  # no window fits whole: every one is streamed
     height = 2 * engine.PROGRESS_ROWS + 10
     assert restorer.tile_count(height, 20) == 3
     calls: list[tuple[int, int]] = []
     restorer(np.zeros((height, 20)), progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 3), (2, 3), (3, 3)]
-    ensemble = Restorer(trained_like("tiny", seed=5), self_ensemble=True)
+    ensemble = Restorer(trained_like("tiny", seed=5), self_ensemble=True, device="cpu")
     ensemble.bytes_per_pixel = 10**9
     assert ensemble.tile_count(height, 20) == 4 * 3 + 4 * 1  # rotated views are 20 rows high
     calls.clear()

@@ -58,7 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--method",
         choices=baseline_methods(),
         help="a baseline with no network, the degraded input itself: "
-        + ", ".join(f"{cls.baseline} ({cls.kind})" for cls in task_classes()),
+        + ", ".join(
+            f"{name} ({', '.join(c.kind for c in task_classes() if c.baseline == name)})"
+            for name in baseline_methods()
+        ),
     )
     what.add_argument(
         "--model",
