@@ -126,6 +126,13 @@ def test_a_class_lacking_attributes_is_not_registered() -> None:
 
     with pytest.raises(TypeError, match="no dataclass field 'radius'"):
         register_task(Misnamed)
+
+    @dataclass(frozen=True)
+    class Impostor(Darken):
+        kind: ClassVar[str] = "sr"
+
+    with pytest.raises(TypeError, match="'sr' is taken by SuperResolution"):
+        register_task(Impostor)
     assert task_kinds() == ("sr", "denoise", "jpeg")
 
 

@@ -231,6 +231,9 @@ def register_task(cls: TaskClass) -> TaskClass:
         raise TypeError(f"task class {cls.__name__} does not set {', '.join(missing)}")
     if cls.level_name not in getattr(cls, "__dataclass_fields__", {}):
         raise TypeError(f"task class {cls.__name__} has no dataclass field {cls.level_name!r}")
+    taken = TASKS.get(cls.kind)
+    if taken is not None and taken is not cls:
+        raise TypeError(f"task kind {cls.kind!r} is taken by {taken.__name__}")
     TASKS[cls.kind] = cls
     return cls
 
