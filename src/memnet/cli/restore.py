@@ -20,6 +20,7 @@ from memnet.tasks import TASK_KINDS
 from memnet.video import EncodeOptions, is_video
 from memnet.video.encoder import DEFAULT_CRF
 from memnet.weights import zoo
+from memnet.weights.loading import outside_training
 
 # Images needing at least this many progress steps (tiles, or bands of streamed rows) get a
 # progress bar of their own.
@@ -221,17 +222,7 @@ def _model_spec(args: argparse.Namespace) -> str:
         raise MemNetError(
             "give --task (sr, denoise or jpeg), or a --model/--weights to take it from"
         )
-    entry = zoo.default_for(args.task)
-    if entry is None:
-        method = "bicubic" if args.task == "sr" else "identity"
-        _note(
-            f"note: no released model for --task {args.task} is bundled yet, so this runs the "
-            f"{method} method (no network: "
-            f"{'bicubic upsampling' if args.task == 'sr' else 'the input is returned unchanged'}"
-            "). Use --model or --weights to restore with a network."
-        )
-        return method
-    return entry.name
+    return zoo.default_model(args.task).name
 
 
 def _build(args: argparse.Namespace) -> ImageRestorer:
@@ -271,14 +262,9 @@ def _load_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _warn_outside_training(restorer: ImageRestorer) -> None:
-    trained = restorer.loaded.levels
-    task = restorer.make_task()
-    level = float(getattr(task, {"sr": "scale", "denoise": "sigma", "jpeg": "quality"}[task.kind]))
-    if trained and not min(trained) <= level <= max(trained):
-        _note(
-            f"warning: {restorer.name} was trained for {task.kind} levels "
-            f"{', '.join(f'{v:g}' for v in trained)}; {task.label} is outside that range"
-        )
+    warning = outside_training(restorer.loaded, restorer.make_task())
+    if warning is not None:
+        _note(warning)
 
 
 def run(args: argparse.Namespace) -> int:

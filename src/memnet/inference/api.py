@@ -14,7 +14,6 @@ omitted they default to the model's first trained level.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable
@@ -38,70 +37,15 @@ from memnet.imaging.files import (
 )
 from memnet.inference.engine import ProgressCallback, Restorer, resolve_device, resolve_dtype
 from memnet.inference.pictures import resolve_color, restore_picture
-from memnet.model import MemNet
 from memnet.tasks import TASK_KINDS, Task, make_task
-from memnet.training.checkpoint import META_LEVELS
 from memnet.weights import zoo
+from memnet.weights.loading import BASELINE_METHODS, LoadedModel, load_model
 
-__all__ = ["BASELINE_METHODS", "ImageRestorer", "LoadedModel", "load", "resolve_model"]
+__all__ = ["BASELINE_METHODS", "ImageRestorer", "LoadedModel", "load"]
 
-# Names that select the no-network baseline: bicubic upsampling for SR, the input itself otherwise.
-BASELINE_METHODS = ("bicubic", "identity")
 LEVEL_NAMES = {"sr": "scale", "denoise": "sigma", "jpeg": "quality"}
 # Used only when neither the caller nor the model names a level for the blind tasks.
 FALLBACK_LEVELS = {"denoise": 50.0, "jpeg": 10.0}
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A network (or None for the baseline) with what is known about it."""
-
-    model: MemNet | None
-    name: str
-    task: str | None  # the task it was trained for, when known
-    levels: tuple[float, ...] = ()
-
-    @property
-    def is_baseline(self) -> bool:
-        return self.model is None
-
-
-def resolve_model(
-    name_or_path: str | os.PathLike[str], *, unsafe_load: bool = False
-) -> LoadedModel:
-    """A released model name, a weights file, or 'bicubic'/'identity' → a LoadedModel."""
-    text = os.fspath(name_or_path)
-    if text in BASELINE_METHODS:
-        return LoadedModel(None, text, None)
-    if text in zoo.REGISTRY:
-        model, entry = zoo.load_model(text)
-        return LoadedModel(model, entry.name, entry.task, tuple(entry.levels))
-    path = Path(text)
-    if path.exists() or path.suffix:
-        from memnet.weights.files import load_any_weights
-
-        model, metadata = load_any_weights(path, unsafe_load=unsafe_load)
-        task = metadata.get("memnet.task", metadata.get("task"))
-        return LoadedModel(
-            model, path.name, task if task in TASK_KINDS else None, _trained_levels(metadata)
-        )
-    known = ", ".join([*zoo.REGISTRY, *BASELINE_METHODS])
-    raise MemNetError(
-        f"{text!r} is neither a released model ({known}) nor an existing weights file"
-    )
-
-
-def _trained_levels(metadata: dict[str, str]) -> tuple[float, ...]:
-    """The levels a run's weights file says it was trained on (`memnet.levels`), if any."""
-    try:
-        levels = json.loads(metadata.get(META_LEVELS, "[]"))
-    except json.JSONDecodeError:
-        return ()
-    if not isinstance(levels, list):
-        return ()
-    return tuple(
-        float(v) for v in levels if isinstance(v, (int, float)) and not isinstance(v, bool)
-    )
 
 
 @dataclass
@@ -138,12 +82,13 @@ class ImageRestorer:
         level = {"scale": scale, "sigma": sigma, "quality": quality}[key]
         if level is None:
             level = self.levels.get(key)
-        if level is None and self.loaded.levels and self.task != "sr":
+        span = self.loaded.trained_span()
+        if level is None and span is not None and self.task != "sr":
             # The usual level when the model covers it (a blind model's range includes it),
             # else the first level it was trained on.
-            trained = self.loaded.levels
             usual = FALLBACK_LEVELS[self.task]
-            level = usual if min(trained) <= usual <= max(trained) else trained[0]
+            first = self.loaded.levels[0] if self.loaded.levels else span[0]
+            level = usual if span[0] <= usual <= span[1] else first
         if level is None:
             if self.task == "sr":
                 raise MemNetError("super-resolution needs a scale, e.g. scale=2")
@@ -294,32 +239,35 @@ def load(
 ) -> ImageRestorer:
     """Load a released model (by name), a weights file, or 'bicubic'/'identity' for `task`.
 
-    Without `name_or_path` the released model for `task` is used. `tile=None` runs an image
-    whole when it fits free memory, otherwise streamed over rows (CPU) or tiled (GPU); `color` is auto, y, ycbcr or rgb (see memnet.inference.pictures).
+    Without `name_or_path` the task's default released model is used (memnet.weights.zoo.
+    default_model). `tile=None` runs an image whole when it fits free memory, otherwise
+    streamed over rows (CPU) or tiled (GPU); `color` is auto, y, ycbcr or rgb (see
+    memnet.inference.pictures).
     """
     if name_or_path is None:
         if task is None:
             raise MemNetError("give a model name, a weights file or a task")
-        entry = zoo.default_for(task)
-        if entry is None:
-            raise MemNetError(
-                f"no released model for task {task!r} yet; use memnet.load('bicubic', task={task!r})"
-            )
-        name_or_path = entry.name
-    loaded = resolve_model(name_or_path, unsafe_load=unsafe_load)
-    chosen = _choose_task(task, loaded)
+        if task not in TASK_KINDS:
+            raise MemNetError(f"unknown task {task!r}; choose one of {', '.join(TASK_KINDS)}")
+        name_or_path = zoo.default_model(task).name
+    loaded = load_model(name_or_path, task=task, unsafe_load=unsafe_load)
+    if loaded.task is None:
+        raise MemNetError(
+            f"the task of {loaded.name!r} is unknown; give task='sr', 'denoise' or 'jpeg'"
+        )
+    chosen = loaded.task
     levels = {
         key: float(value)
         for key, value in (("scale", scale), ("sigma", sigma), ("quality", quality))
         if value is not None and not (isinstance(value, float) and math.isnan(value))
     }
     restorer = None
-    if loaded.model is None:
+    if loaded.network is None:
         # no network to run, but a device or dtype that cannot work is refused all the same
         resolve_dtype(dtype, resolve_device(device))
     else:
         restorer = Restorer(
-            loaded.model,
+            loaded.network,
             device=device,
             tile=tile,
             tile_pad=tile_pad,
@@ -332,18 +280,3 @@ def load(
     if levels:
         result.make_task()  # a bad level fails here, not at the first image
     return result
-
-
-def _choose_task(requested: str | None, loaded: LoadedModel) -> str:
-    if requested is not None and requested not in TASK_KINDS:
-        raise MemNetError(f"unknown task {requested!r}; choose one of {', '.join(TASK_KINDS)}")
-    if requested is not None and loaded.task is not None and requested != loaded.task:
-        raise MemNetError(
-            f"model {loaded.name!r} was trained for {loaded.task!r}, not {requested!r}"
-        )
-    chosen = requested or loaded.task
-    if chosen is None:
-        raise MemNetError(
-            f"the task of {loaded.name!r} is unknown; give task='sr', 'denoise' or 'jpeg'"
-        )
-    return chosen
