@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from memnet.evaluation.benchmark import baseline, evaluate, load_set
 from memnet.inference.engine import Restorer
@@ -21,6 +22,7 @@ from memnet.weights.files import (
     CONFIG_KEY,
     META_ITERATION,
     META_RECIPE,
+    META_RECIPE_YAML,
     read_metadata,
     trained_for,
 )
@@ -70,9 +72,9 @@ def test_zoo_entry_agrees_with_its_file(name: str) -> None:
         entry.levels,
         entry.level_range,
     )
-    if entry.recipe:
-        assert metadata[META_RECIPE] == Path(entry.recipe).stem
-        assert int(metadata[META_ITERATION]) == entry.iterations
+    assert metadata[META_RECIPE] == Path(entry.recipe).stem
+    assert int(metadata[META_ITERATION]) == entry.iterations
+    assert yaml.safe_load(metadata[META_RECIPE_YAML])["model"]["preset"] == entry.preset
 
 
 @pytest.mark.parametrize("name", RELEASED)

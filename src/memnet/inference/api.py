@@ -9,7 +9,9 @@
 
 `levels`: SR needs a scale (given at load or call). The denoising and deblocking networks are
 blind to the noise level / JPEG quality, so `sigma` and `quality` only describe the input; when
-omitted they default to the model's first trained level.
+omitted they default to the usual level (sigma 50, quality 10) if the model was trained on it
+(its levels or blind range, from the weights file), else to its first trained level. Models are
+loaded by memnet.weights.loading.load_model, like every command loads them.
 """
 
 from __future__ import annotations

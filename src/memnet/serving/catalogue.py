@@ -49,7 +49,7 @@ class OfferedModel:
             "range": list(self.loaded.level_range) if self.loaded.level_range else None,
             "baseline": self.spec in BASELINE_METHODS,
             "description": entry.description if entry else _baseline_text(self),
-            "default": bool(entry and entry.default),
+            "default": bool(entry and zoo.default_model(entry.task) is entry),
             "network": None
             if entry is None
             else {

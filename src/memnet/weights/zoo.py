@@ -277,7 +277,7 @@ def describe(name: str) -> str:
     c = entry.config
     lines = [
         f"{entry.name}: {entry.description}",
-        f"  task {entry.task} {entry.trained}; "
+        f"  task {entry.task}, {'range' if entry.level_range else 'levels'} {entry.trained}; "
         f"MemNet M={c.blocks} R={c.recursions} C={c.channels} "
         f"(preset {entry.preset}, {entry.parameters:,} parameters)",
         f"  file {entry.file}  sha256 {entry.sha256}",
