@@ -257,6 +257,8 @@ def test_help_describes_the_protocol(capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     for option in ("--scales", "--sigmas", "--qualities", "--save-images", "--seed", "--quiet"):
         assert option in out
+    for option in ("--unsafe-load", "--dtype", "--self-ensemble", "--tile-pad"):  # as restore
+        assert option in out
     assert "reproducible" in out
 
 

@@ -41,11 +41,10 @@ from memnet.inference.engine import ProgressCallback, Restorer, resolve_device, 
 from memnet.inference.pictures import resolve_color, restore_picture
 from memnet.tasks import TASK_KINDS, Task, make_task
 from memnet.weights import zoo
-from memnet.weights.loading import BASELINE_METHODS, LoadedModel, load_model
+from memnet.weights.loading import BASELINE_METHODS, LEVEL_NAMES, LoadedModel, load_model
 
 __all__ = ["BASELINE_METHODS", "ImageRestorer", "LoadedModel", "load"]
 
-LEVEL_NAMES = {"sr": "scale", "denoise": "sigma", "jpeg": "quality"}
 # Used only when neither the caller nor the model names a level for the blind tasks.
 FALLBACK_LEVELS = {"denoise": 50.0, "jpeg": 10.0}
 
