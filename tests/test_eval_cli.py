@@ -189,15 +189,14 @@ def test_network_weights_through_the_restorer(
     assert np.isfinite(summary["results"][0]["psnr"])
 
 
-def test_without_a_method_and_no_released_model_it_says_what_to_pass(
+def test_without_a_method_and_no_default_model_it_says_so_in_one_line(
     data_root: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(zoo, "REGISTRY", {})
     code, _, stderr = run_eval(capsys, "--task", "jpeg", "--data-root", str(data_root))
     assert code == 1
     assert stderr.count("\n") == 1
-    assert "no released model exists for task 'jpeg' yet" in stderr
-    assert "--method identity or --weights" in stderr
+    assert "no released model is the default for task 'jpeg'" in stderr
 
 
 @pytest.mark.parametrize(
@@ -258,6 +257,8 @@ def test_help_describes_the_protocol(capsys: pytest.CaptureFixture[str]) -> None
     out = capsys.readouterr().out
     for option in ("--scales", "--sigmas", "--qualities", "--save-images", "--seed", "--quiet"):
         assert option in out
+    for option in ("--unsafe-load", "--dtype", "--self-ensemble", "--tile-pad"):  # as restore
+        assert option in out
     assert "reproducible" in out
 
 
@@ -274,3 +275,77 @@ def test_unwritable_out_fails_before_any_work(
     assert (code, stdout) == (1, "")
     assert stderr.count("\n") == 1
     assert "cannot create folder" in stderr
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_loading_options_match_restore(
+    tmp_path: Path, data_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--unsafe-load, --dtype, --self-ensemble and --tile-pad, as `memnet restore` has them."""
+    common = ["--task", "sr", "--scales", "2", "--sets", "Set5", "--data-root", str(data_root)]
+    # Near the identity, so that scores are not saturated and small changes show.
+    torch.manual_seed(2)
+    model = create_model("tiny", identity_init=True)
+    with torch.no_grad():
+        model.reconstruction.weight.normal_(0, 0.01)
+    weights = tmp_path / "random.safetensors"
+    save_weights(model, weights, {"memnet.task": "sr"})
+    out = tmp_path / "out"
+    code, plain, stderr = run_eval(capsys, *common, "--weights", str(weights), "--quiet")
+    assert code == 0, stderr
+
+    # A pickle is refused, then read with --unsafe-load and scores like the same weights.
+    pickle = tmp_path / "random.pth"
+    torch.save(model.state_dict(), pickle)
+    code, _, stderr = run_eval(capsys, *common, "--weights", str(pickle), "--quiet")
+    assert code == 1
+    assert "--unsafe-load" in stderr
+    code, stdout, stderr = run_eval(
+        capsys, *common, "--weights", str(pickle), "--unsafe-load", "--quiet"
+    )
+    assert code == 0, stderr
+    assert table_cells(stdout) == table_cells(plain)
+
+    # Tiles without context differ from the whole image; the default context does not.
+    tiled = ["--weights", str(weights), "--tile", "8", "--quiet"]
+    code, exact, _ = run_eval(capsys, *common, *tiled)
+    assert table_cells(exact) == table_cells(plain)
+    code, no_context, _ = run_eval(capsys, *common, *tiled, "--tile-pad", "0")
+    assert code == 0
+    assert table_cells(no_context) != table_cells(plain)
+
+    # The self-ensemble scores differently and is recorded with the precision.
+    code, ensemble, _ = run_eval(
+        capsys, *common, "--weights", str(weights), "--self-ensemble", "--out", str(out), "--quiet"
+    )
+    assert code == 0
+    assert table_cells(ensemble) != table_cells(plain)
+    summary = json.loads((out / "sr-random.json").read_text())
+    assert (summary["self_ensemble"], summary["dtype"]) == (True, "fp32")
+
+    # Half precision is refused on the CPU in one line, as by `memnet restore`.
+    code, stdout, stderr = run_eval(
+        capsys, *common, "--weights", str(weights), "--dtype", "bf16", "--device", "cpu", "--quiet"
+    )
+    assert (code, stdout, stderr.count("\n")) == (1, "", 1)
+    assert "half precision" in stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--method", "bicubic", "--tile-pad", "4"], "--tile-pad applies to a network"),
+        (["--method", "bicubic", "--self-ensemble"], "--self-ensemble applies to a network"),
+        (["--method", "bicubic", "--dtype", "fp16"], "--dtype applies to a network"),
+        (["--authors-tiles", "--tile-pad", "4"], "--tile-pad and --authors-tiles"),
+        (["--tile-pad", "-1"], "--tile-pad must be non-negative"),
+    ],
+)
+def test_loading_options_that_cannot_apply_are_refused(
+    args: list[str], message: str, data_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, stdout, stderr = run_eval(
+        capsys, "--task", "sr", "--sets", "Set5", *args, "--data-root", str(data_root), "--quiet"
+    )
+    assert (code, stdout, stderr.count("\n")) == (1, "", 1), stderr
+    assert message in stderr

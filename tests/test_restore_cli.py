@@ -243,10 +243,11 @@ def test_zoo_model_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         "memnet-test",
         "m.safetensors",
         zoo.sha256_of(tmp_path / "m.safetensors"),
-        config,
+        "tiny",
         "sr",
         (2.0,),
         "t",
+        default=True,
     )
     monkeypatch.setattr(zoo, "REGISTRY", {entry.name: entry})
     monkeypatch.setattr(zoo, "weights_dir", lambda: tmp_path)
@@ -289,3 +290,23 @@ def test_subprocess_run_reports_and_exits_nonzero(tmp_path: Path) -> None:
     assert "broken.png" in result.stderr
     assert "1 image restored, 1 failed" in result.stdout
     assert files_under(out) == ["ok.png"]
+
+
+@pytest.mark.parametrize(("sigma", "warns"), [("80", True), ("60", False)])
+def test_outside_training_warns_alike_by_name_and_by_file(
+    sigma: str, warns: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The trained range comes from the weights file, however the model is named."""
+    source = photo(tmp_path / "a.png", size=(12, 10), mode="L")
+    released = zoo.verified_weights_path(zoo.get("memnet-denoise"))
+    notes = []
+    for choice in (["--model", "memnet-denoise"], ["--weights", str(released)]):
+        out = tmp_path / f"o{len(notes)}.png"
+        argv = ["restore", "-i", str(source), "-o", str(out), *choice, "--sigma", sigma, "-q"]
+        assert main(argv) == 0
+        notes.append(capsys.readouterr().err.replace(released.name, "memnet-denoise"))
+    assert notes[0] == notes[1]
+    if warns:
+        assert f"trained for denoise range 0-75; sigma{sigma} is outside that range" in notes[0]
+    else:
+        assert notes[0] == ""

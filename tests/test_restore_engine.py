@@ -12,11 +12,10 @@ from memnet.inference.engine import (
     Restorer,
     TileGrid,
     activation_bytes_per_pixel,
-    exact_context,
     resolve_device,
     resolve_dtype,
 )
-from memnet.model import MemNet, create_model
+from memnet.model import MemNet, create_model, exact_context
 from rounding import EPS32, float32_bound
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from memnet.inference.engine import Restorer, TileGrid, exact_context
-from memnet.model import MemNet
+from memnet.inference.engine import Restorer, TileGrid
+from memnet.model import MemNet, exact_context
 from rounding import float32_bound
 
 

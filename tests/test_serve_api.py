@@ -25,6 +25,7 @@ from memnet.serving.catalogue import Catalogue
 from memnet.serving.errors import JobCancelledError
 from memnet.serving.jobs import Job, WorkerPool
 from memnet.serving.settings import ServeSettings
+from memnet.weights import zoo
 
 MODELS = ("memnet-sr", "memnet-denoise", "memnet-jpeg", "bicubic")
 TOKEN = "s3cret-token-for-tests"
@@ -150,7 +151,9 @@ def test_large_results_become_jobs() -> None:
 def test_models_health_and_schema(client: TestClient) -> None:
     models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
     assert set(models) == set(MODELS)
-    assert "Set5 x2" in models["memnet-sr"]["metrics"]
+    assert models["memnet-sr"]["metrics"]["Set5/x2"] == str(zoo.get("memnet-sr").metrics["Set5/x2"])
+    assert models["memnet-denoise"]["levels"] == []
+    assert models["memnet-denoise"]["range"] == [0.0, 75.0]
     assert models["memnet-sr"]["task"] == "sr"
     assert models["memnet-sr"]["default"]
     assert models["bicubic"]["baseline"]

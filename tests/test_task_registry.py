@@ -176,10 +176,25 @@ def test_restore_takes_a_new_task_from_its_class(
 
     source = picture(tmp_path / "in" / "dim.jpg")
     out = tmp_path / "out"
+    # no released model exists for it: the one default lookup says so, as for every command
     code = main(["restore", "-i", str(source.parent), "-o", str(out), "--task", "darken"])
+    assert code == 1
+    assert "no released model is the default for task 'darken'" in capsys.readouterr().err
+    code = main(
+        [
+            "restore",
+            "-i",
+            str(source.parent),
+            "-o",
+            str(out),
+            "--task",
+            "darken",
+            "--model",
+            "identity",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "runs the identity method" in captured.err  # its baseline: no model exists for it
     assert "(identity, darken g1.5)" in captured.out  # its default level and label
     restored = out / "dim.png"  # its auto_format: not written as JPEG again
     with Image.open(source) as given, Image.open(restored) as result:

@@ -21,8 +21,7 @@ import sys
 from pathlib import Path
 
 from memnet.fsutil import atomic_write_bytes
-from memnet.training import checkpoint
-from memnet.weights.files import read_metadata
+from memnet.weights import files
 from memnet.weights.zoo import sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,12 +38,12 @@ def copy_atomically(source: Path, target: Path) -> None:
 
 def training_summary(weights: Path) -> dict[str, str]:
     """Iteration, training time and recipe name from the weights file's own metadata."""
-    meta = read_metadata(weights)
+    meta = files.read_metadata(weights)
     return {
-        "recipe": meta.get(checkpoint.META_RECIPE, ""),
-        "iteration": meta.get(checkpoint.META_ITERATION, "?"),
-        "training_seconds": meta.get(checkpoint.META_SECONDS, "?"),
-        "validation": meta.get(checkpoint.META_VALIDATION, "{}"),
+        "recipe": meta.get(files.META_RECIPE, ""),
+        "iteration": meta.get(files.META_ITERATION, "?"),
+        "training_seconds": meta.get(files.META_SECONDS, "?"),
+        "validation": meta.get(files.META_VALIDATION, "{}"),
     }
 
 

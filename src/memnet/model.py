@@ -366,6 +366,11 @@ def receptive_field(model: MemNet) -> int:
     return span + 1
 
 
+def exact_context(model: MemNet) -> int:
+    """Context (px per side) that makes tiled inference equal to whole-image inference."""
+    return (receptive_field(model) - 1) // 2
+
+
 def summarize(model: MemNet) -> ModelSummary:
     """Parameters, conv weights, MFLOP per output pixel and receptive field of `model`."""
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]

@@ -14,7 +14,6 @@ from memnet.fsutil import atomic_path
 from memnet.imaging.files import read_image
 from memnet.inference.api import load
 from memnet.tasks import task_class, task_classes, task_kinds
-from memnet.weights import zoo
 
 EPILOG = """\
 examples:
@@ -83,13 +82,8 @@ def run(args: argparse.Namespace) -> int:
     level = getattr(args, cls.level_name)
     task = cls.from_level(level if level is not None else cls.compare_level)
     crop = _crop(args.crop)
-    spec = args.weights or args.model
-    if spec is None:
-        entry = zoo.default_for(args.task)
-        if entry is None:
-            raise MemNetError(f"no released model for task {args.task!r}; pass --weights FILE")
-        spec = entry.name
-    restorer = load(spec, device=args.device, task=args.task)
+    # Without --model or --weights, memnet.load takes the task's default released model.
+    restorer = load(args.weights or args.model, device=args.device, task=args.task)
     clean = np.asarray(read_image(args.input, dtype=np.float64).pixels, dtype=np.float64)
     panels = make_panels(clean, task, restorer, seed=args.seed)
     sheet = compose(panels, crop, zoom=args.zoom)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from memnet.devices import DEVICE_HELP
+from memnet.devices import DEVICE_HELP, DTYPES
 from memnet.errors import MemNetError
 from memnet.tasks import Task, baseline_methods, task_class, task_classes, task_kinds
 
@@ -18,6 +18,7 @@ examples:
   memnet eval --task sr --scales 2,3,4 --sets Set5,Set14,BSD100 --method bicubic
   memnet eval --task denoise --sigmas 15,25,50 --sets BSD68 --method identity
   memnet eval --task jpeg --qualities 10,20 --sets Classic5,LIVE1 --weights my.safetensors
+  memnet eval --task sr --scales 2 --sets Set5 --device cuda --dtype fp16 --self-ensemble
   memnet eval --task sr --sets path/to/folder --scales 4 --method bicubic --out results
 
 Sets are names (see 'memnet data list'; 'memnet data fetch NAME' downloads one) looked up in
@@ -73,6 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--weights", metavar="FILE", type=Path, help="a memnet .safetensors weights file"
     )
     parser.add_argument(
+        "--unsafe-load",
+        action="store_true",
+        help="allow --weights to be a pickle (.pt/.pth/.ckpt), read with "
+        "torch.load(weights_only=True); only for files you trust",
+    )
+    parser.add_argument(
         "--data-root",
         type=Path,
         metavar="DIR",
@@ -97,6 +104,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="network tile size in px (0 = whole image; default: the inference engine's)",
     )
     parser.add_argument(
+        "--tile-pad",
+        type=int,
+        metavar="N",
+        help="context around each tile in pixels (default: half the receptive field, which "
+        "makes tiles identical to whole-image inference)",
+    )
+    parser.add_argument(
         "--authors-tiles",
         action="store_true",
         help="run the network on the authors' test-script tiles (150 px, 120 for denoise, with "
@@ -107,6 +121,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         metavar="DEVICE",
         help=DEVICE_HELP,
+    )
+    parser.add_argument(
+        "--dtype", choices=tuple(DTYPES), default="fp32", help="fp16/bf16 only on GPUs"
+    )
+    parser.add_argument(
+        "--self-ensemble",
+        action="store_true",
+        help="average the 8 flips/rotations (8x slower, slightly better)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
@@ -139,16 +161,29 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "method"
 
 
-def _released_model(task: str) -> str:
-    from memnet.weights import zoo
+NETWORK_OPTIONS = (
+    ("tile", "--tile"),
+    ("tile_pad", "--tile-pad"),
+    ("authors_tiles", "--authors-tiles"),
+    ("self_ensemble", "--self-ensemble"),
+)
 
-    entry = zoo.default_for(task)
-    if entry is not None:
-        return entry.name
-    raise MemNetError(
-        f"no released model exists for task {task!r} yet; pass --method "
-        f"{task_class(task).baseline} or --weights FILE.safetensors"
-    )
+
+def _check_network_options(args: argparse.Namespace, has_network: bool) -> None:
+    """Refuse engine options that cannot apply, before any image is read."""
+    given = [option for key, option in NETWORK_OPTIONS if getattr(args, key) not in (None, False)]
+    if not has_network:
+        if given or args.dtype != "fp32":
+            option = given[0] if given else "--dtype"
+            raise MemNetError(f"{option} applies to a network (--model or --weights), not --method")
+        return
+    if args.authors_tiles and (args.tile is not None or args.tile_pad is not None):
+        other = "--tile" if args.tile is not None else "--tile-pad"
+        raise MemNetError(f"{other} and --authors-tiles cannot be combined")
+    if args.tile is not None and args.tile < 0:
+        raise MemNetError("--tile must be 0 (whole image) or a positive size")
+    if args.tile_pad is not None and args.tile_pad < 0:
+        raise MemNetError("--tile-pad must be non-negative")
 
 
 def build_method(
@@ -157,60 +192,60 @@ def build_method(
     """(method callable, its name, details for the JSON summary) from the CLI options."""
     from memnet import devices
     from memnet.evaluation.benchmark import baseline
+    from memnet.inference.engine import Restorer
+    from memnet.weights import zoo
+    from memnet.weights.loading import load_model
 
     # a device that cannot work is refused even where no network runs, as memnet.load does
     device = devices.resolve_device(args.device)
-    if args.method:
-        if args.tile is not None or args.authors_tiles:
-            option = "--tile" if args.tile is not None else "--authors-tiles"
-            raise MemNetError(f"{option} applies to a network (--model or --weights), not --method")
-        return baseline(args.method, args.task), args.method, {}
-    if args.tile is not None and args.authors_tiles:
-        raise MemNetError("--tile and --authors-tiles cannot be combined")
 
-    from memnet.inference.engine import Restorer
-    from memnet.weights import files as weights_file
-    from memnet.weights import zoo
-
-    if args.tile is not None and args.tile < 0:
-        raise MemNetError("--tile must be 0 (whole image) or a positive size")
-    details: dict[str, Any] = {}
-    if args.weights is not None:
-        path = args.weights
-        name = path.stem
-        details["weights"] = str(path)
+    if args.model is not None:
+        spec = zoo.get(args.model).name  # a released model, not a path
     else:
-        name = args.model or _released_model(args.task)
-        path = zoo.verified_weights_path(zoo.get(name))
-        details["model"] = name
-    model, metadata = weights_file.load_weights(path)
-    if model.config.in_channels != 1:
+        spec = args.method or args.weights or zoo.default_model(args.task).name
+    _check_network_options(args, has_network=args.method is None)
+    loaded = load_model(spec, unsafe_load=args.unsafe_load)
+    if loaded.network is None:
+        return baseline(loaded.name, args.task), loaded.name, {}
+    assert loaded.path is not None  # every network is read from a file
+    if loaded.network.config.in_channels != 1:
         raise MemNetError(
-            f"{path}: a model with {model.config.in_channels} input channels cannot be evaluated "
-            "by the one-channel protocol"
+            f"{loaded.path}: a model with {loaded.network.config.in_channels} input channels "
+            "cannot be evaluated by the one-channel protocol"
         )
-    trained_for = metadata.get("memnet.task", metadata.get("task"))
-    if trained_for and trained_for != args.task and not args.quiet:
+    if loaded.task is not None and loaded.task != args.task and not args.quiet:
         print(
-            f"memnet eval: note: {path.name} was trained for task {trained_for!r}, "
+            f"memnet eval: note: {loaded.path.name} was trained for task {loaded.task!r}, "
             f"evaluating it on {args.task!r}",
             file=sys.stderr,
         )
+    details: dict[str, Any] = (
+        {"weights": str(args.weights)} if args.weights is not None else {"model": loaded.name}
+    )
+    tile, tile_pad = args.tile, args.tile_pad
     if args.authors_tiles:
         from memnet.evaluation.authors_tiles import authors_tiling
 
         tile, tile_pad = authors_tiling(args.task)
-        restorer = Restorer(model, device=device, tile=tile, tile_pad=tile_pad)
         details["tiling"] = "authors"
-    else:
-        restorer = Restorer(model, device=device, tile=args.tile)
+    restorer = Restorer(
+        loaded.network,
+        device=device,
+        tile=tile,
+        tile_pad=tile_pad,
+        dtype=args.dtype,
+        self_ensemble=args.self_ensemble,
+    )
     details.update(
-        sha256=zoo.sha256_of(path),
-        config=model.config.to_dict(),
+        sha256=loaded.sha256,
+        config=loaded.network.config.to_dict(),
         device=str(device),
         tile=restorer.tile,
         tile_pad=restorer.tile_pad,
+        dtype=args.dtype,
+        self_ensemble=args.self_ensemble,
     )
+    name = loaded.name if args.weights is None else Path(args.weights).stem
     return restorer, name, details
 
 

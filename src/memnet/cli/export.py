@@ -6,9 +6,9 @@ import argparse
 from pathlib import Path
 
 from memnet.errors import MemNetError
-from memnet.inference.api import resolve_model
 from memnet.interop.export import DEFAULT_OPSET, FORMATS, export_model, verify_onnx
 from memnet.model import PRESETS, create_model
+from memnet.weights.loading import load_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,10 +43,10 @@ def run(args: argparse.Namespace) -> int:
     if args.preset:
         model, name = create_model(args.preset), args.preset
     else:
-        loaded = resolve_model(args.model or args.weights, unsafe_load=args.unsafe_load)
-        if loaded.model is None:
+        loaded = load_model(args.model or args.weights, unsafe_load=args.unsafe_load)
+        if loaded.network is None:
             raise MemNetError(f"{loaded.name!r} is a method without a network; nothing to export")
-        model, name = loaded.model, Path(loaded.name).stem
+        model, name = loaded.network, Path(loaded.name).stem
     extension = ".onnx" if args.format == "onnx" else ".pt"
     output = Path(args.output) if args.output else Path(f"{name}{extension}")
     if output.exists() and not args.overwrite:

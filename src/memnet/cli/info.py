@@ -9,6 +9,7 @@ import torch
 
 from memnet import __version__, devices
 from memnet.model import PRESETS, create_model, summarize
+from memnet.weights import zoo
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,10 +49,9 @@ def run(args: argparse.Namespace) -> int:
     print("\npresets:")
     for name in PRESETS:
         print("  " + describe_preset(name))
-    zoo_lines = _zoo_lines()
     print("\nreleased models:")
-    for line in zoo_lines or ["  (none bundled yet)"]:
-        print(line)
+    for line in zoo.describe_all():
+        print(f"  {line}")
     return 0
 
 
@@ -66,17 +66,5 @@ def _device_line() -> str:
     return ", ".join(parts)
 
 
-def _zoo_lines() -> list[str]:
-    try:
-        from memnet.weights import zoo
-    except ImportError:
-        return []
-    return [f"  {line}" for line in zoo.describe_all()]
-
-
 def _describe_zoo_entry(name: str) -> str | None:
-    try:
-        from memnet.weights import zoo
-    except ImportError:
-        return None
     return zoo.describe(name) if name in zoo.REGISTRY else None

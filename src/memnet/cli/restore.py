@@ -27,6 +27,7 @@ from memnet.tasks import (
 from memnet.video import EncodeOptions, is_video
 from memnet.video.encoder import DEFAULT_CRF
 from memnet.weights import zoo
+from memnet.weights.loading import outside_training
 
 # Images needing at least this many progress steps (tiles, or bands of streamed rows) get a
 # progress bar of their own.
@@ -228,16 +229,7 @@ def _model_spec(args: argparse.Namespace) -> str:
         raise MemNetError(
             f"give --task ({kinds_in_words()}), or a --model/--weights to take it from"
         )
-    entry = zoo.default_for(args.task)
-    if entry is None:
-        cls = task_class(args.task)
-        _note(
-            f"note: no released model for --task {args.task} is bundled yet, so this runs the "
-            f"{cls.baseline} method (no network: {cls.baseline_effect}). "
-            "Use --model or --weights to restore with a network."
-        )
-        return cls.baseline
-    return entry.name
+    return zoo.default_model(args.task).name
 
 
 def _build(args: argparse.Namespace) -> ImageRestorer:
@@ -278,14 +270,9 @@ def _load_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _warn_outside_training(restorer: ImageRestorer) -> None:
-    trained = restorer.loaded.levels
-    task = restorer.make_task()
-    level = task.level
-    if trained and not min(trained) <= level <= max(trained):
-        _note(
-            f"warning: {restorer.name} was trained for {task.kind} levels "
-            f"{', '.join(f'{v:g}' for v in trained)}; {task.label} is outside that range"
-        )
+    warning = outside_training(restorer.loaded, restorer.make_task())
+    if warning is not None:
+        _note(warning)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,11 +11,11 @@ Levels are keywords named by the task (`Task.level_name`: scale, sigma, quality)
 load or call. SR needs a scale. The denoising and deblocking networks are blind to the noise
 level / JPEG quality, so `sigma` and `quality` only describe the input; when omitted they are
 the task's default level if the model was trained on it, else the model's first trained level.
+Models are loaded by memnet.weights.loading.load_model, like every command loads them.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable
@@ -40,68 +40,11 @@ from memnet.imaging.files import (
 )
 from memnet.inference.engine import ProgressCallback, Restorer
 from memnet.inference.pictures import COLOR_MODES, resolve_color, restore_picture
-from memnet.model import MemNet
-from memnet.tasks import Task, baseline_methods, level_names, task_class, task_kinds
-from memnet.training.checkpoint import META_LEVELS
+from memnet.tasks import Task, level_names, task_class, task_kinds
 from memnet.weights import zoo
+from memnet.weights.loading import BASELINE_METHODS, LoadedModel, load_model
 
-__all__ = ["BASELINE_METHODS", "ImageRestorer", "LoadedModel", "load", "resolve_model"]
-
-# Names that select the no-network baseline (`Task.baseline`): bicubic upsampling for SR, the
-# input itself otherwise. Any of them runs any task's baseline.
-BASELINE_METHODS = baseline_methods()
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A network (or None for the baseline) with what is known about it."""
-
-    model: MemNet | None
-    name: str
-    task: str | None  # the task it was trained for, when known
-    levels: tuple[float, ...] = ()
-
-    @property
-    def is_baseline(self) -> bool:
-        return self.model is None
-
-
-def resolve_model(
-    name_or_path: str | os.PathLike[str], *, unsafe_load: bool = False
-) -> LoadedModel:
-    """A released model name, a weights file, or 'bicubic'/'identity' → a LoadedModel."""
-    text = os.fspath(name_or_path)
-    if text in BASELINE_METHODS:
-        return LoadedModel(None, text, None)
-    if text in zoo.REGISTRY:
-        model, entry = zoo.load_model(text)
-        return LoadedModel(model, entry.name, entry.task, tuple(entry.levels))
-    path = Path(text)
-    if path.exists() or path.suffix:
-        from memnet.weights.files import load_any_weights
-
-        model, metadata = load_any_weights(path, unsafe_load=unsafe_load)
-        task = metadata.get("memnet.task", metadata.get("task"))
-        return LoadedModel(
-            model, path.name, task if task in task_kinds() else None, _trained_levels(metadata)
-        )
-    known = ", ".join([*zoo.REGISTRY, *BASELINE_METHODS])
-    raise MemNetError(
-        f"{text!r} is neither a released model ({known}) nor an existing weights file"
-    )
-
-
-def _trained_levels(metadata: dict[str, str]) -> tuple[float, ...]:
-    """The levels a run's weights file says it was trained on (`memnet.levels`), if any."""
-    try:
-        levels = json.loads(metadata.get(META_LEVELS, "[]"))
-    except json.JSONDecodeError:
-        return ()
-    if not isinstance(levels, list):
-        return ()
-    return tuple(
-        float(v) for v in levels if isinstance(v, (int, float)) and not isinstance(v, bool)
-    )
+__all__ = ["BASELINE_METHODS", "ImageRestorer", "LoadedModel", "load"]
 
 
 @dataclass
@@ -136,12 +79,13 @@ class ImageRestorer:
         level = _checked_levels(levels).get(key)
         if level is None:
             level = self.levels.get(key)
-        if level is None and self.loaded.levels and cls.blind:
+        span = self.loaded.trained_span()
+        if level is None and span is not None and cls.blind:
             # The usual level when the model covers it (a blind model's range includes it),
             # else the first level it was trained on.
-            trained = self.loaded.levels
             usual = cls.default_level
-            level = usual if min(trained) <= usual <= max(trained) else trained[0]
+            first = self.loaded.levels[0] if self.loaded.levels else span[0]
+            level = usual if span[0] <= usual <= span[1] else first
         if level is None:
             if not cls.blind:
                 raise MemNetError(f"{cls.title} needs a {key}, e.g. {key}={cls.default_level:g}")
@@ -260,7 +204,7 @@ def load(
 ) -> ImageRestorer:
     """Load a released model (by name), a weights file, or 'bicubic'/'identity' for `task`.
 
-    Without `name_or_path` the released model for `task` is used. `levels` are the task's
+    Without `name_or_path` the task's default released model is used (memnet.weights.zoo.default_model). `levels` are the task's
     level by name (scale=, sigma=, quality=), used when a call gives none. `device` goes
     through memnet.devices.resolve_device (auto: CUDA, else MPS, else the CPU). `tile=None` runs an image
     whole when it fits free memory, otherwise streamed over rows (CPU) or tiled (GPU); `color` is auto, y, ycbcr or rgb (see memnet.inference.pictures).
@@ -268,26 +212,26 @@ def load(
     if name_or_path is None:
         if task is None:
             raise MemNetError("give a model name, a weights file or a task")
-        entry = zoo.default_for(task)
-        if entry is None:
-            raise MemNetError(
-                f"no released model for task {task!r} yet; use memnet.load('bicubic', task={task!r})"
-            )
-        name_or_path = entry.name
-    loaded = resolve_model(name_or_path, unsafe_load=unsafe_load)
-    chosen = _choose_task(task, loaded)
+        if task not in task_kinds():
+            raise MemNetError(f"unknown task {task!r}; choose one of {', '.join(task_kinds())}")
+        name_or_path = zoo.default_model(task).name
+    loaded = load_model(name_or_path, task=task, unsafe_load=unsafe_load)
+    if loaded.task is None:
+        named = ", ".join(repr(kind) for kind in task_kinds())
+        raise MemNetError(f"the task of {loaded.name!r} is unknown; give task= one of {named}")
+    chosen = loaded.task
     given = {
         key: float(value)
         for key, value in _checked_levels(levels).items()
         if value is not None and not (isinstance(value, float) and math.isnan(value))
     }
     restorer = None
-    if loaded.model is None:
+    if loaded.network is None:
         # no network to run, but a device or dtype that cannot work is refused all the same
         devices.resolve_dtype(dtype, devices.resolve_device(device))
     else:
         restorer = Restorer(
-            loaded.model,
+            loaded.network,
             device=device,
             tile=tile,
             tile_pad=tile_pad,
@@ -311,18 +255,3 @@ def _checked_levels(levels: dict[str, float | None]) -> dict[str, float | None]:
                 f"unexpected keyword argument {name!r}; a level is one of {', '.join(known)}"
             )
     return levels
-
-
-def _choose_task(requested: str | None, loaded: LoadedModel) -> str:
-    kinds = task_kinds()
-    if requested is not None and requested not in kinds:
-        raise MemNetError(f"unknown task {requested!r}; choose one of {', '.join(kinds)}")
-    if requested is not None and loaded.task is not None and requested != loaded.task:
-        raise MemNetError(
-            f"model {loaded.name!r} was trained for {loaded.task!r}, not {requested!r}"
-        )
-    chosen = requested or loaded.task
-    if chosen is None:
-        named = ", ".join(repr(kind) for kind in kinds)
-        raise MemNetError(f"the task of {loaded.name!r} is unknown; give task= one of {named}")
-    return chosen

@@ -28,7 +28,7 @@ from memnet.cpu_settings import retain_freed_memory
 from memnet.devices import DTYPES, resolve_device, resolve_dtype
 from memnet.inference.fast_network import InferenceMemNet, fused_conv_available
 from memnet.inference.streaming import StreamedMemNet
-from memnet.model import MemNet, MemNetConfig, receptive_field
+from memnet.model import MemNet, MemNetConfig, exact_context
 
 __all__ = [
     "DEFAULT_TILE",
@@ -37,7 +37,6 @@ __all__ = [
     "TileGrid",
     "activation_bytes_per_pixel",
     "best_grid",
-    "exact_context",
     "memory_budget",
     "resolve_device",
     "resolve_dtype",
@@ -58,11 +57,6 @@ MAX_BATCH = 16
 PROGRESS_ROWS = 128
 
 ProgressCallback = Callable[[int, int], None]
-
-
-def exact_context(model: MemNet) -> int:
-    """Context (px per side) that makes tiled inference equal to whole-image inference."""
-    return (receptive_field(model) - 1) // 2
 
 
 def activation_bytes_per_pixel(config: MemNetConfig, element_bytes: int = 4) -> int:

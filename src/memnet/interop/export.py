@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from memnet.errors import MemNetError
 from memnet.fsutil import atomic_path
 from memnet.model import MemNet
+from memnet.weights.files import CONFIG_KEY
 
 __all__ = ["FORMATS", "export_model", "verify_onnx"]
 
@@ -82,7 +83,7 @@ def _export_onnx(wrapper: nn.Module, example: Tensor, tmp: Path, opset: int, mod
         )
     graph = onnx.load(str(tmp))
     entry = graph.metadata_props.add()
-    entry.key, entry.value = "memnet.config", json.dumps(model.config.to_dict(), sort_keys=True)
+    entry.key, entry.value = CONFIG_KEY, json.dumps(model.config.to_dict(), sort_keys=True)
     onnx.save(graph, str(tmp))
 
 

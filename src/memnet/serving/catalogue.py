@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from memnet.errors import MemNetError
-from memnet.inference.api import BASELINE_METHODS, ImageRestorer, LoadedModel, resolve_model
+from memnet.inference.api import ImageRestorer
 from memnet.inference.folders import EXTENSIONS, output_suffix
 from memnet.inference.pictures import COLOR_MODES
 from memnet.tasks import (
@@ -19,6 +19,7 @@ from memnet.tasks import (
     task_kinds,
 )
 from memnet.weights import zoo
+from memnet.weights.loading import BASELINE_METHODS, LoadedModel, load_model
 
 __all__ = ["Catalogue", "OfferedModel", "RestoreOptions"]
 
@@ -33,7 +34,11 @@ class OfferedModel:
     name: str
     spec: str  # what memnet.load takes: a released name, a weights file or a baseline method
     loaded: LoadedModel  # without its network: only the name, task and trained levels
-    entry: zoo.ZooEntry | None = None
+
+    @property
+    def entry(self) -> zoo.ZooEntry | None:
+        """The zoo's description of a released model, None for files and baselines."""
+        return self.loaded.entry
 
     @property
     def task(self) -> str | None:
@@ -46,9 +51,10 @@ class OfferedModel:
             "name": self.name,
             "task": self.task,
             "levels": list(self.loaded.levels),
+            "range": list(self.loaded.level_range) if self.loaded.level_range else None,
             "baseline": self.spec in BASELINE_METHODS,
             "description": entry.description if entry else _baseline_text(self),
-            "default": bool(entry and zoo.default_for(entry.task) is entry),
+            "default": bool(entry and zoo.default_model(entry.task) is entry),
             "network": None
             if entry is None
             else {
@@ -56,7 +62,7 @@ class OfferedModel:
                 "recursions": entry.config.recursions,
                 "channels": entry.config.channels,
             },
-            "metrics": dict(entry.metrics) if entry else {},
+            "metrics": {key: str(score) for key, score in entry.metrics.items()} if entry else {},
             "training": None
             if entry is None
             else {
@@ -103,23 +109,26 @@ class Catalogue:
 
     @staticmethod
     def _offer(spec: str) -> OfferedModel:
-        if spec in BASELINE_METHODS:
-            return OfferedModel(spec, spec, LoadedModel(None, spec, None))
-        if spec in zoo.REGISTRY:
-            entry = zoo.get(spec)
-            return OfferedModel(
-                spec, spec, LoadedModel(None, spec, entry.task, entry.levels), entry
-            )
-        # A weights file: read once to learn its task and levels (and to fail at start-up).
-        loaded = resolve_model(spec)
+        # Loaded once to learn what it restores (and to fail at start-up); the workers load
+        # their own copy, so the network is not kept here.
+        loaded = load_model(spec).without_network()
+        if loaded.source in ("zoo", "baseline"):
+            return OfferedModel(spec, spec, loaded)
         name = Path(spec).stem
-        return OfferedModel(name, str(Path(spec).resolve()), replace(loaded, model=None, name=name))
+        return OfferedModel(name, str(Path(spec).resolve()), replace(loaded, name=name))
 
     def default_for(self, task: str) -> OfferedModel | None:
-        """The model a request for `task` gets when it names none."""
-        entry = zoo.default_for(task)
-        if entry is not None and entry.name in self.models:
-            return self.models[entry.name]
+        """The model a request for `task` gets when it names none.
+
+        The task's default released model (memnet.weights.zoo.default_model) when this
+        server offers it, else the first offered model for the task, else its baseline.
+        """
+        try:
+            released: str | None = zoo.default_model(task).name
+        except MemNetError:  # a task with no released model yet: the offered ones decide
+            released = None
+        if released in self.models:
+            return self.models[released]
         fitting = [m for m in self.models.values() if m.task == task]
         if fitting:
             return fitting[0]

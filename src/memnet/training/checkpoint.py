@@ -35,7 +35,19 @@ from memnet import __version__
 from memnet.errors import MemNetError
 from memnet.fsutil import atomic_write_bytes
 from memnet.model import MemNet
-from memnet.weights.files import save_weights
+from memnet.weights.files import (
+    META_CHECKPOINT,
+    META_ITERATION,
+    META_LEVELS,
+    META_RANGE,
+    META_RECIPE,
+    META_RECIPE_YAML,
+    META_SECONDS,
+    META_TASK,
+    META_VALIDATION,
+    META_VERSION,
+    save_weights,
+)
 
 __all__ = [
     "STATE_FORMAT",
@@ -49,18 +61,6 @@ __all__ = [
 STATE_FORMAT = 1
 WEIGHTS_SUFFIX = ".safetensors"
 STATE_SUFFIX = ".state.pt"
-
-# Provenance keys written next to `memnet.training.recipe` in every weights file of a run.
-META_TASK = "memnet.task"  # "sr" | "denoise" | "jpeg"
-META_LEVELS = "memnet.levels"  # JSON list of scales / sigmas / qualities
-META_RANGE = "memnet.range"  # JSON [low, high] for a blind model, else "null"
-META_RECIPE = "memnet.recipe"  # recipe name
-META_RECIPE_YAML = "memnet.recipe_yaml"  # the full resolved recipe
-META_ITERATION = "memnet.iteration"
-META_CHECKPOINT = "memnet.checkpoint"  # "last" | "best" | "snapshot"
-META_VALIDATION = "memnet.validation"  # JSON {"Set5/x2": psnr, ...} of the latest validation
-META_SECONDS = "memnet.training_seconds"
-META_VERSION = "memnet.version"
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """MemNet weight files: safetensors with the model config (and provenance) in the metadata.
 
 A file holds the full state dict (weights and BatchNorm statistics) and string metadata:
-`memnet.training.recipe` (JSON of `MemNetConfig`) plus free-form provenance such as the task, the recipe
-and the iteration. No pickle is involved, so loading a file cannot run code.
+`memnet.config` (JSON of `MemNetConfig`) plus provenance such as the task, the trained levels or
+range, the recipe and the iteration (the META_* keys below; `trained_for` reads them). No
+pickle is involved, so loading a file cannot run code.
 
 Legacy PyTorch pickles (.pt/.pth/.ckpt) are refused unless the caller opts in with
 `unsafe_load=True`, and even then they are read with `torch.load(weights_only=True)`, which
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,15 +29,41 @@ from memnet.model import MemNet, MemNetConfig
 
 __all__ = [
     "CONFIG_KEY",
+    "META_CHECKPOINT",
+    "META_ITERATION",
+    "META_LEVELS",
+    "META_RANGE",
+    "META_RECIPE",
+    "META_RECIPE_YAML",
+    "META_SECONDS",
+    "META_TASK",
+    "META_VALIDATION",
+    "META_VERSION",
     "PICKLE_SUFFIXES",
+    "TrainedFor",
     "config_from_state_dict",
     "load_any_weights",
     "load_weights",
     "read_metadata",
     "save_weights",
+    "trained_for",
 ]
 
-CONFIG_KEY = "memnet.config"
+# The metadata keys of a weights file. Only the config is needed to build the network; the
+# others are provenance written by `memnet train` (and `memnet convert`).
+CONFIG_KEY = "memnet.config"  # JSON of MemNetConfig
+META_TASK = "memnet.task"  # "sr" | "denoise" | "jpeg"
+META_LEVELS = "memnet.levels"  # JSON list of scales / sigmas / qualities (empty for a blind range)
+META_RANGE = "memnet.range"  # JSON [low, high] for a blind model, else "null"
+META_RECIPE = "memnet.recipe"  # recipe name
+META_RECIPE_YAML = "memnet.recipe_yaml"  # the full resolved recipe
+META_ITERATION = "memnet.iteration"
+META_CHECKPOINT = "memnet.checkpoint"  # "last" | "best" | "snapshot"
+META_VALIDATION = "memnet.validation"  # JSON {"Set5/x2": psnr, ...} of the latest validation
+META_SECONDS = "memnet.training_seconds"
+META_VERSION = "memnet.version"
+# Files written before the keys had the "memnet." prefix name their task "task".
+LEGACY_META_TASK = "task"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle", ".tar")
 
 
@@ -92,13 +121,47 @@ def load_weights(
     return model, metadata
 
 
+@dataclass(frozen=True)
+class TrainedFor:
+    """What a weights file says it was trained on; empty where the file does not say."""
+
+    task: str | None = None
+    levels: tuple[float, ...] = ()  # the fixed scales / sigmas / qualities
+    level_range: tuple[float, float] | None = None  # [low, high] of a blind model
+
+
+def trained_for(metadata: Mapping[str, str]) -> TrainedFor:
+    """The task, trained levels and trained range recorded in a file's metadata."""
+    task = metadata.get(META_TASK, metadata.get(LEGACY_META_TASK))
+    numbers = _json_numbers(metadata.get(META_RANGE))
+    level_range = (min(numbers), max(numbers)) if len(numbers) == 2 else None
+    return TrainedFor(task or None, _json_numbers(metadata.get(META_LEVELS)), level_range)
+
+
+def _json_numbers(text: str | None) -> tuple[float, ...]:
+    """The numbers of a JSON list; () for a missing, null or malformed value."""
+    try:
+        values = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return ()
+    if not isinstance(values, list):
+        return ()
+    return tuple(
+        float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)
+    )
+
+
 def _looks_like_pickle(path: Path) -> bool:
     if path.suffix.lower() in PICKLE_SUFFIXES:
         return True
     with open(path, "rb") as handle:
-        head = handle.read(2)
+        head = handle.read(9)
+    if head[8:9] == b"{":
+        # safetensors: an 8-byte header length, then the JSON header (its length may well
+        # start with the byte 0x80, so this is checked first)
+        return False
     # torch.save writes a zip archive ("PK"); older pickles start with the PROTO opcode 0x80.
-    return head == b"PK" or head[:1] == b"\x80"
+    return head[:2] == b"PK" or head[:1] == b"\x80"
 
 
 def config_from_state_dict(state: dict[str, torch.Tensor]) -> MemNetConfig:

@@ -1,8 +1,8 @@
-"""Released weights, described declaratively: name → file, SHA-256, config, task and metrics.
+"""Released weights, described declaratively: name → file, SHA-256, preset, task and metrics.
 
 The files live in `memnet/weights/` inside the package; nothing is downloaded at run time.
-Every load checks the file's SHA-256 against the registry. The default model of a task is the
-entry marked `default=True`, else the first registered entry for that task.
+Every load (memnet.weights.loading) checks the file's SHA-256 against the registry. The
+default model of a task is its entry marked `default=True` (`default_model`).
 """
 
 from __future__ import annotations
@@ -13,16 +13,17 @@ from pathlib import Path
 
 from memnet.errors import MemNetError
 from memnet.fsutil import sha256_of
-from memnet.model import MemNet, MemNetConfig
+from memnet.model import PRESETS, MemNetConfig
 
 __all__ = [
     "REGISTRY",
+    "Score",
     "ZooEntry",
-    "default_for",
+    "default_model",
     "describe",
     "describe_all",
+    "describe_levels",
     "get",
-    "load_model",
     "register",
     "verified_weights_path",
     "weights_dir",
@@ -31,21 +32,58 @@ __all__ = [
 
 
 @dataclass(frozen=True)
+class Score:
+    """One measured benchmark result: mean PSNR (dB) and SSIM over a set at one level."""
+
+    psnr: float
+    ssim: float
+
+    def __str__(self) -> str:
+        return f"{self.psnr:.2f} / {self.ssim:.4f}"
+
+
+@dataclass(frozen=True)
 class ZooEntry:
-    """One released model: where its weights are, what it restores and how well (measured)."""
+    """One released model: where its weights are, what it restores and how well (measured).
+
+    `task`, `levels`, `level_range` and `parameters` repeat what the weights file itself
+    records (its metadata, the network built from it); tests/test_zoo.py checks that every
+    entry agrees with its file, and loading takes them from the file.
+    """
 
     name: str
     file: str
     sha256: str
-    config: MemNetConfig
+    preset: str  # a key of memnet.model.PRESETS: the network's shape
     task: str  # "sr", "denoise" or "jpeg"
-    levels: tuple[float, ...]  # scales, sigmas or qualities it was trained on
+    levels: tuple[float, ...]  # the fixed scales / qualities it was trained on
     description: str
+    level_range: tuple[float, float] | None = None  # [low, high] of a blind model, else None
+    parameters: int = 0  # trainable parameters (memnet.model.summarize)
     recipe: str = ""
     iterations: int = 0
     training_time: str = ""
-    metrics: dict[str, str] = field(default_factory=dict)  # e.g. {"Set5 x2": "36.71 / 0.9530"}
-    default: bool = False  # the model `memnet restore` uses for its task when none is named
+    # Measured with `memnet eval --model NAME` on the full sets, keyed "SET/LABEL" (task labels:
+    # x2, sigma50, q10), the same keys as the validation results in a run's weights file.
+    metrics: dict[str, Score] = field(default_factory=dict)
+    default: bool = False  # the model a task gets when none is named (see `default_model`)
+
+    @property
+    def config(self) -> MemNetConfig:
+        """The network shape of the entry's preset."""
+        return PRESETS[self.preset]
+
+    @property
+    def trained(self) -> str:
+        """The trained levels or range in words, e.g. '2, 3, 4' or '0-75'."""
+        return describe_levels(self.levels, self.level_range)
+
+
+def describe_levels(levels: tuple[float, ...], level_range: tuple[float, float] | None) -> str:
+    """Trained levels as '2, 3, 4', a blind model's range as '0-75'."""
+    if level_range is not None:
+        return f"{level_range[0]:g}-{level_range[1]:g}"
+    return ", ".join(f"{v:g}" for v in levels)
 
 
 REGISTRY: dict[str, ZooEntry] = {}
@@ -59,88 +97,101 @@ def register(entry: ZooEntry) -> ZooEntry:
     return entry
 
 
+def _scores(values: dict[str, tuple[float, float]]) -> dict[str, Score]:
+    return {key: Score(psnr, ssim) for key, (psnr, ssim) in values.items()}
+
+
 # The released models: trained on this project's 2-core CPU with the shipped recipes (their
 # resume points are kept in training/NAME/). Metrics: `memnet eval --model NAME` on the full
-# sets, PSNR (dB) / SSIM; docs/results.md has every level and the published numbers beside them.
-_CPU_PRESET = MemNetConfig(blocks=4, recursions=4, channels=32)
-
-
-def _cpu_release(
-    name: str,
-    task: str,
-    levels: tuple[float, ...],
-    description: str,
-    *,
-    sha256: str,
-    iterations: int,
-    training_time: str,
-    metrics: dict[str, str],
-) -> ZooEntry:
-    """A default model of `task` in the CPU preset, its file named after it."""
-    return register(
-        ZooEntry(
-            name=name,
-            file=f"{name}.safetensors",
-            config=_CPU_PRESET,
-            task=task,
-            levels=levels,
-            description=f"MemNet M4R4C32, {description}",
-            recipe=f"configs/{task}-cpu.yaml",
-            sha256=sha256,
-            iterations=iterations,
-            training_time=training_time,
-            metrics=metrics,
-            default=True,
-        )
+# sets (docs/results.md, "How the tables are made", has the commands and the published
+# numbers beside them).
+register(
+    ZooEntry(
+        name="memnet-sr",
+        file="memnet-sr.safetensors",
+        sha256="d1453014aae29a9554c8825f434bb82dd490ebca85957bde0f84005e7e79d4ab",
+        preset="m4r4c32",
+        task="sr",
+        levels=(2.0, 3.0, 4.0),
+        description="MemNet M4R4C32, super-resolution x2/x3/x4 in one model",
+        parameters=105_319,
+        recipe="configs/sr-cpu.yaml",
+        iterations=7427,
+        training_time="118 min on 2 CPU cores",
+        metrics=_scores(
+            {
+                "Set5/x2": (36.63, 0.9548),
+                "Set5/x3": (32.83, 0.9116),
+                "Set5/x4": (30.53, 0.8664),
+                "Set14/x2": (32.41, 0.9070),
+                "Set14/x3": (29.36, 0.8221),
+                "Set14/x4": (27.53, 0.7538),
+                "BSD100/x2": (31.37, 0.8882),
+                "BSD100/x3": (28.45, 0.7867),
+                "BSD100/x4": (26.97, 0.7136),
+            }
+        ),
+        default=True,
     )
-
-
-_cpu_release(
-    "memnet-sr",
-    "sr",
-    (2.0, 3.0, 4.0),
-    "super-resolution x2/x3/x4 in one model",
-    sha256="d1453014aae29a9554c8825f434bb82dd490ebca85957bde0f84005e7e79d4ab",
-    iterations=7427,
-    training_time="118 min on 2 CPU cores",
-    metrics={
-        "Set5 x2": "36.63 / 0.9548",
-        "Set5 x3": "32.83 / 0.9116",
-        "Set5 x4": "30.53 / 0.8664",
-        "Set14 x2": "32.41 / 0.9070",
-        "BSD100 x2": "31.37 / 0.8882",
-    },
 )
-_cpu_release(
-    "memnet-denoise",
-    "denoise",
-    (0.0, 75.0),
-    "blind Gaussian denoising (any sigma 0-75) in one model",
-    sha256="9403ff14d160785c53f9b2c175ae322976782ff1064b5a4afe099c55b3b89e64",
-    iterations=11500,
-    training_time="209 min on 2 CPU cores",
-    metrics={
-        "BSD68 sigma15": "30.98 / 0.8715",
-        "BSD68 sigma25": "28.64 / 0.8052",
-        "BSD68 sigma50": "25.75 / 0.6865",
-        "BSD68 sigma70": "24.43 / 0.6152",
-        "Set12 sigma50": "26.40 / 0.7430",
-    },
+register(
+    ZooEntry(
+        name="memnet-denoise",
+        file="memnet-denoise.safetensors",
+        sha256="9403ff14d160785c53f9b2c175ae322976782ff1064b5a4afe099c55b3b89e64",
+        preset="m4r4c32",
+        task="denoise",
+        levels=(),
+        level_range=(0.0, 75.0),
+        description="MemNet M4R4C32, blind Gaussian denoising (any sigma 0-75) in one model",
+        parameters=105_319,
+        recipe="configs/denoise-cpu.yaml",
+        iterations=11500,
+        training_time="209 min on 2 CPU cores",
+        metrics=_scores(
+            {
+                "BSD68/sigma15": (30.98, 0.8715),
+                "BSD68/sigma25": (28.64, 0.8052),
+                "BSD68/sigma30": (27.84, 0.7767),
+                "BSD68/sigma50": (25.75, 0.6865),
+                "BSD68/sigma70": (24.43, 0.6152),
+                "Set12/sigma15": (31.76, 0.8828),
+                "Set12/sigma25": (29.53, 0.8360),
+                "Set12/sigma30": (28.70, 0.8141),
+                "Set12/sigma50": (26.40, 0.7430),
+                "Set12/sigma70": (24.84, 0.6809),
+            }
+        ),
+        default=True,
+    )
 )
-_cpu_release(
-    "memnet-jpeg",
-    "jpeg",
-    (10.0, 20.0),
-    "JPEG deblocking q10/q20 in one model",
-    sha256="0b01940c2176a9c7b36396f67993f2e58b0ce4fe5483df4f5c88c0f484921c2e",
-    iterations=7458,
-    training_time="119 min on 2 CPU cores",
-    metrics={
-        "Classic5 q10": "29.17 / 0.7995",
-        "Classic5 q20": "31.38 / 0.8556",
-        "LIVE1 q10": "29.09 / 0.8126",
-        "LIVE1 q20": "31.42 / 0.8759",
-    },
+register(
+    ZooEntry(
+        name="memnet-jpeg",
+        file="memnet-jpeg.safetensors",
+        sha256="0b01940c2176a9c7b36396f67993f2e58b0ce4fe5483df4f5c88c0f484921c2e",
+        preset="m4r4c32",
+        task="jpeg",
+        levels=(10.0, 20.0),
+        description="MemNet M4R4C32, JPEG deblocking q10/q20 in one model",
+        parameters=105_319,
+        recipe="configs/jpeg-cpu.yaml",
+        iterations=7458,
+        training_time="119 min on 2 CPU cores",
+        metrics=_scores(
+            {
+                "Classic5/q10": (29.17, 0.7995),
+                "Classic5/q20": (31.38, 0.8556),
+                "Classic5/q30": (32.46, 0.8781),
+                "Classic5/q40": (33.09, 0.8900),
+                "LIVE1/q10": (29.09, 0.8126),
+                "LIVE1/q20": (31.42, 0.8759),
+                "LIVE1/q30": (32.57, 0.9004),
+                "LIVE1/q40": (33.28, 0.9132),
+            }
+        ),
+        default=True,
+    )
 )
 # The paper's network size, trained on the same 2 cores for as long as the budget allowed: far
 # from converged (docs/results.md), so not the default; `--model memnet-sr-m6r6` selects it.
@@ -149,19 +200,24 @@ register(
         name="memnet-sr-m6r6",
         file="memnet-sr-m6r6.safetensors",
         sha256="c525148978fc491e82bb4a6b998d8ce876dc3832af2c6fe8fbb06720e00481bd",
-        config=MemNetConfig(blocks=6, recursions=6, channels=64),
+        preset="m6r6",
         task="sr",
         levels=(2.0, 3.0, 4.0),
         description="MemNet M6R6 (the paper's size), super-resolution x2/x3/x4, briefly trained",
+        parameters=695_497,
         recipe="configs/sr-m6r6-cpu.yaml",
         iterations=1250,
         training_time="72 min on 2 CPU cores",
-        metrics={
-            "Set5 x2": "34.52 / 0.9417",
-            "Set5 x3": "31.69 / 0.8955",
-            "Set5 x4": "29.47 / 0.8404",
-            "Set14 x2": "31.17 / 0.8907",
-        },
+        metrics=_scores(
+            {
+                "Set5/x2": (34.52, 0.9417),
+                "Set5/x3": (31.69, 0.8955),
+                "Set5/x4": (29.47, 0.8404),
+                "Set14/x2": (31.17, 0.8907),
+                "Set14/x3": (28.53, 0.8032),
+                "Set14/x4": (26.75, 0.7281),
+            }
+        ),
     )
 )
 
@@ -171,16 +227,24 @@ def get(name: str) -> ZooEntry:
     try:
         return REGISTRY[name]
     except KeyError:
-        known = ", ".join(REGISTRY) or "none bundled"
+        known = ", ".join(REGISTRY)
         raise MemNetError(f"unknown model {name!r}; released models: {known}") from None
 
 
-def default_for(task: str) -> ZooEntry | None:
-    """The released model for `task` ('sr', 'denoise', 'jpeg'), or None while there is none."""
-    candidates = [entry for entry in REGISTRY.values() if entry.task == task]
-    marked = [entry for entry in candidates if entry.default]
-    chosen = marked or candidates
-    return chosen[0] if chosen else None
+def default_model(task: str) -> ZooEntry:
+    """The released model a task gets when none is named: its entry marked `default=True`.
+
+    Every task has one (tests/test_released_weights.py); `memnet.load`, every command and the
+    server use this, so there is no fallback to a baseline. An unknown task, or a registry
+    without a default for the task, is a one-line MemNetError.
+    """
+    marked = [entry for entry in REGISTRY.values() if entry.task == task and entry.default]
+    if not marked:
+        raise MemNetError(
+            f"no released model is the default for task {task!r}; name a model, a weights "
+            "file or a baseline method"
+        )
+    return marked[0]
 
 
 def weights_dir() -> Path:
@@ -207,28 +271,15 @@ def verified_weights_path(entry: ZooEntry) -> Path:
     return path
 
 
-def load_model(name: str, map_location: str = "cpu") -> tuple[MemNet, ZooEntry]:
-    """Build a released model by name from its hash-checked weights file."""
-    from memnet.weights.files import load_weights
-
-    entry = get(name)
-    model, _metadata = load_weights(verified_weights_path(entry), map_location=map_location)
-    if model.config != entry.config:
-        raise MemNetError(
-            f"weights for {entry.name!r} describe a {model.config} network, "
-            f"the registry expects {entry.config} (reinstall memnet)"
-        )
-    return model, entry
-
-
 def describe(name: str) -> str:
     """Several lines about one released model: task, shape, file, hash, recipe, metrics."""
     entry = get(name)
     c = entry.config
     lines = [
         f"{entry.name}: {entry.description}",
-        f"  task {entry.task} {', '.join(f'{v:g}' for v in entry.levels)}; "
-        f"MemNet M={c.blocks} R={c.recursions} C={c.channels}",
+        f"  task {entry.task}, {'range' if entry.level_range else 'levels'} {entry.trained}; "
+        f"MemNet M={c.blocks} R={c.recursions} C={c.channels} "
+        f"(preset {entry.preset}, {entry.parameters:,} parameters)",
         f"  file {entry.file}  sha256 {entry.sha256}",
     ]
     if entry.recipe:
@@ -242,7 +293,4 @@ def describe(name: str) -> str:
 
 def describe_all() -> list[str]:
     """One line per released model."""
-    return [
-        f"{e.name:<20} {e.task:<8} {', '.join(f'{v:g}' for v in e.levels):<12} {e.description}"
-        for e in REGISTRY.values()
-    ]
+    return [f"{e.name:<20} {e.task:<8} {e.trained:<12} {e.description}" for e in REGISTRY.values()]
