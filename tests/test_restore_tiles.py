@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from memnet.inference.engine import Restorer, TileGrid, exact_context
+from memnet.inference.engine import Restorer, exact_context
+from memnet.inference.planning import TileGrid
 from memnet.model import MemNet
 from rounding import float32_bound
 

@@ -312,12 +312,20 @@ class StreamedMemNet:
         return streamed_bytes_for_width(self.net.config, width, rows, element_bytes)
 
     @torch.inference_mode()
-    def __call__(self, x: Tensor, on_rows: Callable[[int, int], None] | None = None) -> Tensor:
-        """The network's output for `x`; `on_rows(image, rows)` reports finished output rows."""
+    def __call__(
+        self,
+        x: Tensor,
+        on_rows: Callable[[int, int], None] | None = None,
+        rows: int | None = None,
+    ) -> Tensor:
+        """The network's output for `x` in strips of `rows` rows (None: `rows_for` its width);
+        `on_rows(image, rows)` reports finished output rows."""
         check_input(self.net.config, x)
         if not streaming_available(x):
             raise ValueError("row streaming needs fp32 input on a CPU with oneDNN")
-        rows = self.rows_for(x.shape[-1])
+        if rows is not None and rows < 1:
+            raise ValueError("strip rows must be positive")
+        rows = rows or self.rows_for(x.shape[-1])
         outputs: list[Tensor] = []
         for image in x.split(1):
             picture = image.contiguous(memory_format=torch.channels_last)
