@@ -78,9 +78,11 @@ def peak_rss_mb() -> float:
 def child(spec: dict[str, object]) -> dict[str, object]:
     """One restore in this (fresh) process; returns what it measured."""
     import memnet
+    from memnet.cpu_settings import retain_freed_memory
     from memnet.imaging.files import read_image
-    from memnet.inference.engine import activation_bytes_per_pixel
+    from memnet.inference.memory import plain_bytes_per_pixel
 
+    retain_freed_memory()  # as the memnet command does
     after_import = peak_rss_mb()
     restorer = memnet.load(str(spec["weights"]), device="cpu", task=str(spec["task"]), scale=2.0)
     assert restorer.restorer is not None
@@ -88,7 +90,8 @@ def child(spec: dict[str, object]) -> dict[str, object]:
     task = restorer.make_task()
     out_h, out_w = task.output_shape(picture.height, picture.width)
     engine = restorer.restorer
-    grid = engine.plan(out_h, out_w)
+    plan = engine.plan(out_h, out_w)
+    grid = plan.grid
     windows = 1 if grid is None else len(grid)
     if grid is None:
         layout = "whole image"
@@ -96,10 +99,10 @@ def child(spec: dict[str, object]) -> dict[str, object]:
         layout = f"{windows} full-height columns of ≤ {grid.tile_width} + 2×{grid.pad}"
     else:
         layout = f"tiles of {grid.tile} + 2×{grid.pad}"
-    window_w = out_w if grid is None else min(out_w, grid.tile_width + 2 * grid.pad)
-    if engine.streamed is not None and engine.streams(out_h, window_w):
-        layout += f", streamed in {engine.streamed.rows_for(window_w)}-row strips"
-    whole_mb = out_h * out_w * activation_bytes_per_pixel(restorer.restorer.config) / 2**20
+    streamed = [batch for batch in plan.views[0].batches if batch.streamed]
+    if streamed:
+        layout += f", streamed in {streamed[0].strip_rows}-row strips"
+    whole_mb = out_h * out_w * plain_bytes_per_pixel(restorer.restorer.config) / 2**20
     del picture
     start = time.perf_counter()
     restorer.restore_file(str(spec["input"]), str(spec["output"]), overwrite=True)
@@ -202,7 +205,7 @@ def main() -> int:
     print(text)
     if args.quick:
         return 0
-    from memnet.inference.engine import CPU_BUDGET_CAP
+    from memnet.inference.memory import CPU_BUDGET_CAP
 
     budget = f"{CPU_BUDGET_CAP / 1024**3:g} GiB"
     header = f"""# Peak memory of `memnet restore` (CPU)
@@ -222,7 +225,7 @@ speed do not depend on the values. Times are indicative; the memory figures are 
 - *peak RSS* is the process's high-water mark (VmHWM), including Python, torch and the
   image buffers; *RSS after import* is the peak before any image was touched.
 - *whole-image activations* is what one forward pass over the whole output would need
-  (memnet.inference.engine.activation_bytes_per_pixel × pixels); streaming keeps the network's share of
+  (memnet.inference.memory.plain_bytes_per_pixel × pixels); streaming keeps the network's share of
   the peak at a few hundred rows of the (window) width instead.
 - What grows with the image are its planes (decoded pixels, network input and output, the
   result): float32 and computed in bands since the colour photo sections below

@@ -158,7 +158,7 @@ def main() -> int:
     import torch
 
     from memnet import __version__
-    from memnet.inference.engine import CPU_BUDGET_CAP, memory_budget
+    from memnet.inference.memory import CPU_BUDGET_CAP, memory_budget
 
     budget = memory_budget(torch.device("cpu"))
     tasks = ", ".join(args.tasks) + (" without the network" if args.no_network else "")

@@ -90,25 +90,28 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     flop_px = summarize(model).mflop_per_pixel * 1e6
     out: dict[str, Any] = {"flop_per_pixel": flop_px}
     if kind == "restorer":
+        from memnet.cpu_settings import retain_freed_memory
         from memnet.inference.engine import Restorer
 
+        retain_freed_memory()  # as the memnet command does
         edge = spec["edge"]
         restorer = Restorer(model, device="cpu", stream=spec.get("stream", True))
         restorer(picture(96))  # warm-up: first-call setup, not the image's work
         image = picture(edge)
-        grid = restorer.plan(edge, edge)
+        plan = restorer.plan(edge, edge)
         windows = (
             [(edge, edge)]
-            if grid is None
-            else [(r.stop - r.start, c.stop - c.start) for r, c, _, _ in grid]
+            if plan.grid is None
+            else [(r.stop - r.start, c.stop - c.start) for r, c, _, _ in plan.grid]
         )
+        streamed = [batch for batch in plan.views[0].batches if batch.streamed]
         times = timed(lambda: restorer(image), reps)
         out.update(
             windows=len(windows),
             computed_pixels=sum(h * w for h, w in windows),
             largest_window=max(windows, key=lambda hw: hw[0] * hw[1]),
-            stream=restorer.streams(edge, edge),
-            strip_rows=restorer.streamed.rows_for(edge) if restorer.streamed else None,
+            stream=plan.how == "streamed",
+            strip_rows=streamed[0].strip_rows if streamed else None,
         )
     elif kind == "eager":
         from eager_reference import EagerMemNet

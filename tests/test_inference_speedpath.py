@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from memnet.inference import fast_network
-from memnet.inference.engine import Restorer, TileGrid, best_grid
+from memnet.inference.engine import Restorer
 from memnet.inference.fast_network import InferenceMemNet
+from memnet.inference.planning import TileGrid, best_grid
 from memnet.model import PRESETS, MemNet, create_model
 from rounding import float32_bound
 

@@ -8,13 +8,9 @@ import torch
 
 from memnet.errors import MemNetError
 from memnet.inference import engine
-from memnet.inference.engine import (
-    Restorer,
-    TileGrid,
-    activation_bytes_per_pixel,
-    resolve_device,
-    resolve_dtype,
-)
+from memnet.inference.engine import Restorer, resolve_device, resolve_dtype
+from memnet.inference.memory import plain_bytes_per_pixel
+from memnet.inference.planning import TileGrid
 from memnet.model import MemNet, create_model, exact_context
 from rounding import EPS32, float32_bound
 
@@ -89,18 +85,18 @@ def test_automatic_tile_size_follows_the_memory_budget(monkeypatch: pytest.Monke
     model = small_model()
     per_pixel = Restorer(model, stream=False, device="cpu").bytes_per_pixel
     monkeypatch.setattr(engine, "memory_budget", lambda device: 10**12)
-    assert (
-        Restorer(model, stream=False, device="cpu").tile_for(500, 500) == 0
-    )  # fits: whole image at once
+    fits = Restorer(model, stream=False, device="cpu").plan(500, 500)
+    assert (fits.how, fits.grid) == ("whole", None)  # fits: whole image at once
     budget = 120 * 120 * per_pixel
     monkeypatch.setattr(engine, "memory_budget", lambda device: budget)
     restorer = Restorer(model, stream=False, device="cpu")
-    grid = restorer.plan(500, 500)
-    assert grid is not None
-    assert restorer.tile_for(500, 500) == grid.tile
-    # every padded window fits the budget
-    for rows, cols, _, _ in grid:
+    plan = restorer.plan(500, 500)
+    assert plan.how == "tiled"
+    assert plan.grid is not None
+    # every padded window fits the budget, and so does every batch
+    for rows, cols, _, _ in plan.grid:
         assert (rows.stop - rows.start) * (cols.stop - cols.start) * per_pixel <= budget
+    assert plan.memory_bytes <= budget
     image = np.random.default_rng(4).random((150, 140))
     assert restorer.tile_count(150, 140) > 1
     whole = Restorer(model, tile=0, stream=False, device="cpu")(image)
@@ -108,8 +104,8 @@ def test_automatic_tile_size_follows_the_memory_budget(monkeypatch: pytest.Monke
 
 
 def test_memory_estimate_scales_with_the_network() -> None:
-    small = activation_bytes_per_pixel(create_model("m4r4c32").config)
-    paper = activation_bytes_per_pixel(create_model("m6r6").config)
+    small = plain_bytes_per_pixel(create_model("m4r4c32").config)
+    paper = plain_bytes_per_pixel(create_model("m6r6").config)
     assert paper > 2 * small
     assert 4 * 64 * (6 + 6) < paper < 4 * 64 * 80  # at least the memories, far below all layers
 

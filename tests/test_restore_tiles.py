@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from memnet.inference.engine import Restorer, TileGrid
+from memnet.inference.engine import Restorer
+from memnet.inference.planning import TileGrid
 from memnet.model import MemNet, exact_context
 from rounding import float32_bound
 

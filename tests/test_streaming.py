@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 from memnet.inference import engine
 from memnet.inference.engine import Restorer
 from memnet.inference.fast_network import InferenceMemNet, fused_conv_available
+from memnet.inference.planning import PROGRESS_ROWS
 from memnet.inference.streaming import StreamedMemNet, _Rows, _Strip
 from memnet.model import PRESETS
 from rounding import float32_bound
@@ -77,16 +79,20 @@ def test_restorer_streams_and_splits_only_the_width(monkeypatch: pytest.MonkeyPa
     assert isinstance(streamed, StreamedMemNet)
     budget = streamed.bytes_for_width(100)
     monkeypatch.setattr(engine, "memory_budget", lambda device: budget)
-    assert restorer.plan(20, 20) is None  # fits whole: runs whole, not streamed
-    assert not restorer.streams(20, 20)
-    assert restorer.plan(3000, 100) is None  # too large whole, but streamed at any height
-    assert restorer.streams(3000, 100)
-    grid = restorer.plan(1000, 300)
-    assert grid is not None
-    assert len(grid) > 1
-    for rows, cols, _, _ in grid:
+    assert restorer.plan(20, 20).how == "whole"  # fits whole: runs whole, not streamed
+    tall = restorer.plan(3000, 100)  # too large whole, but streamed at any height
+    assert (tall.how, tall.grid) == ("streamed", None)
+    assert tall.views[0].batches[0].strip_rows == streamed.rows_for(100)
+    assert tall.memory_bytes == streamed.bytes_for_width(100) <= budget
+    wide = restorer.plan(1000, 300)
+    assert wide.how == "tiled"
+    assert wide.grid is not None
+    assert len(wide.grid) > 1
+    for rows, cols, _, _ in wide.grid:
         assert (rows.start, rows.stop) == (0, 1000)
         assert streamed.bytes_for_width(cols.stop - cols.start) <= budget
+    assert all(batch.streamed for batch in wide.views[0].batches)
+    assert wide.memory_bytes <= budget
     image = np.random.default_rng(0).random((1000, 300))
     whole = Restorer(model, tile=0, stream=False, device="cpu")(image)
     assert np.abs(restorer(image) - whole).max() <= float32_bound(model.config, np.abs(whole).max())
@@ -105,14 +111,15 @@ def test_bad_input_is_refused() -> None:
 def test_streamed_windows_report_progress_in_bands_of_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine, "memory_budget", lambda device: 10**10)
     restorer = Restorer(trained_like("tiny", seed=5), device="cpu")
-    restorer.bytes_per_pixel = 10**9  # no window fits whole: every one is streamed
-    height = 2 * engine.PROGRESS_ROWS + 10
+    # No window fits whole: every one is streamed.
+    restorer.planner = replace(restorer.planner, bytes_per_pixel=10**9)
+    height = 2 * PROGRESS_ROWS + 10
     assert restorer.tile_count(height, 20) == 3
     calls: list[tuple[int, int]] = []
     restorer(np.zeros((height, 20)), progress=lambda done, total: calls.append((done, total)))
     assert calls == [(1, 3), (2, 3), (3, 3)]
     ensemble = Restorer(trained_like("tiny", seed=5), self_ensemble=True, device="cpu")
-    ensemble.bytes_per_pixel = 10**9
+    ensemble.planner = replace(ensemble.planner, bytes_per_pixel=10**9)
     assert ensemble.tile_count(height, 20) == 4 * 3 + 4 * 1  # rotated views are 20 rows high
     calls.clear()
     ensemble(np.zeros((height, 20)), progress=lambda done, total: calls.append((done, total)))

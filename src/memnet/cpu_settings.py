@@ -1,9 +1,12 @@
-"""CPU settings of a training process: how many compute threads, and keeping freed memory.
+"""Process-wide CPU settings: how many compute threads, and keeping freed memory.
 
-The training machine is two cores that other work shares. Both matter there: with the cores
-busy, two threads of one operation wait for each other and one thread can be several times
-faster; and glibc returning large freed blocks to the kernel makes every whole-image
-validation page-fault its activations afresh.
+Both are the process's to choose, so the library never applies them on its own: the `memnet`
+command keeps freed memory for the whole process (cli.main), and training tunes its threads.
+A program that uses the Python API may call `retain_freed_memory()` once at its start.
+
+On a shared machine both matter: with the cores busy, two threads of one operation wait for
+each other and one thread can be several times faster; and glibc returning large freed blocks
+to the kernel makes every whole-image pass page-fault its activations afresh.
 """
 
 from __future__ import annotations
@@ -72,10 +75,11 @@ class ThreadTuner:
 def retain_freed_memory() -> bool:
     """Ask glibc to keep freed memory for reuse instead of returning it to the kernel.
 
-    Validation runs whole images, whose activations are large enough for glibc to map and unmap
-    them on every operation; each new map is page-faulted and zeroed again (half the validation
-    time here). Process-wide: `memnet train` calls it, and so does `memnet.Restorer` on a CPU
-    (restore, eval and the Python API), where it makes the optimised network ~1.3× faster.
+    Whole-image passes have activations large enough for glibc to map and unmap them on every
+    operation; each new map is page-faulted and zeroed again (a third of the time of the
+    optimised network's pass, half of a validation). Process-wide and not undone, so it is
+    applied by the `memnet` command (every subcommand), not by the library; a program using
+    `memnet.Restorer` on a CPU may call it once for the same ~1.3× speed-up. Idempotent.
     Returns whether the setting was applied (glibc only).
     """
     if not sys.platform.startswith("linux"):

@@ -18,7 +18,7 @@ This module holds only the network; it has no I/O and no training logic.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Literal, NamedTuple, overload
+from typing import Literal, NamedTuple, cast, overload
 
 import torch
 from torch import Tensor, nn
@@ -125,6 +125,21 @@ class PreActivation(nn.Sequential):
         # In-place ReLU is safe: BatchNorm's backward needs its input, not its output.
         super().__init__(nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
 
+    @property
+    def norm(self) -> nn.BatchNorm2d:
+        """The BatchNorm (state_dict key `.0`)."""
+        return cast(nn.BatchNorm2d, self[0])
+
+    def scale_shift(self) -> tuple[Tensor, Tensor]:
+        """The eval-mode BatchNorm as x·scale + shift per channel (what inference folds)."""
+        bn = self.norm
+        assert bn.running_mean is not None
+        assert bn.running_var is not None
+        weight = torch.ones_like(bn.running_mean) if bn.weight is None else bn.weight
+        bias = torch.zeros_like(bn.running_mean) if bn.bias is None else bn.bias
+        scale = weight / torch.sqrt(bn.running_var + bn.eps)
+        return scale, bias - bn.running_mean * scale
+
 
 class RecursiveUnit(nn.Module):
     """One recursion's own pre-activations; the convs they feed are lent by the memory block."""
@@ -136,6 +151,12 @@ class RecursiveUnit(nn.Module):
 
     def forward(self, h: Tensor, conv_a: nn.Conv2d, conv_b: nn.Conv2d) -> Tensor:
         return h + conv_b(self.pre_b(conv_a(self.pre_a(h))))
+
+    def folded_conv_a(self, conv_a: nn.Conv2d) -> tuple[Tensor, Tensor]:
+        """Weight and bias of conv_a followed by this recursion's eval-mode pre_b BatchNorm."""
+        scale, shift = self.pre_b.scale_shift()
+        bias = torch.zeros_like(scale) if conv_a.bias is None else conv_a.bias
+        return conv_a.weight * scale[:, None, None, None], bias * scale + shift
 
 
 class GateUnit(nn.Module):
@@ -162,6 +183,11 @@ class MemoryBlock(nn.Module):
         self.conv_b = conv3x3(channels, channels)
         self.recursions = nn.ModuleList(RecursiveUnit(channels) for _ in range(recursions))
         self.gate = GateUnit(memories=index + recursions, channels=channels)
+
+    @property
+    def units(self) -> list[RecursiveUnit]:
+        """The R recursions, typed."""
+        return [cast(RecursiveUnit, unit) for unit in self.recursions]
 
     def forward(self, long_term_memories: list[Tensor]) -> Tensor:
         h = long_term_memories[-1]
@@ -265,6 +291,16 @@ class MemNet(nn.Module):
 
     def _check_input(self, x: Tensor) -> None:
         check_input(self.config, x)
+
+    @property
+    def memory_blocks(self) -> list[MemoryBlock]:
+        """The M memory blocks, typed."""
+        return [cast(MemoryBlock, block) for block in self.blocks]
+
+    @property
+    def branch_pres(self) -> list[PreActivation]:
+        """τ_m of each reconstruction branch, typed."""
+        return [cast(PreActivation, pre) for pre in self.reconstruction_pre]
 
 
 def check_input(config: MemNetConfig, x: Tensor) -> None:

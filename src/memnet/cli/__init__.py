@@ -46,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     debug = args.debug or bool(os.environ.get("MEMNET_DEBUG"))
+    # The command owns its process, so it sets what the library leaves to its caller.
+    from memnet.cpu_settings import retain_freed_memory
+
+    retain_freed_memory()
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:

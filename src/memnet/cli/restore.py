@@ -328,14 +328,15 @@ def run(args: argparse.Namespace) -> int:
         if is_video(job.source):
             return restore_video_one(job)
         picture = read_image(job.source)
-        windows = restorer.windows(picture)
         tiles = None
-        if show_bars and windows >= TILE_BAR_MIN_WINDOWS:
-            tiles = tqdm(
-                total=windows, unit="part", leave=False, desc=job.source.name, disable=None
-            )
 
         def progress(done: int, total: int) -> None:
+            # `total` comes from the plan the restore runs, so the bar ends where the work does.
+            nonlocal tiles
+            if tiles is None and show_bars and total >= TILE_BAR_MIN_WINDOWS:
+                tiles = tqdm(
+                    total=total, unit="part", leave=False, desc=job.source.name, disable=None
+                )
             if tiles is not None:
                 tiles.n = done
                 tiles.refresh()

@@ -115,9 +115,11 @@ class ImageRestorer:
         network: Callable[[NDArray[np.floating]], NDArray[np.floating]] | None = None
         if self.restorer is not None:
             restorer = self.restorer
+            # One plan for every channel: the memory budget is read once per picture.
+            plan = restorer.plan(*task.output_shape(picture.height, picture.width))
             # Count forward windows over all channels that go through the network.
             passes = 1 if picture.is_gray or mode == "y" else 3
-            total = passes * restorer.tile_count(*task.output_shape(picture.height, picture.width))
+            total = passes * plan.units
             finished = 0
 
             def network(channel: NDArray[np.floating]) -> NDArray[np.floating]:
@@ -130,7 +132,7 @@ class ImageRestorer:
                     if progress is not None:
                         progress(finished, total)
 
-                return restorer(channel, progress=report)
+                return restorer(channel, progress=report, plan=plan)
 
         return restore_picture(picture, task, network, color=self.color)
 
@@ -140,7 +142,8 @@ class ImageRestorer:
             return 0
         task = self.make_task(**levels)
         passes = 1 if picture.is_gray or resolve_color(self.color, task) == "y" else 3
-        return passes * self.restorer.tile_count(*task.output_shape(picture.height, picture.width))
+        plan = self.restorer.plan(*task.output_shape(picture.height, picture.width))
+        return passes * plan.units
 
     @overload
     def __call__(self, image: NDArray[Any], **levels: float | None) -> NDArray[Any]: ...

@@ -18,15 +18,24 @@ It returns only the weighted restoration (no per-branch outputs) and has no grad
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from memnet.model import MemNet, MemNetConfig, MemoryBlock, RecursiveUnit, check_input
+from memnet.inference.memory import folded_bytes_per_pixel
+from memnet.model import MemNet, MemNetConfig, MemoryBlock, PreActivation, check_input
 
-__all__ = ["InferenceMemNet", "fused_conv_available", "fused_conv_ops"]
+__all__ = [
+    "Affine",
+    "Conv",
+    "FoldedBlock",
+    "GateShare",
+    "InferenceMemNet",
+    "fused_conv",
+    "fused_conv_available",
+]
 
 
 def _fused_ops() -> Any:
@@ -52,9 +61,27 @@ def fused_conv_available() -> bool:
     return _FUSED is not None
 
 
-def fused_conv_ops() -> Any:
-    """(conv + unary, conv + binary, conv + binary in place) from oneDNN, or None."""
-    return _FUSED
+def fused_conv(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    padding: list[int],
+    *,
+    relu: bool = False,
+    add: Tensor | None = None,
+    in_place: bool = False,
+) -> Tensor:
+    """oneDNN's stride-1 conv of x: ReLU'd, or with `add` added as it writes (into `add` itself
+    when `in_place`). The one place that spells out oneDNN's positional arguments."""
+    geometry = (padding, [1, 1], [1, 1], 1)
+    out: Tensor
+    if add is None:
+        out = _FUSED[0](x, weight, bias, *geometry, "relu" if relu else "none", [], "")
+    elif in_place:
+        out = _FUSED[2](add, x, weight, bias, *geometry, "add", None, None, [], None)
+    else:
+        out = _FUSED[1](x, add, weight, bias, *geometry, "add", None, None, [], None)
+    return out
 
 
 def _pixels(t: Tensor) -> Tensor | None:
@@ -63,16 +90,16 @@ def _pixels(t: Tensor) -> Tensor | None:
     return rows.view(-1, t.shape[1]) if rows.is_contiguous() else None
 
 
-class _Affine(nn.Module):
-    """An eval-mode BatchNorm as a per-channel scale and shift, with the ReLU that follows it."""
+class Affine(nn.Module):
+    """An eval-mode τ (BatchNorm, then ReLU) as a per-channel scale and shift, then the ReLU."""
 
     scale: Tensor
     shift: Tensor
 
-    def __init__(self, bn: nn.BatchNorm2d, channels: slice | None = None) -> None:
+    def __init__(self, pre: PreActivation, channels: slice | None = None) -> None:
         super().__init__()
         pick = channels if channels is not None else slice(None)
-        scale, shift = _bn_scale_shift(bn)
+        scale, shift = pre.scale_shift()
         self.register_buffer("scale", scale[pick].detach().clone())
         self.register_buffer("shift", shift[pick].detach().clone())
 
@@ -96,15 +123,7 @@ class _Affine(nn.Module):
         return target
 
 
-def _or_ones(value: Tensor | None, like: Tensor) -> Tensor:
-    return torch.ones_like(like) if value is None else value
-
-
-def _or_zeros(value: Tensor | None, like: Tensor) -> Tensor:
-    return torch.zeros_like(like) if value is None else value
-
-
-class _Conv(nn.Module):
+class Conv(nn.Module):
     """A stride-1 'same' conv whose result can be ReLU'd or added into a tensor in one pass."""
 
     weight: Tensor
@@ -114,8 +133,8 @@ class _Conv(nn.Module):
         super().__init__()
         self.register_buffer("weight", weight.detach().clone())
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
-        pad = weight.shape[-1] // 2
-        self.padding = [pad, pad]
+        self.reach = weight.shape[-1] // 2  # rows (and columns) of context on each side
+        self.padding = [self.reach, self.reach]
 
     def _fused(self, x: Tensor) -> bool:
         # oneDNN's fused operators exist for CPU tensors only; autocast needs the plain path.
@@ -124,27 +143,28 @@ class _Conv(nn.Module):
     def forward(self, x: Tensor, *, relu: bool = False) -> Tensor:
         """conv(x), optionally ReLU'd."""
         if self._fused(x):
-            attr = "relu" if relu else "none"
-            out: Tensor = _FUSED[0](x, self.weight, self.bias, *self._geometry(), attr, [], "")
-            return out
+            return fused_conv(x, self.weight, self.bias, self.padding, relu=relu)
         out = F.conv2d(x, self.weight, self.bias, padding=self.padding)
         return out.relu_() if relu else out
 
     def add(self, other: Tensor, x: Tensor) -> Tensor:
         """other + conv(x) as a new tensor (oneDNN adds it as the conv writes its output)."""
         if self._fused(x) and other.dtype == x.dtype:
-            out: Tensor = _FUSED[1](
-                x, other, self.weight, self.bias, *self._geometry(), "add", None, None, [], None
-            )
-            return out
+            return fused_conv(x, self.weight, self.bias, self.padding, add=other)
         return F.conv2d(x, self.weight, self.bias, padding=self.padding).add_(other)
 
-    def _geometry(self) -> tuple[list[int], list[int], list[int], int]:
-        return self.padding, [1, 1], [1, 1], 1
+    def strip(self, window: Tensor, *, relu: bool = False) -> Tensor:
+        """conv of the rows of `window` that have `reach` rows of context above and below
+        (oneDNN, CPU fp32): zero padding along the columns only."""
+        return fused_conv(window, self.weight, self.bias, [0, self.reach], relu=relu)
+
+    def strip_add_(self, target: Tensor, window: Tensor) -> None:
+        """target += `strip(window)`, added by oneDNN as it writes the conv's output."""
+        fused_conv(window, self.weight, self.bias, [0, self.reach], add=target, in_place=True)
 
 
-class _Mix(nn.Module):
-    """A 1×1 conv, run on a CPU as a matrix product that accumulates into its output in place."""
+class GateShare(nn.Module):
+    """A 1×1 conv (a gate's share of one memory), run on a CPU as an in-place matrix product."""
 
     weight: Tensor
     bias: Tensor | None
@@ -190,36 +210,29 @@ class _Mix(nn.Module):
         return total
 
 
-class _Block(nn.Module):
+class FoldedBlock(nn.Module):
     """Memory block m: folded recursions and its gate conv split per memory."""
 
-    def __init__(self, model: MemNet, m: int) -> None:
+    def __init__(self, block: MemoryBlock, m: int) -> None:
         super().__init__()
-        block = cast(MemoryBlock, model.blocks[m - 1])
-        channels = model.config.channels
-        conv_a, conv_b = block.conv_a, block.conv_b
-        pre_a: list[_Affine] = []
-        folded: list[_Conv] = []
-        for unit in cast(list[RecursiveUnit], list(block.recursions)):
-            pre_a.append(_Affine(cast(nn.BatchNorm2d, unit.pre_a[0])))
-            scale, shift = _bn_scale_shift(cast(nn.BatchNorm2d, unit.pre_b[0]))
-            bias = conv_a.bias if conv_a.bias is not None else torch.zeros_like(scale)
-            folded.append(_Conv(conv_a.weight * scale[:, None, None, None], bias * scale + shift))
-        self.conv_b = _Conv(conv_b.weight, conv_b.bias)
+        channels = block.conv_a.out_channels
+        units = block.units
+        self.pre_a = [Affine(unit.pre_a) for unit in units]
+        # pre_b's BatchNorm folds into a per-recursion copy of the shared conv_a.
+        self.conv_a = [Conv(*unit.folded_conv_a(block.conv_a)) for unit in units]
+        self.conv_b = Conv(block.conv_b.weight, block.conv_b.bias)
         gate = block.gate
-        gate_bn = cast(nn.BatchNorm2d, gate.pre[0])
-        gate_pre: list[_Affine] = []
-        gate_conv: list[_Mix] = []
+        self.gate_pre: list[Affine] = []
+        self.gate_conv: list[GateShare] = []
         for i in range(gate.conv.in_channels // channels):
             part = slice(i * channels, (i + 1) * channels)
-            gate_pre.append(_Affine(gate_bn, part))
+            self.gate_pre.append(Affine(gate.pre, part))
             # The bias is added once, with the first share.
-            gate_conv.append(_Mix(gate.conv.weight[:, part], gate.conv.bias if i == 0 else None))
+            bias = gate.conv.bias if i == 0 else None
+            self.gate_conv.append(GateShare(gate.conv.weight[:, part], bias))
         # Registered for .to(device); the typed lists are what forward uses.
-        self.modules_a = nn.ModuleList([*pre_a, *folded])
-        self.modules_gate = nn.ModuleList([*gate_pre, *gate_conv])
-        self.pre_a, self.conv_a = pre_a, folded
-        self.gate_pre, self.gate_conv = gate_pre, gate_conv
+        self.modules_a = nn.ModuleList([*self.pre_a, *self.conv_a])
+        self.modules_gate = nn.ModuleList([*self.gate_pre, *self.gate_conv])
         self.long_term = m  # shares 0 .. m-1 belong to B0 .. B_{m-1}, the rest to H_1 .. H_R
 
     def share(self, gate: Tensor | None, index: int, memory: Tensor) -> Tensor:
@@ -241,52 +254,36 @@ class _Block(nn.Module):
         return gate
 
 
-def _bn_scale_shift(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
-    assert bn.running_mean is not None
-    assert bn.running_var is not None
-    weight = _or_ones(bn.weight, bn.running_mean)
-    bias = _or_zeros(bn.bias, bn.running_mean)
-    scale = weight / torch.sqrt(bn.running_var + bn.eps)
-    return scale, bias - bn.running_mean * scale
-
-
 class InferenceMemNet(nn.Module):
     """Eval-mode `MemNet` rearranged for speed and memory; `forward(x)` equals `model.eval()(x)`."""
 
     weight_sum: Tensor
 
     def __init__(self, model: MemNet) -> None:
+        """Fold `model` as eval mode computes it; the model itself is only read, never changed."""
         super().__init__()
-        model = model.eval()
         self.config: MemNetConfig = model.config
         with torch.no_grad():
-            self.fenet_pre = _Affine(cast(nn.BatchNorm2d, model.fenet_pre[0]))
-            self.fenet = _Conv(model.fenet.weight, model.fenet.bias)
-            blocks = [_Block(model, m) for m in range(1, self.config.blocks + 1)]
-            rec_pre = [
-                _Affine(cast(nn.BatchNorm2d, cast(nn.Sequential, pre)[0]))
-                for pre in model.reconstruction_pre
-            ]
+            self.fenet_pre = Affine(model.fenet_pre)
+            self.fenet = Conv(model.fenet.weight, model.fenet.bias)
+            blocks = [FoldedBlock(block, m) for m, block in enumerate(model.memory_blocks, 1)]
+            rec_pre = [Affine(pre) for pre in model.branch_pres]
             rec = model.reconstruction
             weights = model.branch_weights.detach()
             total = weights.sum()
             rec_bias = rec.bias if rec.bias is not None else torch.zeros(rec.out_channels)
             # The M branches share one linear conv, so Σ_m w_m·rec(a_m) = rec(Σ_m w_m·a_m):
             # one reconstruction conv instead of M (a 64→1 conv runs far below the ceiling).
-            self.reconstruction = _Conv(rec.weight, rec_bias * total)
+            self.reconstruction = Conv(rec.weight, rec_bias * total)
             self.register_buffer("weight_sum", total.clone())
         self.branch_weights = [float(w) for w in weights]
         self.registered = nn.ModuleList([*blocks, *rec_pre])
-        self.branches = list(zip(blocks, rec_pre, strict=True))
+        self.branches: list[tuple[FoldedBlock, Affine]] = list(zip(blocks, rec_pre, strict=True))
         self.requires_grad_(False)
 
     def bytes_per_pixel(self, element_bytes: int = 4) -> int:
-        """Peak activation memory per input pixel of one forward pass (errs on the high side).
-
-        In block M-1 the network holds B0 .. B_{M-2}, the gate output, H, two temporaries and
-        the reconstruction sum, C channels each; one more covers the input, output and allocator.
-        """
-        return element_bytes * self.config.channels * (self.config.blocks + 5)
+        """Peak activation memory per input pixel of one forward pass (memnet.inference.memory)."""
+        return folded_bytes_per_pixel(self.config, element_bytes)
 
     def forward(self, x: Tensor) -> Tensor:
         check_input(self.config, x)

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from memnet.inference.fast_network import fused_conv_ops
+from memnet.inference.fast_network import fused_conv_available
+from memnet.inference.memory import streamed_bytes_for_width
 from memnet.model import check_input
 
 if TYPE_CHECKING:
-    from memnet.inference.fast_network import InferenceMemNet, _Affine, _Block, _Conv
+    from memnet.inference.fast_network import Affine, Conv, FoldedBlock, InferenceMemNet
 
 __all__ = ["StreamedMemNet", "default_strip_rows", "streaming_available"]
 
@@ -37,7 +38,7 @@ MIN_STRIP_ROWS, MAX_STRIP_ROWS = 4, 64
 
 def streaming_available(x: Tensor) -> bool:
     """Whether `x` can be streamed here: fp32 on a CPU with oneDNN's fused convs."""
-    return fused_conv_ops() is not None and x.device.type == "cpu" and x.dtype == torch.float32
+    return fused_conv_available() and x.device.type == "cpu" and x.dtype == torch.float32
 
 
 def default_strip_rows(width: int) -> int:
@@ -132,11 +133,9 @@ class _Strip:
         self.height = height = x.shape[2]
         config = net.config
         channels = config.channels
-        self.ops = fused_conv_ops()
         self.output = torch.empty_like(x)
         self.output_done = 0
-        reach = net.fenet.weight.shape[-1] // 2
-        self.fenet_in = _Rows(x.shape[1], height, x, border=reach)
+        self.fenet_in = _Rows(x.shape[1], height, x, border=net.fenet.reach)
         self.memories = [_Rows(channels, height, x)]  # B0; the gate buffer of block m is B_m
         self.h_bufs: list[_Rows] = []
         self.pre_bufs: list[list[_Rows]] = []
@@ -191,25 +190,13 @@ class _Strip:
     def _span(self, done: int, limit: int) -> tuple[int, int]:
         return done, min(done + self.rows, limit, self.height)
 
-    def _conv(self, conv: _Conv, source: _Rows, start: int, stop: int, relu: bool) -> Tensor:
-        reach = conv.weight.shape[-1] // 2
-        window = source.view(start - reach, stop + reach)
-        attr = "relu" if relu else "none"
-        padding = [0, reach]
-        out: Tensor = self.ops[0](
-            window, conv.weight, conv.bias, padding, [1, 1], [1, 1], 1, attr, [], ""
-        )
-        return out
+    def _conv(self, conv: Conv, source: _Rows, start: int, stop: int, relu: bool) -> Tensor:
+        """conv(source) for rows start .. stop, read with the conv's rows of context."""
+        return conv.strip(source.view(start - conv.reach, stop + conv.reach), relu=relu)
 
-    def _conv_add_(self, conv: _Conv, source: _Rows, start: int, stop: int, target: Tensor) -> None:
+    def _conv_add_(self, conv: Conv, source: _Rows, start: int, stop: int, target: Tensor) -> None:
         """target += conv(source rows start .. stop), as oneDNN writes the conv's output."""
-        reach = conv.weight.shape[-1] // 2
-        window = source.view(start - reach, stop + reach)
-        padding = [0, reach]
-        self.ops[2](
-            target, window, conv.weight, conv.bias, padding, [1, 1], [1, 1], 1, "add", None,
-            None, [], None,
-        )  # fmt: skip
+        conv.strip_add_(target, source.view(start - conv.reach, stop + conv.reach))
 
     def step(self) -> None:
         net = self.net
@@ -231,7 +218,7 @@ class _Strip:
             buffer.release()
         self.peak_bytes = max(self.peak_bytes, sum(b.nbytes() for b in self._buffers()))
 
-    def _block(self, m: int, block: _Block) -> None:
+    def _block(self, m: int, block: FoldedBlock) -> None:
         previous, gate = self.memories[m - 1], self.memories[m]
         h_buf, done = self.h_bufs[m - 1], self.h_done[m - 1]
         for r in range(len(done)):
@@ -274,7 +261,7 @@ class _Strip:
             if r == len(done) - 1:
                 gate.finish(stop)
 
-    def _branch(self, m: int, rec_pre: _Affine) -> None:
+    def _branch(self, m: int, rec_pre: Affine) -> None:
         memory = self.memories[m]
         start, stop = self._span(self.branch_done[m - 1], memory.done)
         if stop <= start:
@@ -315,32 +302,30 @@ class StreamedMemNet:
         self.peak_bytes = 0
 
     def rows_for(self, width: int) -> int:
+        """Strip height for an image `width` pixels wide."""
         return self.rows or default_strip_rows(width)
 
     def bytes_for_width(self, width: int, element_bytes: int = 4) -> int:
-        """Upper bound of the activation memory for one image `width` pixels wide, any height.
-
-        Counted in rows of W × C values: every conv input keeps a strip plus a few rows of
-        halo and slack (2·R·M + 2 of them), the gates and H buffers a strip each, and each
-        long-term memory B_j the rows between its writer and the last block's gate, twice
-        over for slack; three strips cover the transient conv outputs. tests/test_streaming.py
-        checks it against the measured peak.
-        """
-        config = self.net.config
-        blocks, recursions = config.blocks, config.recursions
+        """Upper bound of the activation memory for one image `width` pixels wide, any height
+        (memnet.inference.memory.streamed_bytes_for_width at this width's strip rows)."""
         rows = self.rows_for(width)
-        halo_buffers = 2 * recursions * blocks + 2
-        fixed = 2 * recursions * blocks * (blocks - 1) + 4 * recursions * blocks + 6 * halo_buffers
-        per_strip_row = halo_buffers + 3 * blocks + 7
-        return width * config.channels * element_bytes * (fixed + rows * per_strip_row)
+        return streamed_bytes_for_width(self.net.config, width, rows, element_bytes)
 
     @torch.inference_mode()
-    def __call__(self, x: Tensor, on_rows: Callable[[int, int], None] | None = None) -> Tensor:
-        """The network's output for `x`; `on_rows(image, rows)` reports finished output rows."""
+    def __call__(
+        self,
+        x: Tensor,
+        on_rows: Callable[[int, int], None] | None = None,
+        rows: int | None = None,
+    ) -> Tensor:
+        """The network's output for `x` in strips of `rows` rows (None: `rows_for` its width);
+        `on_rows(image, rows)` reports finished output rows."""
         check_input(self.net.config, x)
         if not streaming_available(x):
             raise ValueError("row streaming needs fp32 input on a CPU with oneDNN")
-        rows = self.rows_for(x.shape[-1])
+        if rows is not None and rows < 1:
+            raise ValueError("strip rows must be positive")
+        rows = rows or self.rows_for(x.shape[-1])
         outputs: list[Tensor] = []
         for image in x.split(1):
             picture = image.contiguous(memory_format=torch.channels_last)

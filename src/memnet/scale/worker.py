@@ -32,8 +32,11 @@ class RestoreWorker:
     def __init__(self, settings: WorkerSettings) -> None:
         import torch
 
+        from memnet.cpu_settings import retain_freed_memory
         from memnet.inference.api import load
 
+        # An actor owns its process: it keeps freed memory as the memnet command does.
+        retain_freed_memory()
         if settings.threads:
             torch.set_num_threads(settings.threads)
         self.settings = settings

@@ -1,0 +1,91 @@
+"""How much activation memory inference needs, and how much it may use: the one place for both.
+
+Three ways of running the network need three estimates, all from the network's shape and all
+erring on the high side: the plain model and its folded rearrangement (bytes per input pixel,
+the whole window at once) and the row-streamed pipeline (bytes per image width, any height).
+`memory_budget` is what a device can give; `memnet.inference.planning` compares the two.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+from memnet.model import MemNetConfig
+
+__all__ = [
+    "CPU_BUDGET_CAP",
+    "folded_bytes_per_pixel",
+    "memory_budget",
+    "plain_bytes_per_pixel",
+    "streamed_bytes_for_width",
+]
+
+# Activation memory the automatic plan allows itself on a CPU (and at most a quarter of what
+# the machine has free), so that a laptop stays usable while an image is restored: with the
+# optimised network this keeps the whole process near 1.3 GB at any image size.
+CPU_BUDGET_CAP = 1024**3
+
+
+def plain_bytes_per_pixel(config: MemNetConfig, element_bytes: int = 4) -> int:
+    """Peak activation memory per input pixel of one forward pass of the plain `MemNet`.
+
+    At the gate of the last block the network holds the M long-term and R short-term memories,
+    their concatenation and its normalised copy ((M+R)·C channels each), plus a few C-channel
+    temporaries of the recursion. This deliberately errs on the high side.
+    """
+    m, r, c = config.blocks, config.recursions, config.channels
+    return element_bytes * c * (3 * (m + r) + 8)
+
+
+def folded_bytes_per_pixel(config: MemNetConfig, element_bytes: int = 4) -> int:
+    """Peak activation memory per input pixel of one `InferenceMemNet` pass (errs high).
+
+    In block M-1 the network holds B0 .. B_{M-2}, the gate output, H, two temporaries and
+    the reconstruction sum, C channels each; one more covers the input, output and allocator.
+    """
+    return element_bytes * config.channels * (config.blocks + 5)
+
+
+def streamed_bytes_for_width(
+    config: MemNetConfig, width: int, rows: int, element_bytes: int = 4
+) -> int:
+    """Upper bound of the streamed pipeline's memory for one image `width` pixels wide, any
+    height, in strips of `rows` rows.
+
+    Counted in rows of W × C values: every conv input keeps a strip plus a few rows of halo and
+    slack (2·R·M + 2 of them), the gates and H buffers a strip each, and each long-term memory
+    B_j the rows between its writer and the last block's gate, twice over for slack; three
+    strips cover the transient conv outputs. tests/test_streaming.py checks it against the
+    measured peak.
+    """
+    blocks, recursions = config.blocks, config.recursions
+    halo_buffers = 2 * recursions * blocks + 2
+    fixed = 2 * recursions * blocks * (blocks - 1) + 4 * recursions * blocks + 6 * halo_buffers
+    per_strip_row = halo_buffers + 3 * blocks + 7
+    return width * config.channels * element_bytes * (fixed + rows * per_strip_row)
+
+
+def _available_memory() -> int:
+    """Bytes the OS can still give this process (MemAvailable; physical memory as a fallback)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2
+    return CPU_BUDGET_CAP
+
+
+def memory_budget(device: torch.device) -> int:
+    """Activation memory (bytes) that automatic planning may use on `device` right now."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free * 0.6)
+    if device.type == "mps":
+        recommended = getattr(torch.mps, "recommended_max_memory", None)
+        total = int(recommended()) if recommended is not None else 8 * 1024**3
+        return min(total // 4, CPU_BUDGET_CAP)
+    return min(_available_memory() // 4, CPU_BUDGET_CAP)
