@@ -24,8 +24,8 @@ import csv
 import io
 import json
 import math
+import os
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +41,7 @@ from memnet.errors import MemNetError
 from memnet.fsutil import atomic_path, atomic_write_text
 from memnet.imaging.color import round_to_uint8
 from memnet.imaging.files import read_luminance
+from memnet.imaging.noise import noise_generator
 from memnet.tasks import TASK_KINDS, Deblock, Denoise, SuperResolution, Task, make_task, task_class
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "Method",
     "SetScore",
     "baseline",
+    "check_sizes",
     "evaluate",
     "load_set",
     "make_tasks",
@@ -97,11 +99,6 @@ def make_tasks(kind: str, levels: Sequence[float]) -> list[Task]:
     return tasks
 
 
-def noise_generator(seed: int, image_name: str) -> np.random.Generator:
-    """The generator that draws the noise of one image: seeded by the run seed and the file name."""
-    return np.random.default_rng([int(seed), zlib.crc32(image_name.encode("utf-8"))])
-
-
 # --------------------------------------------------------------------------------------------
 # sets
 # --------------------------------------------------------------------------------------------
@@ -122,17 +119,21 @@ class BenchmarkSet:
 
 def load_set(
     name_or_path: str,
-    data_root: str | Path | None = None,
+    data_root: str | os.PathLike[str] | None = None,
     *,
     kind: str = "sr",
+    max_images: int | None = None,
 ) -> BenchmarkSet:
     """Read every image of a set as task `kind` sees it; one error line lists unreadable files.
 
     Colour images become one channel by the task's rule (`Task.one_channel`): MATLAB's Y for
-    SR and JPEG, MATLAB's rgb2gray for denoising.
+    SR and JPEG, MATLAB's rgb2gray for denoising. `max_images` reads only the first N images
+    (in the set's sorted order).
     """
     from_rgb = task_class(kind).one_channel
     name, paths = resolve_set(name_or_path, data_root)
+    if max_images is not None:
+        paths = paths[:max_images]
     images: list[NDArray[np.uint8]] = []
     problems: list[str] = []
     for path in paths:
@@ -153,7 +154,8 @@ def load_set(
     return BenchmarkSet(name, paths[0].parent, tuple(p.name for p in paths), tuple(images))
 
 
-def _check_sizes(sets: Sequence[BenchmarkSet], tasks: Sequence[Task]) -> None:
+def check_sizes(sets: Sequence[BenchmarkSet], tasks: Sequence[Task]) -> None:
+    """One error line naming the first image too small for a task (before any restoring)."""
     for bench in sets:
         for image_name, image in zip(bench.names, bench.images, strict=True):
             for task in tasks:
@@ -328,7 +330,7 @@ def evaluate(
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise MemNetError(f"two sets have the same name {duplicates[0]!r}; rename a folder")
-    _check_sizes(sets, tasks)
+    check_sizes(sets, tasks)
 
     started = time.perf_counter()
     images: list[ImageScore] = []
