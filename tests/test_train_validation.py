@@ -143,14 +143,14 @@ def test_an_image_too_small_for_a_level_stops_the_run_before_its_first_step(
     folder = tmp_path / "mine"
     folder.mkdir()
     Image.fromarray(np.full((40, 40), 128, np.uint8)).save(folder / "big.png")
-    Image.fromarray(np.full((12, 12), 128, np.uint8)).save(folder / "small.png")
+    Image.fromarray(np.full((16, 16), 128, np.uint8)).save(folder / "small.png")  # x2, not x4
     run_dir = tmp_path / "run"
     sets = f"validation.sets=[{{set: {folder}, levels: [2, 4]}}]"
     args = ["train", str(SMOKE), "--out", str(run_dir), "--quiet", "--set", sets]
     assert main(args) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert f"{folder / 'small.png'}: image of size 12x12 is too small for ×4 SR" in err
+    assert f"{folder / 'small.png'}: image of size 16x16 is too small for ×4 SR" in err
     assert not run_dir.exists()  # nothing was written
 
 
