@@ -2,7 +2,7 @@
 
 from memnet.imaging.color import rgb2gray, rgb2ycbcr, ycbcr2rgb
 from memnet.imaging.jpeg import jpeg_decode, jpeg_encode, jpeg_roundtrip
-from memnet.imaging.noise import add_gaussian_noise
+from memnet.imaging.noise import add_gaussian_noise, noise_generator
 from memnet.imaging.resize import imresize, modcrop
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "jpeg_encode",
     "jpeg_roundtrip",
     "modcrop",
+    "noise_generator",
     "rgb2gray",
     "rgb2ycbcr",
     "ycbcr2rgb",
