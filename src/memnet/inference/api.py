@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
@@ -39,7 +39,12 @@ from memnet.imaging.files import (
     write_image,
 )
 from memnet.inference.engine import ProgressCallback, Restorer
-from memnet.inference.pictures import COLOR_MODES, resolve_color, restore_picture
+from memnet.inference.pictures import (
+    COLOR_MODES,
+    resolve_color,
+    restore_picture,
+    restore_pictures,
+)
 from memnet.tasks import Task, level_names, task_class, task_kinds
 from memnet.weights import zoo
 from memnet.weights.loading import BASELINE_METHODS, LoadedModel, load_model
@@ -111,15 +116,14 @@ class ImageRestorer:
         """Restore a `Picture` for `task` (a Task of this restorer's kind, level included)."""
         if task.kind != self.task:
             raise MemNetError(f"this restorer restores {self.task!r}, not {task.kind!r}")
-        mode = resolve_color(self.color, task)
+        resolve_color(self.color, task)  # a bad colour mode fails before any work
         network: Callable[[NDArray[np.floating]], NDArray[np.floating]] | None = None
         if self.restorer is not None:
             restorer = self.restorer
             # One plan for every channel: the memory budget is read once per picture.
             plan = restorer.plan(*task.output_shape(picture.height, picture.width))
             # Count forward windows over all channels that go through the network.
-            passes = 1 if picture.is_gray or mode == "y" else 3
-            total = passes * plan.units
+            total = self._passes(picture, task) * plan.units
             finished = 0
 
             def network(channel: NDArray[np.floating]) -> NDArray[np.floating]:
@@ -136,14 +140,69 @@ class ImageRestorer:
 
         return restore_picture(picture, task, network, color=self.color)
 
+    def batch_size(self, image: NDArray[Any] | Picture, **levels: float | None) -> int:
+        """How many pictures of `image`'s size and kind `restore_batch` restores in one forward
+        pass: as many as fit, all their network planes together, the budget one picture would
+        get (memnet.inference.engine.Restorer.batch_limit); 1 on the CPU, for the baseline and
+        whenever one picture alone does not run whole."""
+        task = self.make_task(**levels)
+        if self.restorer is None:
+            return 1
+        if isinstance(image, Picture):
+            picture = image
+        else:
+            shape = np.shape(image)
+            if (
+                len(shape) in (2, 3)
+                and self.restorer.batch_limit(*task.output_shape(*shape[:2])) <= 1
+            ):
+                return 1  # known without converting the array (always so on the CPU)
+            picture = picture_from_array(image)
+        return self._pictures_per_pass(picture, task)
+
+    def restore_batch(
+        self, images: Sequence[NDArray[Any]], **levels: float | None
+    ) -> list[NDArray[Any]]:
+        """Restore arrays of one size and kind, `batch_size` of them per forward pass; each
+        result is what `self(image)` returns for it (see Restorer.restore_batch on rounding)."""
+        task = self.make_task(**levels)
+        pictures = [picture_from_array(image) for image in images]
+        restored = self.restore_pictures(pictures, task)
+        return [_as_array(out, image) for out, image in zip(restored, images, strict=True)]
+
+    def restore_pictures(self, pictures: Sequence[Picture], task: Task) -> list[Picture]:
+        """`restore_task` of each of `pictures` (one size), `batch_size` of them per pass."""
+        if task.kind != self.task:
+            raise MemNetError(f"this restorer restores {self.task!r}, not {task.kind!r}")
+        if not pictures:
+            return []
+        size = self._pictures_per_pass(pictures[0], task)
+        if self.restorer is None or size <= 1:
+            return [self.restore_task(picture, task) for picture in pictures]
+        restorer = self.restorer
+        restored: list[Picture] = []
+        for first in range(0, len(pictures), size):
+            group = list(pictures[first : first + size])
+            restored += restore_pictures(group, task, restorer.restore_batch, color=self.color)
+        return restored
+
+    def _pictures_per_pass(self, picture: Picture, task: Task) -> int:
+        if self.restorer is None:
+            return 1
+        height, width = task.output_shape(picture.height, picture.width)
+        return max(1, self.restorer.batch_limit(height, width) // self._passes(picture, task))
+
+    def _passes(self, picture: Picture, task: Task) -> int:
+        """How many of the picture's planes go through the network (see pictures.py)."""
+        return 1 if picture.is_gray or resolve_color(self.color, task) == "y" else 3
+
     def windows(self, picture: Picture, **levels: float | None) -> int:
         """Progress steps (tiles, or bands of streamed rows) for `picture`; 0 for the baseline."""
         if self.restorer is None:
             return 0
         task = self.make_task(**levels)
-        passes = 1 if picture.is_gray or resolve_color(self.color, task) == "y" else 3
         plan = self.restorer.plan(*task.output_shape(picture.height, picture.width))
-        return passes * plan.units
+        return self._passes(picture, task) * plan.units
 
     @overload
     def __call__(self, image: NDArray[Any], **levels: float | None) -> NDArray[Any]: ...
@@ -158,10 +217,9 @@ class ImageRestorer:
         """Restore `image` and return the same kind: array → array (same dtype and layout),
         PIL image → PIL image, path or Picture → Picture. Levels by name: scale=2, sigma=25…"""
         if isinstance(image, np.ndarray):
-            restored = self.restore_task(picture_from_array(image), self.make_task(**levels))
-            dtype = image.dtype if image.dtype in (np.uint8, np.uint16) else np.float64
-            out = picture_to_array(restored, dtype)
-            return out[..., None] if image.ndim == 3 and image.shape[2] == 1 else out
+            return _as_array(
+                self.restore_task(picture_from_array(image), self.make_task(**levels)), image
+            )
         if isinstance(image, Image.Image):
             return picture_to_pil(
                 self.restore_task(picture_from_pil(image), self.make_task(**levels))
@@ -247,6 +305,13 @@ def load(
     if given:
         result.make_task()  # a bad level fails here, not at the first image
     return result
+
+
+def _as_array(restored: Picture, like: NDArray[Any]) -> NDArray[Any]:
+    """A restored picture as an array of the input array's dtype (float64 for floats) and layout."""
+    dtype = like.dtype if like.dtype in (np.uint8, np.uint16) else np.float64
+    out = picture_to_array(restored, dtype)
+    return out[..., None] if like.ndim == 3 and like.shape[2] == 1 else out
 
 
 def _checked_levels(levels: dict[str, float | None]) -> dict[str, float | None]:

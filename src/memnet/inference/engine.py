@@ -2,13 +2,16 @@
 
 Each call first decides its image's `Plan` (memnet.inference.planning: whole, streamed over
 strips of rows, or exact tiles, in batches, within the device's memory budget) and then only
-executes it. Tiles whose padded windows have the same size run together in one forward pass.
+executes it. Tiles whose padded windows have the same size run together in one forward pass;
+`Restorer.restore_batch` does the same for several images of one size (video frames) when one
+of them runs whole and `batch_limit` says more fit the budget one image would get (never on
+the CPU, where a batch is not faster).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -92,6 +95,9 @@ class Restorer:
         # How many restorers run side by side in this process (a server's workers): each plans
         # with its share of the device's budget, so together they stay within it.
         self.budget_share = 1
+        # Whether several images may share one forward pass (`restore_batch`). Off on the CPU:
+        # its kernels already use every core on one image, so a batch only costs memory.
+        self.batch_images = self.device.type != "cpu"
         element_bytes = 2 if self.dtype != torch.float32 else 4
         # The network that runs; the caller's module is never moved or switched to eval.
         self.model: nn.Module | None = None
@@ -149,6 +155,14 @@ class Restorer:
     def plan(self, height: int, width: int, budget: int | None = None) -> Plan:
         """The plan for an H × W image (budget: this restorer's share, read now, if None)."""
         return self.planner.plan(height, width, self.memory_budget() if budget is None else budget)
+
+    def batch_limit(self, height: int, width: int, budget: int | None = None) -> int:
+        """How many H × W images `restore_batch` runs in one forward pass: as many as fit the
+        budget one image would get (`Planner.images_per_pass`), 1 when `batch_images` is off."""
+        if not self.batch_images:
+            return 1
+        budget = self.memory_budget() if budget is None else budget
+        return self.planner.images_per_pass(height, width, budget)
 
     def tile_count(self, height: int, width: int) -> int:
         """Progress steps of one call on an H × W image: `plan(H, W).units`."""
@@ -213,6 +227,34 @@ class Restorer:
                 output[out_rows, out_cols] = result[core_rows, core_cols]
         return output
 
+    def restore_batch(
+        self, images: Sequence[NDArray[np.floating]], *, plan: Plan | None = None
+    ) -> list[NDArray[np.floating]]:
+        """Restore (H, W) network inputs of one size, `batch_limit(H, W)` per forward pass;
+        each result is what `self(image, plan=plan)` returns (within float32 rounding where
+        the device's batched kernels sum in another order)."""
+        arrays = [_network_input(image) for image in images]
+        if not arrays:
+            return []
+        shape = arrays[0].shape
+        if any(array.shape != shape for array in arrays):
+            raise ValueError("restore_batch takes images of one size")
+        height, width = shape
+        if plan is None:
+            plan = self.plan(height, width)
+        limit = self.batch_limit(height, width, plan.budget)
+        if limit <= 1 or len(arrays) == 1:
+            return [self(array, plan=plan) for array in arrays]
+        (batch,) = plan.views[0].batches  # one image runs whole (batch_limit says so)
+        restored: list[NDArray[np.floating]] = []
+        for first in range(0, len(arrays), limit):
+            group = arrays[first : first + limit]
+            outputs = self._run_batch(group, batch)
+            restored += [
+                np.asarray(out, dtype=a.dtype) for out, a in zip(outputs, group, strict=True)
+            ]
+        return restored
+
     def __call__(
         self,
         image: NDArray[np.floating],
@@ -227,13 +269,7 @@ class Restorer:
         called after every forward window (tile or whole image) or, when streamed, every
         PROGRESS_ROWS rows of one; `total` is the plan's `units`.
         """
-        array = np.asarray(image)
-        if array.dtype != np.float32:
-            array = np.asarray(array, dtype=np.float64)
-        if array.ndim != 2:
-            raise ValueError(f"Restorer expects one channel (H, W), got shape {array.shape}")
-        if array.size == 0:
-            raise ValueError("Restorer got an empty image")
+        array = _network_input(image)
         if plan is None:
             plan = self.plan(*array.shape)
         elif (plan.height, plan.width) != array.shape:
@@ -259,3 +295,15 @@ class Restorer:
             accumulated += _dihedral_inverse(self._restore_once(view, layout, step), k)
         accumulated /= 8.0
         return accumulated.astype(array.dtype, copy=False)
+
+
+def _network_input(image: NDArray[np.floating]) -> NDArray[np.floating]:
+    """`image` as the float32 (kept) or float64 (H, W) array a call computes on."""
+    array = np.asarray(image)
+    if array.dtype != np.float32:
+        array = np.asarray(array, dtype=np.float64)
+    if array.ndim != 2:
+        raise ValueError(f"Restorer expects one channel (H, W), got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError("Restorer got an empty image")
+    return array

@@ -12,6 +12,9 @@ MemNet restores one channel. How a colour picture's channels go through it is a 
 
 Gray pictures always go through the network directly. Alpha is prepared like Cb/Cr (bicubic
 for SR) and kept. `network=None` is the baseline method: bicubic for SR, identity otherwise.
+`restore_pictures` does the same for several pictures of one size (video frames), splitting
+each picture's colour on its own and handing every plane of them to the network in one call,
+so that they can run as one batch.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ __all__ = [
     "ColorMode",
     "resolve_color",
     "restore_picture",
+    "restore_pictures",
 ]
 
 ColorMode = Literal["auto", "y", "ycbcr", "rgb"]
@@ -42,6 +46,8 @@ COLOR_MODES: tuple[ColorMode, ...] = ("auto", "y", "ycbcr", "rgb")
 MIN_SIDE = 8
 
 Network = Callable[[NDArray[np.floating]], NDArray[np.floating]]
+# Many planes of one size in, each restored plane out, in order.
+BatchNetwork = Callable[[list[NDArray[np.floating]]], list[NDArray[np.floating]]]
 # Pixels per band of rows in the colour conversion and bicubic steps: their float64
 # temporaries (a few times 24 bytes per pixel) stay near 100 MB whatever the image size.
 BAND_PIXELS = 1 << 20
@@ -107,9 +113,78 @@ def restore_picture(
         np.clip(pixels, 0.0, 1.0, out=pixels)
     else:
         pixels = _restore_ycbcr(picture, task, through_network, resolve_color(color, task), dtype)
+    return _with_alpha(picture, task, pixels, dtype)
+
+
+def restore_pictures(
+    pictures: list[Picture],
+    task: Task,
+    network: BatchNetwork,
+    *,
+    color: str = "auto",
+) -> list[Picture]:
+    """`restore_picture` of each of `pictures` (one size), with one `network` call for all the
+    planes that go through it: every picture's colour is split on its own, the planes are
+    handed over together (picture by picture, channel by channel), the results merged back.
+    """
+    if not pictures:
+        return []
+    first = pictures[0]
+    if any(
+        (p.height, p.width, p.is_gray) != (first.height, first.width, first.is_gray)
+        for p in pictures
+    ):
+        raise MemNetError("pictures restored together must have one size and colour layout")
+    out_h, out_w = check_size(first.height, first.width, task)
+    mode = resolve_color(color, task)
+    channels = (0,) if first.is_gray or mode == "y" else (0, 1, 2)
+    inputs: list[NDArray[np.floating]] = []
+    kept: list[list[NDArray[np.floating] | None]] = []  # Y/Cb/Cr planes that stay for merging
+    for picture in pictures:
+        dtype = np.float32 if picture.pixels.dtype == np.float32 else np.float64
+        if picture.is_gray:
+            planes: list[NDArray[np.floating] | None] = [picture.pixels]
+        elif mode == "rgb":
+            planes = [picture.pixels[..., c] for c in range(3)]
+        else:
+            planes = list(_ycbcr_planes(picture, dtype))
+        for c in channels:
+            plane = planes[c]
+            assert plane is not None
+            inputs.append(_prepared(task, plane, (out_h, out_w), dtype))
+            planes[c] = None
+        kept.append(planes)
+    outputs = iter(network(inputs))
+    del inputs
+    restored: list[Picture] = []
+    for picture, planes in zip(pictures, kept, strict=True):
+        dtype = np.float32 if picture.pixels.dtype == np.float32 else np.float64
+        done: list[NDArray[np.floating] | None] = [None, None, None]
+        for c in channels:
+            done[c] = np.asarray(next(outputs), dtype=dtype)
+        pixels: NDArray[np.floating]
+        if picture.is_gray:
+            assert done[0] is not None
+            pixels = done[0]
+            np.clip(pixels, 0.0, 1.0, out=pixels)
+        elif mode == "rgb":
+            pixels = np.empty((out_h, out_w, 3), dtype=dtype)
+            for c in range(3):
+                pixels[..., c] = done[c]
+            np.clip(pixels, 0.0, 1.0, out=pixels)
+        else:
+            pixels = _merge_ycbcr(task, done, planes, (out_h, out_w), dtype)
+        restored.append(_with_alpha(picture, task, pixels, dtype))
+    return restored
+
+
+def _with_alpha(
+    picture: Picture, task: Task, pixels: NDArray[np.floating], dtype: type[np.floating]
+) -> Picture:
+    """The restored picture: `pixels`, and the input's alpha prepared (bicubic for SR)."""
     alpha = None
     if picture.alpha is not None:
-        alpha = _prepared(task, picture.alpha, (out_h, out_w), dtype)
+        alpha = _prepared(task, picture.alpha, pixels.shape[:2], dtype)
         np.clip(alpha, 0.0, 1.0, out=alpha)
     return picture.with_pixels(pixels, alpha)
 
@@ -139,24 +214,39 @@ def _restore_ycbcr(
     dtype: type[np.floating],
 ) -> NDArray[np.floating]:
     """Y (and for `ycbcr` Cb and Cr) through the network, the rest prepared; merged to RGB."""
-    height, width = picture.height, picture.width
-    planes: list[NDArray[np.floating] | None] = [
-        np.empty((height, width), dtype=dtype) for _ in range(3)
-    ]
-    for start, stop in _bands(height, width):
-        ycbcr = rgb2ycbcr(np.asarray(picture.pixels[start:stop], dtype=np.float64))
-        for c in range(3):
-            target = planes[c]
-            assert target is not None
-            target[start:stop] = ycbcr[..., c]
-    del ycbcr, target
+    planes: list[NDArray[np.floating] | None] = list(_ycbcr_planes(picture, dtype))
     restored: list[NDArray[np.floating] | None] = [None, None, None]
     for c in (0, 1, 2) if mode == "ycbcr" else (0,):
         plane = planes[c]
         assert plane is not None
         restored[c] = through_network(plane)
         planes[c] = plane = None  # each input plane is freed as soon as it is done with
-    out_h, out_w = task.output_shape(height, width)
+    shape = task.output_shape(picture.height, picture.width)
+    return _merge_ycbcr(task, restored, planes, shape, dtype)
+
+
+def _ycbcr_planes(
+    picture: Picture, dtype: type[np.floating]
+) -> tuple[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating]]:
+    """The picture's Y, Cb and Cr planes (MATLAB YCbCr), converted a band of rows at a time."""
+    height, width = picture.height, picture.width
+    planes = tuple(np.empty((height, width), dtype=dtype) for _ in range(3))
+    for start, stop in _bands(height, width):
+        ycbcr = rgb2ycbcr(np.asarray(picture.pixels[start:stop], dtype=np.float64))
+        for c in range(3):
+            planes[c][start:stop] = ycbcr[..., c]
+    return planes[0], planes[1], planes[2]
+
+
+def _merge_ycbcr(
+    task: Task,
+    restored: list[NDArray[np.floating] | None],
+    planes: list[NDArray[np.floating] | None],
+    shape: tuple[int, int],
+    dtype: type[np.floating],
+) -> NDArray[np.floating]:
+    """RGB from the restored Y/Cb/Cr planes, and the others' input `planes` prepared."""
+    out_h, out_w = shape
     pixels = np.empty((out_h, out_w, 3), dtype=dtype)
     for start, stop in _bands(out_h, out_w):
         band = np.empty((stop - start, out_w, 3), dtype=np.float64)

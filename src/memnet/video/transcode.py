@@ -17,6 +17,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from numpy.typing import NDArray
+
 from memnet.errors import MemNetError
 from memnet.fsutil import atomic_path
 from memnet.inference.api import ImageRestorer
@@ -110,6 +112,9 @@ class _Transcode:
         self.video_in.thread_type = "AUTO"
         self.copied = [s for s in inp.streams if s.type in COPIED_STREAM_TYPES]
         self.rate = self.video_in.average_rate or self.video_in.guessed_rate or DEFAULT_RATE
+        self.total: int | None = None
+        self.choice: EncoderChoice | None = None
+        self.frames, self.megapixels = 0, 0.0
 
     def expected_frames(self) -> int | None:
         """The container's frame count, else one estimated from its duration."""
@@ -134,16 +139,18 @@ class _Transcode:
 
     def _run(self, out: Any, muxer: str) -> VideoResult:
         out.metadata.update(self.inp.metadata)
-        total = self.expected_frames()
+        self.total = self.expected_frames()
         mapping: dict[int, Any] = {}
         video_out: Any = None
         layout: FrameLayout | None = None
-        choice: EncoderChoice | None = None
         # Packets of copied streams that arrive before the first frame is decoded wait here:
         # the output video stream (size, display matrix) is known only from that frame, and
         # every stream must exist before the first packet is written.
         held: list[Any] = []
-        frames, megapixels = 0, 0.0
+        # Decoded frames (as arrays, with their timestamps) waiting to be restored together.
+        pending: list[tuple[NDArray[Any], int]] = []
+        batch = 1
+        decoded = 0
         for packet in self.inp.demux(self.video_in, *self.copied):
             if packet.stream.index != self.video_in.index:
                 if packet.size == 0:  # the demuxer's end-of-stream marker
@@ -157,28 +164,55 @@ class _Transcode:
             for frame in packet.decode():
                 if video_out is None:
                     layout = layout_of(frame)
-                    video_out, choice, mapping = self._open_streams(out, muxer, frame, layout)
+                    video_out, self.choice, mapping = self._open_streams(out, muxer, frame, layout)
                     for waiting in held:
                         waiting.stream = mapping[waiting.stream.index]
                         out.mux(waiting)
                     held.clear()
                 assert layout is not None
-                assert choice is not None
-                restored = self.restorer(frame_to_array(frame, layout))
-                encoded = array_to_frame(restored, layout, choice.pix_fmt)
-                encoded.pts = frame.pts if frame.pts is not None else self._pts_of(frames)
-                encoded.time_base = self.video_in.time_base
-                for piece in video_out.encode(encoded):
-                    out.mux(piece)
-                frames += 1
-                megapixels += encoded.width * encoded.height / 1e6
-                if self.progress is not None:
-                    self.progress(frames, total)
-        if video_out is None or choice is None:
+                array = frame_to_array(frame, layout)
+                if pending and pending[0][0].shape != array.shape:
+                    self._encode(out, video_out, layout, pending)  # a batch has one size
+                if not pending:  # the budget is read again for every batch
+                    batch = self.restorer.batch_size(array)
+                pts = frame.pts if frame.pts is not None else self._pts_of(decoded)
+                pending.append((array, pts))
+                decoded += 1
+                if len(pending) >= batch:
+                    self._encode(out, video_out, layout, pending)
+        if video_out is None or self.choice is None or layout is None:
             raise MemNetError("no video frame could be decoded")
+        self._encode(out, video_out, layout, pending)
         for piece in video_out.encode(None):
             out.mux(piece)
-        return VideoResult(frames, megapixels, choice.codec, choice.pix_fmt, len(self.copied))
+        choice = self.choice
+        return VideoResult(
+            self.frames, self.megapixels, choice.codec, choice.pix_fmt, len(self.copied)
+        )
+
+    def _encode(
+        self,
+        out: Any,
+        video_out: Any,
+        layout: FrameLayout,
+        pending: list[tuple[NDArray[Any], int]],
+    ) -> None:
+        """Restore the pending frames in one batch, encode them in order and empty `pending`."""
+        if not pending:
+            return
+        assert self.choice is not None
+        restored = self.restorer.restore_batch([array for array, _ in pending])
+        for (_, pts), array in zip(pending, restored, strict=True):
+            encoded = array_to_frame(array, layout, self.choice.pix_fmt)
+            encoded.pts = pts
+            encoded.time_base = self.video_in.time_base
+            for piece in video_out.encode(encoded):
+                out.mux(piece)
+            self.frames += 1
+            self.megapixels += encoded.width * encoded.height / 1e6
+            if self.progress is not None:
+                self.progress(self.frames, self.total)
+        pending.clear()
 
     def _open_streams(
         self, out: Any, muxer: str, frame: Any, layout: FrameLayout
