@@ -6,6 +6,7 @@
     big = sr(pil_image, scale=3)                        # PIL in → PIL out; levels at load or call
     picture = sr("photo.jpg")                           # path in → memnet.imaging.files.Picture out
     sr.restore_file("photo.jpg", "photo-x2.png")        # path in → file written atomically
+    frames = sr.restore_batch([a, b, c])                # arrays of one size, batched on a GPU
 
 Levels are keywords named by the task (`Task.level_name`: scale, sigma, quality), given at
 load or call. SR needs a scale. The denoising and deblocking networks are blind to the noise

@@ -1,5 +1,6 @@
-"""Video restoration: frames decoded, restored one by one with the image restorer, encoded as a
-stream, audio and subtitles copied untouched. Needs the `video` extra (PyAV); `import memnet`
+"""Video restoration: frames decoded, restored with the image restorer (in batches of frames of
+one size where the device and memory make that faster, see transcode.py), encoded as a stream,
+audio and subtitles copied untouched. Needs the `video` extra (PyAV); `import memnet`
 and this package work without it, only `restore_video` asks for it."""
 
 from __future__ import annotations

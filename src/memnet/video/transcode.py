@@ -1,10 +1,15 @@
-"""Restore a video as a stream: demux, decode, restore each frame, encode, mux — nothing on disk
-but the output, which is written to a temporary file beside it and renamed when complete.
+"""Restore a video as a stream: demux, decode, restore frames in batches, encode, mux — nothing
+on disk but the output, which is written to a temporary file beside it and renamed when complete.
 
-Memory does not grow with the length: each decoded frame is restored and handed to the encoder
-before the next is decoded, so what is held is one frame plus the encoder's own look-ahead. Audio and subtitle packets are remuxed as they are
-(never decoded), and the video keeps its timestamps, frame rate, display matrix (rotation),
-sample aspect ratio and colour range, matrix, primaries and transfer.
+Memory does not grow with the length: up to `ImageRestorer.batch_size` consecutive decoded
+frames of one size are collected, restored together (`ImageRestorer.restore_batch`: one forward
+pass on a GPU when they fit the budget one frame would get; one frame at a time on the CPU, or
+when a frame alone is streamed or tiled) and handed to the encoder in order before the next
+frame is decoded, so what is held is one batch plus the encoder's own look-ahead. The size is
+read from the memory budget again for every batch; the last batch is as short as the video
+leaves it, and progress is reported per encoded frame. Audio and subtitle packets are remuxed
+as they are (never decoded), and the video keeps its timestamps, frame rate, display matrix
+(rotation), sample aspect ratio and colour range, matrix, primaries and transfer.
 """
 
 from __future__ import annotations
