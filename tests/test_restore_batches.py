@@ -161,6 +161,9 @@ def test_batch_size_is_one_when_one_picture_barely_fits_and_for_the_baseline(
     assert restorer.batch_size(image) == 1
     batching(restorer.restorer, monkeypatch, frames=6)
     assert restorer.batch_size(image) == 2
+    monkeypatch.undo()  # one at a time again: pictures of two sizes are refused all the same
+    with pytest.raises(MemNetError, match="one size"):
+        restorer.restore_batch([image, image[:, :40]])
     baseline = memnet.load("identity", task="denoise")
     assert baseline.batch_size(image) == 1
     assert all(

@@ -42,6 +42,7 @@ from memnet.imaging.files import (
 from memnet.inference.engine import ProgressCallback, Restorer
 from memnet.inference.pictures import (
     COLOR_MODES,
+    check_one_size,
     resolve_color,
     restore_picture,
     restore_pictures,
@@ -177,6 +178,7 @@ class ImageRestorer:
             raise MemNetError(f"this restorer restores {self.task!r}, not {task.kind!r}")
         if not pictures:
             return []
+        check_one_size(pictures)
         size = self._pictures_per_pass(pictures[0], task)
         if self.restorer is None or size <= 1:
             return [self.restore_task(picture, task) for picture in pictures]

@@ -19,7 +19,7 @@ so that they can run as one batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import numpy as np
@@ -34,6 +34,7 @@ __all__ = [
     "COLOR_MODES",
     "MIN_SIDE",
     "ColorMode",
+    "check_one_size",
     "resolve_color",
     "restore_picture",
     "restore_pictures",
@@ -116,6 +117,16 @@ def restore_picture(
     return _with_alpha(picture, task, pixels, dtype)
 
 
+def check_one_size(pictures: Sequence[Picture]) -> None:
+    """Refuse pictures restored together that differ in size or in being gray."""
+    first = pictures[0]
+    if any(
+        (p.height, p.width, p.is_gray) != (first.height, first.width, first.is_gray)
+        for p in pictures
+    ):
+        raise MemNetError("pictures restored together must have one size and colour layout")
+
+
 def restore_pictures(
     pictures: list[Picture],
     task: Task,
@@ -129,12 +140,8 @@ def restore_pictures(
     """
     if not pictures:
         return []
+    check_one_size(pictures)
     first = pictures[0]
-    if any(
-        (p.height, p.width, p.is_gray) != (first.height, first.width, first.is_gray)
-        for p in pictures
-    ):
-        raise MemNetError("pictures restored together must have one size and colour layout")
     out_h, out_w = check_size(first.height, first.width, task)
     mode = resolve_color(color, task)
     channels = (0,) if first.is_gray or mode == "y" else (0, 1, 2)
