@@ -4,8 +4,8 @@ Each call first decides its image's `Plan` (memnet.inference.planning: whole, st
 strips of rows, or exact tiles, in batches, within the device's memory budget) and then only
 executes it. Tiles whose padded windows have the same size run together in one forward pass;
 `Restorer.restore_batch` does the same for several images of one size (video frames) when one
-of them runs whole and `batch_limit` says more fit the budget one image would get (never on
-the CPU, where a batch is not faster).
+of them runs whole and `batch_limit` says more fit the budget one image would get (not on
+the CPU: a batch has not been measured faster there, and it holds more memory).
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ class Restorer:
         # with its share of the device's budget, so together they stay within it.
         self.budget_share = 1
         # Whether several images may share one forward pass (`restore_batch`). Off on the CPU:
-        # its kernels already use every core on one image, so a batch only costs memory.
+        # its kernels already spread one image over every core, a batch has not been measured
+        # faster there, and it holds more memory.
         self.batch_images = self.device.type != "cpu"
         element_bytes = 2 if self.dtype != torch.float32 else 4
         # The network that runs; the caller's module is never moved or switched to eval.
@@ -242,6 +243,10 @@ class Restorer:
         height, width = shape
         if plan is None:
             plan = self.plan(height, width)
+        elif (plan.height, plan.width) != shape:
+            raise ValueError(
+                f"the plan is for {plan.height}x{plan.width} images, got shape {shape}"
+            )
         limit = self.batch_limit(height, width, plan.budget)
         if limit <= 1 or len(arrays) == 1:
             return [self(array, plan=plan) for array in arrays]
