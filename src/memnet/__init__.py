@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 from memnet.errors import MemNetError
 
 if TYPE_CHECKING:
-    from memnet.imaging.files import Picture, read_image, write_image
+    from memnet.imaging.picture import Picture
+    from memnet.imaging.reading import read_image
+    from memnet.imaging.writing import write_image
     from memnet.inference.api import ImageRestorer, load
     from memnet.inference.engine import Restorer
     from memnet.model import PRESETS, MemNet, MemNetConfig, create_model
@@ -43,9 +45,9 @@ _LAZY = {
     "create_model": "memnet.model",
     "load": "memnet.inference.api",
     "ImageRestorer": "memnet.inference.api",
-    "Picture": "memnet.imaging.files",
-    "read_image": "memnet.imaging.files",
-    "write_image": "memnet.imaging.files",
+    "Picture": "memnet.imaging.picture",
+    "read_image": "memnet.imaging.reading",
+    "write_image": "memnet.imaging.writing",
     "Restorer": "memnet.inference.engine",
 }
 

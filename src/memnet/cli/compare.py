@@ -11,7 +11,7 @@ from memnet.devices import DEVICE_HELP
 from memnet.errors import MemNetError
 from memnet.evaluation.side_by_side import compose, make_panels
 from memnet.fsutil import atomic_path
-from memnet.imaging.files import read_image
+from memnet.imaging.reading import read_image
 from memnet.inference.api import load
 from memnet.tasks import task_class, task_classes, task_kinds
 

@@ -11,7 +11,8 @@ from tqdm import tqdm
 
 from memnet.devices import DEVICE_HELP
 from memnet.errors import MemNetError
-from memnet.imaging.files import read_image, write_image
+from memnet.imaging.reading import read_image
+from memnet.imaging.writing import write_image
 from memnet.inference.api import BASELINE_METHODS, ImageRestorer, load
 from memnet.inference.engine import DTYPES
 from memnet.inference.folders import EXTENSIONS, Job, collect_inputs, plan_outputs, run_jobs

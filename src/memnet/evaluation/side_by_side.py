@@ -18,8 +18,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from memnet.errors import MemNetError
 from memnet.imaging.color import rgb2ycbcr, round_to_uint8
-from memnet.imaging.files import Picture
 from memnet.imaging.metrics import psnr, shave
+from memnet.imaging.picture import Picture
 from memnet.imaging.resize import imresize, modcrop
 from memnet.inference.api import ImageRestorer
 from memnet.tasks import SuperResolution, Task
