@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from memnet.devices import DEVICE_HELP, DTYPES
+from memnet.device_names import DEVICE_HELP, DTYPE_NAMES
 from memnet.errors import MemNetError
 from memnet.tasks import Task, baseline_methods, task_class, task_classes, task_kinds
 
@@ -123,7 +123,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=DEVICE_HELP,
     )
     parser.add_argument(
-        "--dtype", choices=tuple(DTYPES), default="fp32", help="fp16/bf16 only on GPUs"
+        "--dtype", choices=DTYPE_NAMES, default="fp32", help="fp16/bf16 only on GPUs"
     )
     parser.add_argument(
         "--self-ensemble",

@@ -6,9 +6,8 @@ import argparse
 from pathlib import Path
 
 from memnet.errors import MemNetError
-from memnet.interop.export import DEFAULT_OPSET, FORMATS, export_model, verify_onnx
-from memnet.model import PRESETS, create_model
-from memnet.weights.loading import load_model
+from memnet.interop.export_formats import DEFAULT_OPSET, FORMATS
+from memnet.network_config import PRESETS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,6 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from memnet.interop.export import export_model, verify_onnx
+    from memnet.model import create_model
+    from memnet.weights.loading import load_model
+
     if args.preset:
         model, name = create_model(args.preset), args.preset
     else:

@@ -6,7 +6,7 @@ import argparse
 import importlib.util
 import os
 
-from memnet.devices import DEVICE_HELP
+from memnet.device_names import DEVICE_HELP
 from memnet.errors import MemNetError
 
 INSTALL_HINT = 'pip install -c constraints.txt -e ".[serve]"'

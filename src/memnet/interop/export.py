@@ -17,13 +17,12 @@ from torch import Tensor, nn
 
 from memnet.errors import MemNetError
 from memnet.fsutil import atomic_path
+from memnet.interop.export_formats import DEFAULT_OPSET, FORMATS
 from memnet.model import MemNet
 from memnet.weights.files import CONFIG_KEY
 
 __all__ = ["FORMATS", "export_model", "verify_onnx"]
 
-FORMATS = ("onnx", "torchscript")
-DEFAULT_OPSET = 17
 # Traced on this size; any other size works because every op is stride-1 and size-agnostic.
 EXAMPLE_SIZE = 64
 
