@@ -318,9 +318,7 @@ def test_a_disconnected_client_frees_its_place(tmp_path: Path) -> None:
             filename="p.png",
             task="sr",
             model=None,
-            scale=2,
-            sigma=None,
-            quality=None,
+            levels={"scale": 2},
             color="auto",
             output_format="auto",
         )

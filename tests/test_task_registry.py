@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ class Darken(Task):
     level_name: ClassVar[str] = "gain"
     level_option: ClassVar[str] = "gains"
     level_help: ClassVar[str] = "how many times darker the input is"
+    level_title: ClassVar[str] = "Gain"
     default_level: ClassVar[float] = 1.5
     compare_level: ClassVar[float] = 2.5
     default_color: ClassVar[str] = "rgb"
@@ -258,12 +260,52 @@ def test_the_server_takes_a_new_task_from_its_class(darken: type[Darken]) -> Non
         filename="dim.jpg",
         task="darken",
         model=None,
-        scale=None,
-        sigma=None,
-        quality=None,
+        levels={},
         color="auto",
         output_format="auto",
     )
     assert options.task == Darken(1.5)
     assert options.level == {"gain": 1.5}
     assert options.filename == "dim_g1.5.png"
+
+
+def test_the_server_api_and_page_offer_a_new_task_from_its_class(darken: type[Darken]) -> None:
+    pytest.importorskip("fastapi", reason="needs the serve extra: pip install -e '.[serve]'")
+    pytest.importorskip("httpx2", reason="needs the serve extra (httpx2 for the test client)")
+    from fastapi.testclient import TestClient
+
+    from memnet.serving.app import create_app
+    from memnet.serving.settings import ServeSettings
+
+    settings = ServeSettings(models=("identity",), workers=1, queue_size=2)
+    with TestClient(create_app(settings)) as client:
+        listed = client.get("/v1/models").json()
+        offered = {task["task"]: task for task in listed["tasks"]}
+        assert list(offered) == ["sr", "denoise", "jpeg", "darken"]
+        assert offered["darken"]["title"] == "brightening"
+        assert offered["darken"]["level"]["field"] == "gain"
+        assert offered["darken"]["level"]["title"] == "Gain"
+        assert [c["label"] for c in offered["sr"]["level"]["choices"]] == ["×2", "×3", "×4"]
+        # the level is a documented form field of /v1/restore, made from the class
+        schema = client.get("/openapi.json").json()
+        body = schema["paths"]["/v1/restore"]["post"]["requestBody"]["content"]
+        form = next(iter(body.values()))["schema"]
+        fields = schema["components"]["schemas"][form["$ref"].rsplit("/", 1)[1]]["properties"]
+        assert {"scale", "sigma", "quality", "gain"} <= set(fields)
+        assert "how many times darker" in fields["gain"]["description"]
+        buffer = io.BytesIO()
+        Image.fromarray(np.full((24, 20, 3), 40, np.uint8)).save(buffer, "PNG")
+        answer = client.post(
+            "/v1/restore",
+            files={"image": ("dim.png", buffer.getvalue(), "image/png")},
+            data={"task": "darken", "gain": "2"},
+        )
+        assert answer.status_code == 200, answer.text
+        assert "dim_g2.png" in answer.headers["content-disposition"]
+        bad = client.post(
+            "/v1/restore",
+            files={"image": ("dim.png", buffer.getvalue(), "image/png")},
+            data={"task": "darken", "gain": "0.5"},
+        )
+        assert bad.status_code == 400
+        assert "gain must be greater than 1" in bad.json()["error"]

@@ -13,6 +13,10 @@ has BatchNorm layers of its own. The gate unit is a 1×1 conv over the long-term
 [B0 .. B_{m-1}] followed by the short-term ones [H_1 .. H_R].
 
 This module holds only the network; it has no I/O and no training logic.
+
+Why one module: the network should read like the paper, top to bottom in one file (its
+configuration, the blocks bottom-up, then the whole net); splitting it would make a reader
+jump between files to follow one figure.
 """
 
 from __future__ import annotations

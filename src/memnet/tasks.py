@@ -3,8 +3,10 @@
 Everything memnet knows about a task lives in its class and is found through one registry,
 `TASKS` (`task_class(kind)`): the CLI, the Python API, the benchmark runner, the comparison
 pictures and the server read the class attributes (level name, default and benchmark levels,
-baseline, colour mode, table titles), so a new task is one new class registered here. This
-module is longer than most for that reason: splitting it would scatter a task again.
+baseline, colour mode, table titles), so a new task is one new class registered here.
+
+Why one module: each task's facts and protocol sit side by side with the other tasks',
+and splitting them would scatter what a task is again.
 
 Each task knows
 - how to turn a clean one-channel image into the network's input (`degrade`), exactly as the
@@ -109,6 +111,8 @@ class Task(ABC):
     level_option: ClassVar[str]
     #: The level in words, for --help texts.
     level_help: ClassVar[str]
+    #: The level's short title, for forms and menus (e.g. 'Scale').
+    level_title: ClassVar[str]
     #: How the CLI reads a level.
     level_type: ClassVar[Callable[[str], float]] = float
     #: Whether the network works without the level (it only describes the input, as the
@@ -260,6 +264,7 @@ class SuperResolution(Task):
     level_name: ClassVar[str] = "scale"
     level_option: ClassVar[str] = "scales"
     level_help: ClassVar[str] = "SR factor, e.g. 2, 3 or 4"
+    level_title: ClassVar[str] = "Scale"
     blind: ClassVar[bool] = False
     default_level: ClassVar[float] = 2.0
     # differences are easier to see at ×3 than at ×2
@@ -358,6 +363,7 @@ class Denoise(Task):
     level_name: ClassVar[str] = "sigma"
     level_option: ClassVar[str] = "sigmas"
     level_help: ClassVar[str] = "noise level of the input on 0..255"
+    level_title: ClassVar[str] = "Noise σ"
     default_level: ClassVar[float] = 50.0
     compare_level: ClassVar[float] = 50.0
     # a photo's noise sits in every channel: a luminance-only denoiser leaves the colour noise
@@ -421,6 +427,7 @@ class Deblock(Task):
     level_name: ClassVar[str] = "quality"
     level_option: ClassVar[str] = "qualities"
     level_help: ClassVar[str] = "JPEG quality of the input, 1..100"
+    level_title: ClassVar[str] = "JPEG quality"
     level_type: ClassVar[Callable[[str], float]] = int
     default_level: ClassVar[float] = 10.0
     compare_level: ClassVar[float] = 10.0

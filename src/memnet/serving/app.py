@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import re
 import secrets
 import shutil
@@ -34,7 +35,7 @@ from memnet.serving.errors import ServeError
 from memnet.serving.jobs import Job, WorkerPool
 from memnet.serving.restoring import probe_upload
 from memnet.serving.settings import ServeSettings
-from memnet.tasks import task_kinds
+from memnet.tasks import Task, kinds_in_words, task_classes, task_kinds
 
 __all__ = ["create_app"]
 
@@ -217,6 +218,7 @@ def create_app(settings: ServeSettings, *, start_workers: bool = True) -> FastAP
     )
     async def models() -> dict[str, object]:
         return {
+            "tasks": [_describe_task(cls) for cls in task_classes()],
             "models": [model.describe() for model in catalogue.models.values()],
             "defaults": {
                 task: (chosen.name if (chosen := catalogue.default_for(task)) else None)
@@ -229,34 +231,14 @@ def create_app(settings: ServeSettings, *, start_workers: bool = True) -> FastAP
             },
         }
 
-    @app.post(
-        "/v1/restore",
-        dependencies=guarded,
-        summary="restore an image",
-        description="Returns the restored image (200), or for a result over the server's "
-        "sync limit, or mode=job, a job to follow with GET /v1/jobs/{id} (202).",
-        responses={
-            200: {
-                "content": {m: {} for m in ("image/png", "image/jpeg", "image/webp", "image/tiff")},
-                "description": "the restored image",
-            },
-            202: {"description": "a job: follow it with GET /v1/jobs/{id}"},
-            **ERROR_RESPONSES,
-        },
-    )
     async def restore(
         request: Request,
         image: Annotated[UploadFile, File(description="the picture: PNG, JPEG, WebP, TIFF or BMP")],
         task: Annotated[
-            Literal["sr", "denoise", "jpeg"] | None, Form(description="default: the model's")
+            str | None, Form(description=f"{kinds_in_words()}; default: the model's")
         ] = None,
         model: Annotated[
             str | None, Form(description="a name from /v1/models; default: the task's")
-        ] = None,
-        scale: Annotated[float | None, Form(description="SR factor (default 2)")] = None,
-        sigma: Annotated[float | None, Form(description="noise level of the input, 0..255")] = None,
-        quality: Annotated[
-            float | None, Form(description="JPEG quality of the input, 1..100")
         ] = None,
         color: Annotated[Literal["auto", "y", "ycbcr", "rgb"], Form()] = "auto",
         output_format: Annotated[
@@ -266,6 +248,7 @@ def create_app(settings: ServeSettings, *, start_workers: bool = True) -> FastAP
         mode: Annotated[
             Literal["auto", "sync", "job"], Form(description="auto: a job when the result is large")
         ] = "auto",
+        **levels: float | None,
     ) -> Response:
         filename = Path(image.filename or "image").name or "image"
         try:
@@ -273,9 +256,7 @@ def create_app(settings: ServeSettings, *, start_workers: bool = True) -> FastAP
                 filename=filename,
                 task=task,
                 model=model,
-                scale=scale,
-                sigma=sigma,
-                quality=quality,
+                levels=levels,
                 color=color,
                 output_format=output_format,
             )
@@ -302,6 +283,22 @@ def create_app(settings: ServeSettings, *, start_workers: bool = True) -> FastAP
         if not await _wait(request, job, pool):
             return _error(409, "the client disconnected; the job was cancelled")
         return _result(job)
+
+    app.post(
+        "/v1/restore",
+        dependencies=guarded,
+        summary="restore an image",
+        description="Returns the restored image (200), or for a result over the server's "
+        "sync limit, or mode=job, a job to follow with GET /v1/jobs/{id} (202).",
+        responses={
+            200: {
+                "content": {m: {} for m in ("image/png", "image/jpeg", "image/webp", "image/tiff")},
+                "description": "the restored image",
+            },
+            202: {"description": "a job: follow it with GET /v1/jobs/{id}"},
+            **ERROR_RESPONSES,
+        },
+    )(_with_level_fields(restore))
 
     @app.get("/v1/jobs/{job_id}", dependencies=guarded, summary="a job's state and progress")
     async def job_state(job_id: str) -> dict[str, object]:
@@ -385,3 +382,53 @@ def _result(job: Job) -> Response:
             "X-Memnet-Task": f"{job.options.task.kind} {job.options.task.label}",
         },
     )
+
+
+def _with_level_fields(route: Callable[..., Any]) -> Callable[..., Any]:
+    """`route` with one optional form field per task level (scale, sigma, quality, ...).
+
+    The fields come from the task classes (memnet.tasks), so a new task's level is a field of
+    /v1/restore and of its schema without an edit here; `route` takes them as `**levels`.
+    """
+    signature = inspect.signature(route)
+    fixed = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    fields = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[float | None, Form(description=help_text)],
+        )
+        for name, help_text in _level_fields().items()
+    ]
+    route.__signature__ = signature.replace(parameters=[*fixed, *fields])  # type: ignore[attr-defined]
+    return route
+
+
+def _level_fields() -> dict[str, str]:
+    """Each task level's name and what it means (tasks sharing a name share the field)."""
+    fields: dict[str, str] = {}
+    for cls in task_classes():
+        text = f"{cls.title}: {cls.level_help}"
+        fields[cls.level_name] = (
+            f"{fields[cls.level_name]}; {text}" if cls.level_name in fields else text
+        )
+    return fields
+
+
+def _describe_task(cls: type[Task]) -> dict[str, object]:
+    """What the page needs to offer a task: its name, its level field and the usual levels."""
+    return {
+        "task": cls.kind,
+        "title": cls.title,
+        "level": {
+            "field": cls.level_name,
+            "title": cls.level_title,
+            "help": cls.level_help,
+            "default": cls.default_level,
+            "choices": [
+                {"value": level, "label": cls.column_title.format(level)}
+                for level in cls.benchmark_levels
+            ],
+        },
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -140,9 +141,7 @@ class Catalogue:
         filename: str,
         task: str | None,
         model: str | None,
-        scale: float | None,
-        sigma: float | None,
-        quality: float | None,
+        levels: Mapping[str, float | None],
         color: str,
         output_format: str,
     ) -> RestoreOptions:
@@ -155,7 +154,7 @@ class Catalogue:
             raise MemNetError(
                 f"unknown output format {output_format!r}; use {', '.join(EXTENSIONS)}"
             )
-        for name, value in (("scale", scale), ("sigma", sigma), ("quality", quality)):
+        for name, value in levels.items():
             if value is not None and not math.isfinite(value):
                 raise MemNetError(f"{name} must be a finite number")
         chosen = self._choose(task, model)
@@ -165,8 +164,8 @@ class Catalogue:
                 f"model {chosen.name!r} restores any task; give task={kinds_in_words()}"
             )
         cls = task_class(kind)
-        levels = {"scale": scale, "sigma": sigma, "quality": quality}
-        if not cls.blind and levels.get(cls.level_name) is None:
+        levels = {cls.level_name: levels.get(cls.level_name)}  # other tasks' levels do not apply
+        if not cls.blind and levels[cls.level_name] is None:
             # the CLI's default when a level is needed but not given (memnet restore does the same)
             levels[cls.level_name] = cls.default_level
         # memnet's own rule for a level that is not given (the model's usual or trained one).

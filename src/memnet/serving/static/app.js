@@ -1,13 +1,9 @@
 // memnet's page: pick a picture, restore it through the HTTP API as a job, compare, download.
 "use strict";
 
-const LEVELS = {
-  sr: { name: "Scale", values: [["2", "×2"], ["3", "×3"], ["4", "×4"]], field: "scale" },
-  denoise: { name: "Noise σ", values: [["15", "15"], ["25", "25"], ["50", "50"], ["70", "70"]], field: "sigma" },
-  jpeg: { name: "JPEG quality", values: [["10", "10"], ["20", "20"], ["30", "30"], ["40", "40"]], field: "quality" },
-};
 const $ = (id) => document.getElementById(id);
 let models = [];
+let tasks = {};  // task name → its title and level field, as /v1/models describes them
 let file = null;
 let urls = [];
 
@@ -38,10 +34,20 @@ function setStatus(text, fraction) {
   else $("progress").value = fraction;
 }
 
+function fillTasks() {
+  const current = $("task").value;
+  $("task").replaceChildren(...Object.values(tasks).map((t) => new Option(t.title, t.task)));
+  if (current in tasks) $("task").value = current;
+}
+
 function fillLevels() {
-  const level = LEVELS[$("task").value];
-  $("level-name").textContent = level.name;
-  $("level").replaceChildren(...level.values.map(([value, text]) => new Option(text, value)));
+  const level = tasks[$("task").value].level;
+  $("level-name").textContent = level.title;
+  $("level").replaceChildren(...level.choices.map((c) => {
+    const option = new Option(c.label, String(c.value));
+    option.selected = c.value === level.default;
+    return option;
+  }));
   const fitting = models.filter((m) => m.task === $("task").value || m.task === null);
   $("model").replaceChildren(...fitting.map((m) => {
     const option = new Option(m.baseline ? `${m.name} (no network)` : m.name, m.name);
@@ -57,8 +63,11 @@ async function loadModels() {
     showError(`cannot list the models: ${await problem(response)}`);
     return;
   }
-  models = (await response.json()).models;
+  const answer = await response.json();
+  models = answer.models;
+  tasks = Object.fromEntries(answer.tasks.map((t) => [t.task, t]));
   showError("");
+  fillTasks();
   fillLevels();
 }
 
@@ -84,7 +93,7 @@ async function restore(event) {
   const task = $("task").value;
   form.append("image", file, file.name);
   form.append("task", task);
-  form.append(LEVELS[task].field, $("level").value);
+  form.append(tasks[task].level.field, $("level").value);
   if ($("model").value) form.append("model", $("model").value);
   form.append("mode", "job");  // a job reports progress; small ones finish at once
   setStatus("uploading…", null);
