@@ -12,7 +12,7 @@ from PIL import Image
 from memnet.cli import build_parser
 from memnet.errors import MemNetError
 from memnet.imaging import files, picture, reading, writing
-from memnet.inference.restore_job import RestoreOptions, load_settings, restore_files
+from memnet.scale.restore_job import RestoreOptions, load_settings, restore_files
 from memnet.tasks import SuperResolution
 
 RNG = np.random.default_rng(11)

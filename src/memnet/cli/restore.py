@@ -177,7 +177,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from memnet.inference.restore_job import RestoreOptions, restore_files
+    from memnet.scale.restore_job import RestoreOptions, restore_files
 
     given = {f.name: getattr(args, f.name) for f in fields(RestoreOptions) if f.name != "levels"}
     levels = {cls.level_name: getattr(args, cls.level_name) for cls in task_classes()}

@@ -1,7 +1,7 @@
 """A `memnet restore` job: files, folders, globs and videos restored with one model.
 
 From the options of one run this decides the model to load, the output of every input (see
-folders.plan_outputs) and whether the work runs here or on Ray actors (memnet.scale), then
+folders.plan_outputs) and whether the work runs here or on Ray actors (ray_job.py), then
 restores and reports each file as it is done. The command line only fills `RestoreOptions`.
 """
 
