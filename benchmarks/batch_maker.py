@@ -13,7 +13,8 @@ import argparse
 import statistics
 import time
 
-from memnet.training.patches import batch_generator, build_training_set
+from memnet.training.batches import batch_generator
+from memnet.training.patches import build_training_set
 from memnet.training.recipe import load_recipe
 
 

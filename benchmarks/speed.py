@@ -134,7 +134,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             times = timed(lambda: port(x), reps)
     elif kind == "training":
         from memnet.training.recipe import load_recipe
-        from memnet.training.trainer import measure_throughput
+        from memnet.training.throughput import measure_throughput
 
         recipe = load_recipe(
             str(HERE.parent / "configs" / "sr-m6r6-cpu.yaml"),

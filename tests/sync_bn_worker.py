@@ -17,10 +17,11 @@ import torch.distributed as dist
 from torch import nn
 
 from memnet.model import MemNet, MemNetOutput
+from memnet.training.environment import Processes
 from memnet.training.losses import multi_supervision_loss
 from memnet.training.recipe import load_recipe
 from memnet.training.sync_batchnorm import SyncedBatchNorm2d, synchronize_batchnorm
-from memnet.training.trainer import Processes, RunOptions, Trainer
+from memnet.training.trainer import RunOptions, Trainer
 
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()

@@ -12,17 +12,16 @@ import torch
 from memnet.errors import MemNetError
 from memnet.imaging.jpeg import jpeg_roundtrip
 from memnet.tasks import SuperResolution
+from memnet.training.batches import BatchStream, batch_generator
 from memnet.training.patches import (
-    BatchStream,
     DenoisePatches,
     PairedPatches,
     PatchSource,
-    batch_generator,
     build_training_set,
-    build_validation,
-    synthetic_images,
 )
 from memnet.training.recipe import DataSpec, SyntheticSpec, TaskSpec, ValidationSet, ValidationSpec
+from memnet.training.synthetic import synthetic_images
+from memnet.training.validation import build_validation
 
 ONE = SyntheticSpec(images=1, size=48, seed=3)
 
@@ -128,22 +127,35 @@ def test_a_failing_batch_is_raised_in_the_consumer() -> None:
 
 def test_validation_uses_the_protocol_degradation(tmp_path: Path) -> None:
     spec = ValidationSpec(sets=[ValidationSet(set="synthetic", levels=[2, 3], max_images=2)])
-    items = build_validation(spec, "sr", data_root=None, synthetic=SyntheticSpec(size=64))
-    assert [item.label for item in items] == ["synthetic/x2", "synthetic/x3"]
-    inputs, truth = items[1].pairs[0]
+    validation = build_validation(spec, "sr", data_root=None, synthetic=SyntheticSpec(size=64))
+    seen: list[np.ndarray] = []
+
+    def record(network_input: np.ndarray) -> np.ndarray:
+        seen.append(network_input)
+        return network_input
+
+    scores = validation.evaluate(record)
+    assert [f"{s.set}/{s.label}" for s in scores] == ["synthetic/x2", "synthetic/x3"]
+    assert (validation.cells, validation.images) == (2, 4)
+    bench = validation.sets[0][0]
+    truth = SuperResolution(3).ground_truth(bench.images[0])
     assert truth.shape == (63, 63)  # modcrop to the scale
-    np.testing.assert_array_equal(inputs, SuperResolution(3).degrade(truth, None))  # type: ignore[arg-type]
+    np.testing.assert_array_equal(seen[2], SuperResolution(3).degrade(truth, None))  # type: ignore[arg-type]
     noisy = build_validation(
         ValidationSpec(seed=7, sets=[ValidationSet(set="synthetic", levels=[50], max_images=2)]),
         "denoise",
         data_root=None,
         synthetic=SyntheticSpec(size=64),
     )
+    seen.clear()
+    noisy.evaluate(record)
     # each image's noise comes from (seed, image name), the convention of `memnet eval`
-    (first, truth), (second, _) = noisy[0].pairs
+    first, second = seen
+    clean = noisy.sets[0][0].images
     rng = np.random.default_rng([7, zlib.crc32(b"synthetic/0")])
-    np.testing.assert_array_equal(first, truth / 255 + 50 / 255 * rng.standard_normal(truth.shape))
-    assert not np.array_equal(first - truth / 255, second - noisy[0].pairs[1][1] / 255)
+    noise = 50 / 255 * rng.standard_normal(clean[0].shape)
+    np.testing.assert_array_equal(first, clean[0] / 255 + noise)
+    assert not np.array_equal(first - clean[0] / 255, second - clean[1] / 255)
 
 
 @pytest.mark.datasets
@@ -157,5 +169,5 @@ def test_training_sources_resolve_from_the_datasets(datasets: Path) -> None:
         data_root=datasets,
         synthetic=SyntheticSpec(),
     )
-    assert items[0].label == "Set5/x2"
-    assert len(items[0].pairs) == 2
+    bench, levels = items.sets[0]
+    assert (bench.name, levels, len(bench)) == ("Set5", (2.0,), 2)

@@ -19,13 +19,10 @@ from memnet.imaging.color import rgb2gray, rgb2ycbcr
 from memnet.imaging.jpeg import jpeg_roundtrip
 from memnet.model import MemNet
 from memnet.tasks import Deblock, Denoise, SuperResolution, make_task
-from memnet.training.patches import (
-    CompressedViews,
-    batch_generator,
-    build_training_set,
-    synthetic_images,
-)
+from memnet.training.batches import batch_generator
+from memnet.training.patches import CompressedViews, build_training_set
 from memnet.training.recipe import DataSpec, SyntheticSpec, TaskSpec, load_recipe
+from memnet.training.synthetic import synthetic_images
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -171,7 +168,8 @@ def test_branch_weights_start_at_one_as_caffe_or_at_one_over_m() -> None:
 
 
 def test_the_recipe_chooses_the_branch_weight_start(tmp_path: Path) -> None:
-    from memnet.training.trainer import Processes, RunOptions, Trainer
+    from memnet.training.environment import Processes
+    from memnet.training.trainer import RunOptions, Trainer
 
     recipe = load_recipe(
         CONFIGS / "smoke.yaml", ["model.branch_weight_init=caffe", "train.device=cpu"]

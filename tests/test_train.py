@@ -11,20 +11,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import memnet.training.trainer as train_module
+import memnet.training.step as step_module
 from memnet.cpu_settings import ThreadTuner
 from memnet.errors import MemNetError
 from memnet.training.checkpoint import load_training_state
+from memnet.training.environment import processes_from_env
+from memnet.training.optimizer import build_optimizer, lr_factor
 from memnet.training.recipe import Recipe, ScheduleSpec, load_recipe
-from memnet.training.trainer import (
-    DivergenceError,
-    RunOptions,
-    Trainer,
-    _processes_from_env,
-    build_optimizer,
-    lr_factor,
-    train,
-)
+from memnet.training.trainer import DivergenceError, RunOptions, Trainer, train
 from memnet.weights.files import load_weights
 
 SMOKE = Path(__file__).parents[1] / "configs" / "smoke.yaml"
@@ -86,17 +80,15 @@ def test_adjustable_clipping_bounds_the_raw_step_by_value(tmp_path: Path) -> Non
         "optim.weight_decay=0", "optim.bias_lr_factor=1", "schedule={kind: constant}",
         "train.loss=caffe", "train.clip={mode: adjustable, value: 0.01}",
     )  # fmt: skip
-    trainer = Trainer(recipe, RunOptions(out=tmp_path), _processes_from_env())
-    before = [p.detach().clone() for p in trainer.params]
+    trainer = Trainer(recipe, RunOptions(out=tmp_path), processes_from_env())
+    params = [p for p in trainer.model.parameters() if p.requires_grad]
+    before = [p.detach().clone() for p in params]
     inputs = torch.rand(8, 1, 24, 24)
     _, grad_norm, lr = trainer.step(inputs, inputs.flip(-1))
     assert lr == pytest.approx(0.5)
     assert grad_norm > 0.01 / lr * 10  # clipping was active
     moved = math.sqrt(
-        sum(
-            float((p.detach() - b).pow(2).sum())
-            for p, b in zip(trainer.params, before, strict=True)
-        )
+        sum(float((p.detach() - b).pow(2).sum()) for p, b in zip(params, before, strict=True))
     )
     # the clip makes the step exactly 0.01; float32 parameters round it to ~1e-7 relative each
     assert moved == pytest.approx(0.01, rel=1e-3)
@@ -154,7 +146,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = 0
-    real_loss = train_module.multi_supervision_loss
+    real_loss = step_module.multi_supervision_loss
 
     def loss_that_blows_up(*args: Any, **kwargs: Any) -> torch.Tensor:
         nonlocal calls
@@ -162,7 +154,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(
         loss = real_loss(*args, **kwargs)
         return loss * math.nan if calls == 7 else loss
 
-    monkeypatch.setattr(train_module, "multi_supervision_loss", loss_that_blows_up)
+    monkeypatch.setattr(step_module, "multi_supervision_loss", loss_that_blows_up)
     recipe = smoke("checkpoint.interval=3")
     with pytest.raises(DivergenceError, match="diverged at iteration 7") as error:
         train(recipe, RunOptions(out=tmp_path, quiet=True))
@@ -281,9 +273,8 @@ def test_tensorboard_scalars_when_installed(tmp_path: Path) -> None:
 @pytest.mark.datasets
 def test_validation_of_an_identity_network_is_the_bicubic_reference(datasets: Path) -> None:
     from memnet.model import create_model
-    from memnet.training.patches import build_validation
     from memnet.training.recipe import ValidationSet, ValidationSpec
-    from memnet.training.trainer import run_validation
+    from memnet.training.validation import build_validation, run_validation
 
     spec = ValidationSpec(sets=[ValidationSet(set="Set5", levels=[2, 3, 4])])
     items = build_validation(spec, "sr", data_root=datasets, synthetic=smoke().data.synthetic)

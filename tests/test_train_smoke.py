@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from memnet.cli import main
-from memnet.training.patches import build_validation
 from memnet.training.recipe import load_recipe
-from memnet.training.trainer import run_validation
+from memnet.training.validation import build_validation, run_validation
 from memnet.weights.files import load_weights
 
 SMOKE = Path(__file__).parents[1] / "configs" / "smoke.yaml"

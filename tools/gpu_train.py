@@ -26,9 +26,11 @@ import numpy as np
 import torch
 
 from memnet.training.device_patches import DevicePatches
-from memnet.training.patches import ValidationItem, build_validation, load_clean_images
+from memnet.training.environment import Processes
+from memnet.training.patches import load_clean_images
 from memnet.training.recipe import Recipe, dump_recipe, parse_recipe
-from memnet.training.trainer import Processes, RunOptions, Trainer, run_validation
+from memnet.training.trainer import RunOptions, Trainer
+from memnet.training.validation import Validation, build_validation, run_validation
 
 
 @dataclass(frozen=True)
@@ -171,8 +173,8 @@ def train_task(plan: TaskPlan, args: argparse.Namespace, seconds: float) -> dict
     return scores
 
 
-def _validate(trainer: Trainer, items: list[ValidationItem]) -> dict[str, float]:
-    results = run_validation(trainer.model, items, device=trainer.device, tile=0)
+def _validate(trainer: Trainer, validation: Validation) -> dict[str, float]:
+    results = run_validation(trainer.model, validation, device=trainer.device, tile=0)
     trainer.model.train()
     trainer.last_validation = {label: r["psnr"] for label, r in results.items()}
     return trainer.last_validation

@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     # imported here so that `memnet --help` and --check stay fast
     from memnet.cpu_settings import retain_freed_memory
-    from memnet.training.trainer import RunOptions, measure_throughput, train
+    from memnet.training.throughput import measure_throughput
+    from memnet.training.trainer import RunOptions, train
 
     retain_freed_memory()
 
@@ -83,14 +84,7 @@ def run(args: argparse.Namespace) -> int:
         if args.benchmark < 1:
             raise ValueError(f"--benchmark needs a positive number of steps, got {args.benchmark}")
         speed = measure_throughput(recipe, args.benchmark, data_root=args.data_root)
-        net = recipe.model.network_config()
-        print(
-            f"{recipe.name}: M{net.blocks}R{net.recursions}C{net.channels}, batch "
-            f"{recipe.train.batch_size} of {recipe.data.patch_size}x{recipe.data.patch_size}: "
-            f"{speed.patches_per_s:.1f} patches/s (median of {speed.iterations} steps; best "
-            f"{speed.best_patches_per_s:.1f}), step {speed.step_ms:.0f} ms, data-wait "
-            f"{speed.data_wait_ms:.2f} ms per step (making a batch: {speed.batch_ms:.2f} ms)"
-        )
+        print(speed.summary(recipe))
         return 0
 
     result = train(
@@ -104,18 +98,5 @@ def run(args: argparse.Namespace) -> int:
         ),
     )
     if not args.quiet and int(os.environ.get("RANK", "0")) == 0:  # one summary under torchrun
-        best = f", best validation {result.best_psnr:.3f} dB" if result.best_psnr else ""
-        how = {
-            "completed": "finished",
-            "time_limit": "stopped at the time limit",
-            "stop_at": "stopped",
-            "interrupted": "interrupted",
-            "terminated": "terminated",
-        }[result.reason]
-        again = "" if result.reason == "completed" else " (continue with --resume auto)"
-        print(
-            f"{how} at iteration {result.iteration}{best}; checkpoints in "
-            f"{result.run_dir / 'checkpoints'}{again}",
-            file=sys.stderr,
-        )
+        print(result.summary(), file=sys.stderr)
     return EXIT_CODES[result.reason]

@@ -20,36 +20,30 @@ This module shows no progress bar (library code); the caller may pass `on_image`
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
+import os
 import time
-import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from memnet import __version__
 from memnet.catalog.locate import resolve_set
 from memnet.errors import MemNetError
-from memnet.fsutil import atomic_path, atomic_write_text
+from memnet.evaluation.report import EvalReport, ImageScore, SetScore
+from memnet.fsutil import atomic_path
 from memnet.imaging.color import round_to_uint8
 from memnet.imaging.files import read_luminance
+from memnet.imaging.noise import noise_generator
 from memnet.tasks import Task, baseline_methods, make_task, task_class, task_kinds
 
 __all__ = [
     "BenchmarkSet",
-    "EvalReport",
-    "ImageScore",
     "Method",
-    "SetScore",
     "baseline",
+    "check_sizes",
     "evaluate",
     "load_set",
     "make_tasks",
@@ -95,11 +89,6 @@ def make_tasks(kind: str, levels: Sequence[float]) -> list[Task]:
     return tasks
 
 
-def noise_generator(seed: int, image_name: str) -> np.random.Generator:
-    """The generator that draws the noise of one image: seeded by the run seed and the file name."""
-    return np.random.default_rng([int(seed), zlib.crc32(image_name.encode("utf-8"))])
-
-
 # --------------------------------------------------------------------------------------------
 # sets
 # --------------------------------------------------------------------------------------------
@@ -120,17 +109,21 @@ class BenchmarkSet:
 
 def load_set(
     name_or_path: str,
-    data_root: str | Path | None = None,
+    data_root: str | os.PathLike[str] | None = None,
     *,
     kind: str = "sr",
+    max_images: int | None = None,
 ) -> BenchmarkSet:
     """Read every image of a set as task `kind` sees it; one error line lists unreadable files.
 
     Colour images become one channel by the task's rule (`Task.one_channel`): MATLAB's Y for
-    SR and JPEG, MATLAB's rgb2gray for denoising.
+    SR and JPEG, MATLAB's rgb2gray for denoising. `max_images` reads only the first N images
+    (in the set's sorted order).
     """
     from_rgb = task_class(kind).one_channel
     name, paths = resolve_set(name_or_path, data_root)
+    if max_images is not None:
+        paths = paths[:max_images]
     images: list[NDArray[np.uint8]] = []
     problems: list[str] = []
     for path in paths:
@@ -151,7 +144,8 @@ def load_set(
     return BenchmarkSet(name, paths[0].parent, tuple(p.name for p in paths), tuple(images))
 
 
-def _check_sizes(sets: Sequence[BenchmarkSet], tasks: Sequence[Task]) -> None:
+def check_sizes(sets: Sequence[BenchmarkSet], tasks: Sequence[Task]) -> None:
+    """One error line naming the first image too small for a task (before any restoring)."""
     for bench in sets:
         for image_name, image in zip(bench.names, bench.images, strict=True):
             for task in tasks:
@@ -163,137 +157,6 @@ def _check_sizes(sets: Sequence[BenchmarkSet], tasks: Sequence[Task]) -> None:
 
 # --------------------------------------------------------------------------------------------
 # results
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImageScore:
-    """The scores of one restored image (one row of the CSV)."""
-
-    set: str
-    level: float
-    label: str
-    image: str
-    height: int
-    width: int
-    psnr: float
-    ssim: float
-    seconds: float
-
-
-@dataclass(frozen=True)
-class SetScore:
-    """The mean scores of one set at one level (one cell of the table)."""
-
-    set: str
-    level: float
-    label: str
-    images: int
-    psnr: float
-    ssim: float
-
-
-CSV_FIELDS = tuple(ImageScore.__dataclass_fields__)
-
-
-def _finite_or_none(value: float) -> float | None:
-    # JSON has no infinity; identical images (PSNR = +inf) are written as null.
-    return value if math.isfinite(value) else None
-
-
-@dataclass
-class EvalReport:
-    """Everything one evaluation produced: per-image rows, per-set means and how they were made."""
-
-    task: str
-    method: str
-    levels: list[float]
-    sets: list[BenchmarkSet]
-    protocol: str
-    scoring: str
-    seed: int
-    images: list[ImageScore]
-    summary: list[SetScore]
-    seconds: float
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def score(self, set_name: str, level: float) -> SetScore:
-        """The mean scores of one set at one level."""
-        for row in self.summary:
-            if row.set == set_name and row.level == level:
-                return row
-        raise KeyError((set_name, level))
-
-    def markdown(self) -> str:
-        """A markdown table, sets × levels, cells 'PSNR/SSIM', with a caption line."""
-        cls = task_class(self.task)
-        header = (
-            "| set | " + " | ".join(cls.column_title.format(level) for level in self.levels) + " |"
-        )
-        lines = [
-            f"PSNR (dB) / SSIM — {self.task}, {self.method} ({self.scoring}"
-            + (f", noise seed {self.seed})" if cls.seeded else ")"),
-            "",
-            header,
-            "|---" * (len(self.levels) + 1) + "|",
-        ]
-        for bench in self.sets:
-            cells = []
-            for level in self.levels:
-                row = self.score(bench.name, level)
-                cells.append(f"{row.psnr:.2f}/{row.ssim:.4f}")
-            lines.append(f"| {bench.name} | " + " | ".join(cells) + " |")
-        return "\n".join(lines) + "\n"
-
-    def csv(self) -> str:
-        """Per-image rows as CSV text."""
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        for row in self.images:
-            values = asdict(row)
-            values["psnr"] = f"{row.psnr:.6f}" if math.isfinite(row.psnr) else "inf"
-            values["ssim"] = f"{row.ssim:.6f}"
-            values["seconds"] = f"{row.seconds:.4f}"
-            values["level"] = f"{row.level:g}"
-            writer.writerow(values)
-        return buffer.getvalue()
-
-    def to_json(self) -> dict[str, Any]:
-        """The summary as a JSON-ready dict (PSNR of identical images, +inf, becomes null)."""
-        return {
-            "memnet_version": __version__,
-            "task": self.task,
-            "method": self.method,
-            **self.details,
-            "protocol": self.protocol,
-            "seed": self.seed,
-            "levels": self.levels,
-            "sets": [
-                {"name": b.name, "folder": str(b.folder), "images": len(b)} for b in self.sets
-            ],
-            "results": [{**asdict(row), "psnr": _finite_or_none(row.psnr)} for row in self.summary],
-            "seconds": round(self.seconds, 3),
-        }
-
-    def write(self, out_dir: Path, stem: str) -> list[Path]:
-        """Write STEM.csv (per image), STEM.json (summary) and STEM.md (table) atomically."""
-        files = [out_dir / f"{stem}.csv", out_dir / f"{stem}.json", out_dir / f"{stem}.md"]
-        text = json.dumps(self.to_json(), indent=2, allow_nan=False)
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(files[0], self.csv())
-            atomic_write_text(files[1], text + "\n")
-            atomic_write_text(files[2], self.markdown())
-        except OSError as error:
-            raise MemNetError(
-                f"cannot write results to {out_dir}: {error.strerror or error}"
-            ) from None
-        return files
-
-
-# --------------------------------------------------------------------------------------------
-# the runner
 # --------------------------------------------------------------------------------------------
 
 
@@ -328,7 +191,7 @@ def evaluate(
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise MemNetError(f"two sets have the same name {duplicates[0]!r}; rename a folder")
-    _check_sizes(sets, tasks)
+    check_sizes(sets, tasks)
 
     started = time.perf_counter()
     images: list[ImageScore] = []

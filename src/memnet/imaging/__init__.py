@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from memnet.imaging.color import rgb2gray, rgb2ycbcr, ycbcr2rgb
     from memnet.imaging.jpeg import jpeg_decode, jpeg_encode, jpeg_roundtrip
-    from memnet.imaging.noise import add_gaussian_noise
+    from memnet.imaging.noise import add_gaussian_noise, noise_generator
     from memnet.imaging.resize import imresize, modcrop
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "jpeg_encode",
     "jpeg_roundtrip",
     "modcrop",
+    "noise_generator",
     "rgb2gray",
     "rgb2ycbcr",
     "ycbcr2rgb",
@@ -35,6 +36,7 @@ _LAZY = {
     "jpeg_encode": "memnet.imaging.jpeg",
     "jpeg_roundtrip": "memnet.imaging.jpeg",
     "add_gaussian_noise": "memnet.imaging.noise",
+    "noise_generator": "memnet.imaging.noise",
     "imresize": "memnet.imaging.resize",
     "modcrop": "memnet.imaging.resize",
 }

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import re
 import secrets
 import shutil
@@ -32,10 +31,11 @@ from memnet.errors import MemNetError
 from memnet.imaging.formats import FORMAT_BY_SUFFIX
 from memnet.serving.catalogue import Catalogue
 from memnet.serving.errors import ServeError
+from memnet.serving.forms import describe_task, with_level_fields
 from memnet.serving.jobs import Job, WorkerPool
 from memnet.serving.restoring import probe_upload
 from memnet.serving.settings import ServeSettings
-from memnet.tasks import Task, kinds_in_words, task_classes, task_kinds
+from memnet.tasks import kinds_in_words, task_classes, task_kinds
 
 __all__ = ["create_app"]
 
@@ -218,7 +218,7 @@ def create_app(settings: ServeSettings, *, start_workers: bool = True) -> FastAP
     )
     async def models() -> dict[str, object]:
         return {
-            "tasks": [_describe_task(cls) for cls in task_classes()],
+            "tasks": [describe_task(cls) for cls in task_classes()],
             "models": [model.describe() for model in catalogue.models.values()],
             "defaults": {
                 task: (chosen.name if (chosen := catalogue.default_for(task)) else None)
@@ -298,7 +298,7 @@ def create_app(settings: ServeSettings, *, start_workers: bool = True) -> FastAP
             202: {"description": "a job: follow it with GET /v1/jobs/{id}"},
             **ERROR_RESPONSES,
         },
-    )(_with_level_fields(restore))
+    )(with_level_fields(restore))
 
     @app.get("/v1/jobs/{job_id}", dependencies=guarded, summary="a job's state and progress")
     async def job_state(job_id: str) -> dict[str, object]:
@@ -382,53 +382,3 @@ def _result(job: Job) -> Response:
             "X-Memnet-Task": f"{job.options.task.kind} {job.options.task.label}",
         },
     )
-
-
-def _with_level_fields(route: Callable[..., Any]) -> Callable[..., Any]:
-    """`route` with one optional form field per task level (scale, sigma, quality, ...).
-
-    The fields come from the task classes (memnet.tasks), so a new task's level is a field of
-    /v1/restore and of its schema without an edit here; `route` takes them as `**levels`.
-    """
-    signature = inspect.signature(route)
-    fixed = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    fields = [
-        inspect.Parameter(
-            name,
-            inspect.Parameter.KEYWORD_ONLY,
-            default=None,
-            annotation=Annotated[float | None, Form(description=help_text)],
-        )
-        for name, help_text in _level_fields().items()
-    ]
-    route.__signature__ = signature.replace(parameters=[*fixed, *fields])  # type: ignore[attr-defined]
-    return route
-
-
-def _level_fields() -> dict[str, str]:
-    """Each task level's name and what it means (tasks sharing a name share the field)."""
-    fields: dict[str, str] = {}
-    for cls in task_classes():
-        text = f"{cls.title}: {cls.level_help}"
-        fields[cls.level_name] = (
-            f"{fields[cls.level_name]}; {text}" if cls.level_name in fields else text
-        )
-    return fields
-
-
-def _describe_task(cls: type[Task]) -> dict[str, object]:
-    """What the page needs to offer a task: its name, its level field and the usual levels."""
-    return {
-        "task": cls.kind,
-        "title": cls.title,
-        "level": {
-            "field": cls.level_name,
-            "title": cls.level_title,
-            "help": cls.level_help,
-            "default": cls.default_level,
-            "choices": [
-                {"value": level, "label": cls.column_title.format(level)}
-                for level in cls.benchmark_levels
-            ],
-        },
-    }

@@ -1,4 +1,4 @@
-"""Training and validation data: degraded images made once, random aligned patches, prefetching.
+"""Training data: clean images loaded once, degraded copies made once, random aligned patches.
 
 Training flow (design.md, flow 3): clean one-channel images (the Y channel, or gray) are loaded
 once; SR inputs (per scale) and JPEG inputs (per quality) are made once per whole image by the
@@ -6,46 +6,35 @@ exact test-protocol pipeline of `memnet.tasks` and cached in memory; Gaussian no
 fresh for every patch. A batch is a set of aligned random patches under one of the 8
 flips/rotations; for JPEG the flip/rotation is applied to the clean image before it is
 compressed (each of the 8 views compressed whole once), because the codec does not commute
-with it. Batch `i` of process `rank` depends only on (seed, rank, i), so a run resumes
-exactly from a batch counter, and background threads can prepare batches ahead of the step.
+with it. Which patches a batch holds is drawn from the batch's own generator
+(`memnet.training.batches`).
 """
 
 from __future__ import annotations
 
-import math
 import os
-import queue
-import threading
-import time
-import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 
 from memnet.catalog.locate import resolve_set
 from memnet.errors import MemNetError
 from memnet.imaging.files import read_luminance
-from memnet.tasks import Deblock, SuperResolution, Task, make_task, task_class
-from memnet.training.recipe import SYNTHETIC, DataSpec, SyntheticSpec, TaskSpec, ValidationSpec
+from memnet.tasks import Deblock, SuperResolution, make_task, task_class
+from memnet.training.recipe import SYNTHETIC, DataSpec, SyntheticSpec, TaskSpec
+from memnet.training.synthetic import synthetic_images
 
 __all__ = [
-    "BatchStream",
     "CompressedViews",
     "DenoisePatches",
     "PairedPatches",
     "PatchSource",
-    "ValidationItem",
-    "batch_generator",
     "build_training_set",
-    "build_validation",
+    "compressed_views",
     "load_clean_images",
-    "noise_generator",
-    "synthetic_images",
 ]
 
 Uint8Image = NDArray[np.uint8]
@@ -54,48 +43,6 @@ Uint8Image = NDArray[np.uint8]
 # --------------------------------------------------------------------------------------------
 # clean images
 # --------------------------------------------------------------------------------------------
-
-
-def _supersampled_picture(rng: np.random.Generator, size: int) -> NDArray[np.float64]:
-    """A picture with flat regions, gradients, sharp edges, lines and fine gratings."""
-    factor = 2  # draw at twice the size, then box-average: edges get natural anti-aliasing
-    n = size * factor
-    yy, xx = np.mgrid[0:n, 0:n].astype(np.float64) / n
-    image = rng.uniform(60, 190) + rng.uniform(-60, 60) * xx + rng.uniform(-60, 60) * yy
-    for _ in range(int(rng.integers(5, 12))):
-        cy, cx = rng.uniform(0, 1, 2)
-        ry, rx = rng.uniform(0.05, 0.35, 2)
-        value = rng.uniform(0, 255)
-        if rng.random() < 0.5:
-            mask = (np.abs(yy - cy) < ry) & (np.abs(xx - cx) < rx)
-        else:
-            mask = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1
-        image[mask] = value
-    for _ in range(int(rng.integers(1, 4))):
-        # a grating inside a disc: fine periodic detail that SR can learn to restore
-        cy, cx, radius = *rng.uniform(0.2, 0.8, 2), rng.uniform(0.1, 0.3)
-        period = rng.uniform(0.04, 0.12)
-        angle = rng.uniform(0, math.pi)
-        wave = np.sin(2 * math.pi * (xx * math.cos(angle) + yy * math.sin(angle)) / period)
-        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < radius**2
-        image[disc] = 128 + rng.uniform(40, 110) * wave[disc]
-    for _ in range(int(rng.integers(2, 6))):
-        # thin straight lines
-        angle = rng.uniform(0, math.pi)
-        offset = rng.uniform(-0.5, 0.5)
-        distance = np.abs((xx - 0.5) * math.sin(angle) - (yy - 0.5) * math.cos(angle) - offset)
-        image[distance < rng.uniform(0.002, 0.01)] = rng.uniform(0, 255)
-    return image.reshape(size, factor, size, factor).mean(axis=(1, 3))
-
-
-def synthetic_images(spec: SyntheticSpec, *, count: int | None = None) -> list[Uint8Image]:
-    """Gray pictures generated in code (deterministic in `spec.seed`): no files needed."""
-    rng = np.random.default_rng(np.random.SeedSequence([spec.seed, 7919]))
-    images = []
-    for _ in range(spec.images if count is None else count):
-        picture = _supersampled_picture(rng, spec.size)
-        images.append(np.clip(np.floor(picture + 0.5), 0, 255).astype(np.uint8))
-    return images
 
 
 def load_clean_images(
@@ -355,190 +302,3 @@ def build_training_set(
             views = list(pool.map(lambda job: compressed_views(*job, augment=data.augment), jobs))
         return CompressedViews(views, paired_truths, p)
     return PairedPatches(inputs, paired_truths, p)
-
-
-def batch_generator(seed: int, rank: int, index: int) -> np.random.Generator:
-    """The random stream of batch `index` of process `rank`: independent of every other batch."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, rank, index])))
-
-
-# --------------------------------------------------------------------------------------------
-# prefetching
-# --------------------------------------------------------------------------------------------
-
-_STOP_POLL_S = 0.1
-
-
-class BatchStream:
-    """Batches start, start+1, ... prepared by background threads, handed out in order.
-
-    Each thread makes every `workers`-th batch; the work is patch copies out of in-memory
-    images, so one thread keeps up with the step and leaves the cores to the network.
-    """
-
-    def __init__(
-        self,
-        source: PatchSource,
-        *,
-        batch_size: int,
-        augment: bool,
-        seed: int,
-        rank: int,
-        start: int,
-        workers: int = 1,
-        prefetch: int = 4,
-        pin_memory: bool = False,
-    ) -> None:
-        self.source = source
-        self.batch_size = batch_size
-        self.augment = augment
-        self.seed = seed
-        self.rank = rank
-        self.position = start  # index of the next batch handed out
-        self.pin_memory = pin_memory
-        self._made = 0
-        self._making_seconds = 0.0
-        self._start = start
-        self._stop = threading.Event()
-        per_worker = max(1, math.ceil(prefetch / workers))
-        self._queues: list[queue.Queue[object]] = [
-            queue.Queue(maxsize=per_worker) for _ in range(workers)
-        ]
-        self._threads = [
-            threading.Thread(
-                target=self._work, args=(k, workers), name=f"memnet-batches-{k}", daemon=True
-            )
-            for k in range(workers)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def make(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Batch `index` as (inputs, targets) tensors of shape (B, 1, P, P)."""
-        started = time.perf_counter()
-        rng = batch_generator(self.seed, self.rank, index)
-        x, y = self.source.sample(rng, self.batch_size, self.augment)
-        inputs, targets = torch.from_numpy(x)[:, None], torch.from_numpy(y)[:, None]
-        if self.pin_memory:
-            inputs, targets = inputs.pin_memory(), targets.pin_memory()
-        self._making_seconds += time.perf_counter() - started  # (a statistic: races are harmless)
-        self._made += 1
-        return inputs, targets
-
-    @property
-    def batch_ms(self) -> float:
-        """Average time a background thread spends making one batch, in milliseconds."""
-        return 1000 * self._making_seconds / max(1, self._made)
-
-    def _work(self, k: int, workers: int) -> None:
-        index = self._start + k
-        out = self._queues[k]
-        while not self._stop.is_set():
-            try:
-                item: object = self.make(index)
-            except BaseException as error:  # handed to the consumer, which re-raises it
-                item = error
-            while not self._stop.is_set():
-                try:
-                    out.put(item, timeout=_STOP_POLL_S)
-                    break
-                except queue.Full:
-                    continue
-            if isinstance(item, BaseException):
-                return
-            index += workers
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """The next batch and the seconds spent waiting for it."""
-        started = time.perf_counter()
-        source = self._queues[(self.position - self._start) % len(self._queues)]
-        item = source.get()
-        waited = time.perf_counter() - started
-        if isinstance(item, BaseException):
-            self.close()
-            raise item
-        self.position += 1
-        assert isinstance(item, tuple)
-        return item[0], item[1], waited
-
-    def close(self) -> None:
-        """Stop the threads (they exit within a poll interval)."""
-        self._stop.set()
-        for q in self._queues:
-            while True:
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    break
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout=5)
-
-    def __enter__(self) -> BatchStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-# --------------------------------------------------------------------------------------------
-# validation
-# --------------------------------------------------------------------------------------------
-
-
-def noise_generator(seed: int, image_name: str) -> np.random.Generator:
-    """The noise stream of one validation image, seeded by (seed, file name).
-
-    The same convention as `memnet eval`, so validation scores equal the evaluation's.
-    """
-    return np.random.default_rng([int(seed), zlib.crc32(image_name.encode("utf-8"))])
-
-
-@dataclass
-class ValidationItem:
-    """One (set, level): the task and its (network input, ground truth) pairs."""
-
-    set_name: str
-    task: Task
-    pairs: list[tuple[NDArray[np.float64], Uint8Image]]
-
-    @property
-    def label(self) -> str:
-        return f"{self.set_name}/{self.task.label}"
-
-
-def build_validation(
-    spec: ValidationSpec,
-    kind: str,
-    *,
-    data_root: str | os.PathLike[str] | None,
-    synthetic: SyntheticSpec,
-) -> list[ValidationItem]:
-    """Degrade each validation set once with the exact test protocol (noise from `spec.seed`)."""
-    items = []
-    for entry in spec.sets:
-        if entry.set == SYNTHETIC:
-            # different content from the training pictures: another seed
-            held_out = synthetic.model_copy(update={"seed": synthetic.seed + 1_000_003})
-            count = entry.max_images or 4
-            images = [
-                (f"synthetic/{i}", im)
-                for i, im in enumerate(synthetic_images(held_out, count=count))
-            ]
-            set_name = SYNTHETIC
-        else:
-            set_name, paths = resolve_set(entry.set, data_root)
-            paths = paths[: entry.max_images] if entry.max_images else paths
-            from_rgb = task_class(kind).one_channel
-            images = [(p.name, read_luminance(p, from_rgb=from_rgb)) for p in paths]
-        for level in entry.levels:
-            task = make_task(kind, level)
-            pairs = []
-            for name, image in images:
-                try:
-                    truth = task.ground_truth(image)
-                except ValueError as error:
-                    raise MemNetError(f"validation image {set_name}/{name}: {error}") from None
-                pairs.append((task.degrade(truth, noise_generator(spec.seed, name)), truth))
-            items.append(ValidationItem(set_name, task, pairs))
-    return items
