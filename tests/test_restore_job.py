@@ -11,7 +11,6 @@ from PIL import Image
 
 from memnet.cli import build_parser
 from memnet.errors import MemNetError
-from memnet.imaging import files, picture, reading, writing
 from memnet.scale.restore_job import RestoreOptions, load_settings, restore_files
 from memnet.tasks import SuperResolution
 
@@ -64,10 +63,3 @@ def test_every_option_of_the_job_is_an_option_of_the_command() -> None:
         f.name for f in fields(RestoreOptions) if f.name != "levels" and f.name not in vars(args)
     ]
     assert missing == []
-
-
-def test_the_compatibility_module_names_the_real_functions() -> None:
-    assert files.Picture is picture.Picture
-    assert files.read_image is reading.read_image
-    assert files.write_image is writing.write_image
-    assert files.read_luminance is reading.read_luminance
