@@ -79,7 +79,7 @@ def child(spec: dict[str, object]) -> dict[str, object]:
     """One restore in this (fresh) process; returns what it measured."""
     import memnet
     from memnet.cpu_settings import retain_freed_memory
-    from memnet.imaging.files import read_image
+    from memnet.imaging.reading import read_image
     from memnet.inference.memory import plain_bytes_per_pixel
 
     retain_freed_memory()  # as the memnet command does

@@ -22,6 +22,8 @@ LAYERS: dict[str, int] = {
     # 0: no memnet imports but these two
     "errors": 0,
     "fsutil": 0,
+    "device_names": 0,
+    "network_config": 0,
     # 1: pixels, the network, data sets, the machine
     "imaging": 1,
     "model": 1,
@@ -35,6 +37,7 @@ LAYERS: dict[str, int] = {
     # 4: running a network on pictures; other frameworks
     "inference": 4,
     "interop": 4,
+    "inventory": 4,
     # 5: scoring; video files
     "evaluation": 5,
     "video": 5,

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from memnet.imaging import files as image_files
-from memnet.imaging.files import Picture, read_image
+from memnet.imaging import picture as image_picture
+from memnet.imaging.picture import Picture
+from memnet.imaging.reading import read_image
 from memnet.imaging.resize import imresize, imresize_rows
 from memnet.inference import pictures
 from memnet.inference.pictures import restore_picture
@@ -59,11 +60,11 @@ def test_bands_give_the_whole_plane_result(
 
 def test_integer_rounding_in_bands_matches_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     values = RNG.random((40, 30, 3))
-    whole = image_files._to_integer(values, 16)
-    monkeypatch.setattr(image_files, "WRITE_BAND_PIXELS", 100)
-    assert np.array_equal(image_files._to_integer(values, 16), whole)
+    whole = image_picture.to_integer(values, 16)
+    monkeypatch.setattr(image_picture, "WRITE_BAND_PIXELS", 100)
+    assert np.array_equal(image_picture.to_integer(values, 16), whole)
     assert np.array_equal(
-        image_files._to_integer(values.astype(np.float32), 8), image_files._to_integer(values, 8)
+        image_picture.to_integer(values.astype(np.float32), 8), image_picture.to_integer(values, 8)
     )
 
 
@@ -76,6 +77,6 @@ def test_files_decode_to_float32_that_round_back_exactly(tmp_path: Path, bits: i
     Image.fromarray(samples).save(tmp_path / "x.png")
     picture = read_image(tmp_path / "x.png")
     assert picture.pixels.dtype == np.float32
-    assert np.array_equal(image_files._to_integer(picture.pixels, bits), samples)
+    assert np.array_equal(image_picture.to_integer(picture.pixels, bits), samples)
     exact = read_image(tmp_path / "x.png", dtype=np.float64).pixels
     assert np.array_equal(exact, samples / (2.0**bits - 1))

@@ -1,7 +1,7 @@
 """Fuzzing the decode path and the recipe loader with hypothesis: zero tracebacks, zero partial outputs.
 
 Targets:
-- `memnet.imaging.files.read_image` on byte-mutated PNG/JPEG/TIFF/BMP/WebP/GIF files (bit flips, random
+- `memnet.imaging.reading.read_image` on byte-mutated PNG/JPEG/TIFF/BMP/WebP/GIF files (bit flips, random
   bytes, header fields set to extremes, insertions, deletions, truncations, splices of two files):
   it returns a sane Picture or raises MemNetError with one line naming the file;
 - `memnet restore` on a folder of such files: exit 1 when any is bad, one error line per bad
@@ -38,7 +38,8 @@ from PIL import Image
 from image_cases import Source
 from memnet.cli import main
 from memnet.errors import MemNetError
-from memnet.imaging.files import PIXEL_DTYPE, Picture, read_image
+from memnet.imaging.picture import PIXEL_DTYPE, Picture
+from memnet.imaging.reading import read_image
 from memnet.training.recipe import RecipeError, load_recipe
 
 LONG_RUN = int(os.environ.get("MEMNET_FUZZ_EXAMPLES", "0"))

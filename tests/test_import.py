@@ -27,3 +27,26 @@ def test_the_lazy_names_still_resolve() -> None:
         "import memnet\nassert memnet.create_model('tiny').config == memnet.PRESETS['tiny']"
     )
     assert "torch" in loaded
+
+
+# What `memnet --help` and the argument parsing of every command may not load: PyTorch (seconds),
+# Pillow, SciPy, and the libraries of the commands' work. numpy is allowed: the task registry
+# holds numpy functions.
+HEAVY_FOR_THE_PARSER = {"torch", "PIL", "scipy", "safetensors", "pydantic", "av", "ray", "fastapi"}
+
+
+def test_building_the_command_line_parser_loads_no_heavy_library() -> None:
+    loaded = modules_after("import memnet.cli\nmemnet.cli.build_parser()")
+    assert not loaded & HEAVY_FOR_THE_PARSER
+
+
+def test_every_command_help_loads_no_heavy_library() -> None:
+    from memnet.cli import COMMANDS
+
+    for command in COMMANDS:
+        loaded = modules_after(
+            "import contextlib, io, memnet.cli\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            f"    memnet.cli.main([{command!r}, '--help'])"
+        )
+        assert not loaded & HEAVY_FOR_THE_PARSER, command

@@ -13,15 +13,9 @@ import pytest
 from PIL import Image, ImageOps
 
 from memnet.errors import MemNetError
-from memnet.imaging.files import (
-    Picture,
-    picture_from_array,
-    picture_from_pil,
-    picture_to_array,
-    picture_to_pil,
-    read_image,
-    write_image,
-)
+from memnet.imaging.picture import Picture, picture_from_array, picture_to_array
+from memnet.imaging.reading import picture_from_pil, read_image
+from memnet.imaging.writing import picture_to_pil, write_image
 
 RNG = np.random.default_rng(7)
 FAKE_ICC = b"memnet-test-profile" * 8  # any bytes: the profile travels unparsed

@@ -11,7 +11,7 @@ import torch
 
 import memnet
 from memnet import cli, cpu_settings
-from memnet.imaging.files import Picture
+from memnet.imaging.picture import Picture
 from memnet.inference import engine
 from memnet.inference.engine import Restorer
 from memnet.inference.fast_network import fused_conv_available

@@ -12,7 +12,8 @@ from PIL import Image
 import memnet
 from memnet.errors import MemNetError
 from memnet.imaging import imresize, rgb2ycbcr, ycbcr2rgb
-from memnet.imaging.files import Picture, picture_from_array, read_image
+from memnet.imaging.picture import Picture, picture_from_array
+from memnet.imaging.reading import read_image
 from memnet.inference.pictures import restore_picture
 from memnet.model import MemNet, MemNetConfig
 from memnet.tasks import Deblock, Denoise, SuperResolution

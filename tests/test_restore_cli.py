@@ -200,7 +200,9 @@ def test_weights_file_with_tiles_self_ensemble_and_16bit(tmp_path: Path) -> None
     weights = tmp_path / "w.safetensors"
     save_weights(MemNet(2, 2, 8, identity_init=True), weights, {"task": "denoise"})
     data = RNG.integers(0, 65536, (30, 26, 3), dtype=np.uint16)
-    from memnet.imaging.files import picture_from_array, picture_to_array, read_image, write_image
+    from memnet.imaging.picture import picture_from_array, picture_to_array
+    from memnet.imaging.reading import read_image
+    from memnet.imaging.writing import write_image
 
     write_image(picture_from_array(data), tmp_path / "wide.png")
     out = tmp_path / "o.png"

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("memnet")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
-
 from typing import TYPE_CHECKING, Any
 
 from memnet.errors import MemNetError
 
 if TYPE_CHECKING:
-    from memnet.imaging.files import Picture, read_image, write_image
+    __version__: str
+    from memnet.imaging.picture import Picture
+    from memnet.imaging.reading import read_image
+    from memnet.imaging.writing import write_image
     from memnet.inference.api import ImageRestorer, load
     from memnet.inference.engine import Restorer
     from memnet.model import PRESETS, MemNet, MemNetConfig, create_model
@@ -43,14 +39,28 @@ _LAZY = {
     "create_model": "memnet.model",
     "load": "memnet.inference.api",
     "ImageRestorer": "memnet.inference.api",
-    "Picture": "memnet.imaging.files",
-    "read_image": "memnet.imaging.files",
-    "write_image": "memnet.imaging.files",
+    "Picture": "memnet.imaging.picture",
+    "read_image": "memnet.imaging.reading",
+    "write_image": "memnet.imaging.writing",
     "Restorer": "memnet.inference.engine",
 }
 
 
+def _installed_version() -> str:
+    # importlib.metadata costs a tenth of a second to import: only when the version is asked for
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("memnet")
+    except PackageNotFoundError:  # running from a source tree without installation
+        return "0.0.0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        global __version__
+        __version__ = _installed_version()
+        return __version__
     module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module 'memnet' has no attribute {name!r}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from memnet.device_names import DEVICE_HELP, DEVICE_NAMES, DTYPE_NAMES
 from memnet.errors import MemNetError
 
 __all__ = [
@@ -21,15 +22,9 @@ __all__ = [
     "resolve_dtype",
 ]
 
-# How device names are spelled in error messages and in every command's --device help.
-DEVICE_NAMES = "auto, cpu, cuda, cuda:N or mps"
-DEVICE_HELP = f"{DEVICE_NAMES}; auto: a CUDA GPU, else Apple MPS, else the CPU (default auto)"
-
-DTYPES: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-}
+DTYPES: dict[str, torch.dtype] = dict(
+    zip(DTYPE_NAMES, (torch.float32, torch.float16, torch.bfloat16), strict=True)
+)
 
 
 def mps_available() -> bool:

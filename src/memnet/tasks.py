@@ -29,11 +29,8 @@ from typing import ClassVar, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
 
 from memnet.imaging.color import rgb2gray, rgb2ycbcr, round_to_uint8
-from memnet.imaging.jpeg import jpeg_roundtrip
-from memnet.imaging.metrics import SSIM_WINDOW, psnr, shave, ssim
 from memnet.imaging.noise import add_gaussian_noise
 from memnet.imaging.resize import imresize, imresize_rows, modcrop
 
@@ -72,9 +69,19 @@ def _as_uint8_image(image: NDArray[np.generic]) -> NDArray[np.uint8]:
     return image.astype(np.uint8, copy=False)
 
 
+def _score(output: NDArray[np.float64], reference: NDArray[np.float64], border: int) -> Score:
+    """PSNR and SSIM on 0..255 after shaving `border` pixels from every side."""
+    from memnet.imaging.metrics import psnr, shave, ssim  # SciPy, only when scoring
+
+    output, reference = shave(output, border), shave(reference, border)
+    return Score(psnr(output, reference), ssim(output, reference))
+
+
 def _check_scorable(
     scored: tuple[int, ...], border: int, setting: str, original: tuple[int, ...]
 ) -> None:
+    from memnet.imaging.metrics import SSIM_WINDOW
+
     # The scored region (after the shave) must hold at least one SSIM window.
     needed = SSIM_WINDOW + 2 * border
     if min(scored[0], scored[1]) < needed:
@@ -208,8 +215,7 @@ class Task(ABC):
         """PSNR/SSIM of a restoration against ground truth on 0..255, unrounded, no shave."""
         output = np.asarray(restored, dtype=np.float64) * 255.0
         reference = _as_uint8_image(truth).astype(np.float64)
-        output, reference = shave(output, self.border), shave(reference, self.border)
-        return Score(psnr(output, reference), ssim(output, reference))
+        return _score(output, reference, self.border)
 
 
 # the registry
@@ -338,8 +344,7 @@ class SuperResolution(Task):
         # The SR scripts score uint8 images: round the output first, then shave.
         output = round_to_uint8(np.asarray(restored, dtype=np.float64) * 255.0).astype(np.float64)
         reference = _as_uint8_image(truth).astype(np.float64)
-        output, reference = shave(output, self.border), shave(reference, self.border)
-        return Score(psnr(output, reference), ssim(output, reference))
+        return _score(output, reference, self.border)
 
 
 @register_task
@@ -467,12 +472,16 @@ class Deblock(Task):
         return f"q={int(self.quality)} JPEG"
 
     def degrade(self, clean: NDArray[np.uint8], rng: np.random.Generator) -> NDArray[np.float64]:
+        from memnet.imaging.jpeg import jpeg_roundtrip
+
         compressed = jpeg_roundtrip(self.ground_truth(clean), int(self.quality))
         return compressed.astype(np.float64) / 255.0
 
     def degrade_picture(
         self, clean: NDArray[np.float64], rng: np.random.Generator
     ) -> NDArray[np.float64]:
+        from PIL import Image
+
         # a JPEG file as a camera or a website writes it: colour pictures with chroma
         buffer = io.BytesIO()
         Image.fromarray(round_to_uint8(clean * 255.0)).save(

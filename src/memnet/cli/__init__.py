@@ -7,8 +7,8 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from memnet import __version__
 from memnet.errors import MemNetError
 
 __all__ = ["build_parser", "main"]
@@ -17,13 +17,29 @@ __all__ = ["build_parser", "main"]
 COMMANDS = ("restore", "eval", "train", "export", "compare", "info", "data", "convert", "serve")
 
 
+class _VersionAction(argparse.Action):
+    """--version: the installed version is looked up only when it is asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        kwargs.update(nargs=0, default=argparse.SUPPRESS)
+        super().__init__(
+            option_strings, dest, help="show program's version number and exit", **kwargs
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from memnet import __version__
+
+        sys.stdout.write(f"memnet {__version__}\n")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="memnet",
         description="MemNet image restoration: super-resolution, denoising and JPEG deblocking.",
         epilog="Run 'memnet COMMAND --help' for the options of a command.",
     )
-    parser.add_argument("--version", action="version", version=f"memnet {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument(
         "--debug", action="store_true", help="show full tracebacks instead of one-line errors"
     )

@@ -5,14 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-from memnet.devices import DEVICE_HELP
+from memnet.device_names import DEVICE_HELP
 from memnet.errors import MemNetError
-from memnet.evaluation.side_by_side import compose, make_panels
-from memnet.fsutil import atomic_path
-from memnet.imaging.files import read_image
-from memnet.inference.api import load
 from memnet.tasks import task_class, task_classes, task_kinds
 
 EPILOG = """\
@@ -71,24 +65,26 @@ def _crop(text: str | None) -> tuple[int, int, int] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    output = Path(args.output)
-    if output.exists() and not args.overwrite:
-        raise MemNetError(f"{output} exists; pass --overwrite to replace it")
-    if output.suffix.lower() != ".png":
-        raise MemNetError(f"{output}: the comparison is written as PNG; use a .png name")
-    if not 1 <= args.zoom <= 16:
-        raise MemNetError(f"--zoom must be between 1 and 16, got {args.zoom}")
+    from memnet.evaluation.side_by_side import check_comparison_target, write_comparison
+    from memnet.inference.api import load
+
+    check_comparison_target(args.output, zoom=args.zoom, overwrite=args.overwrite)
     cls = task_class(args.task)
     level = getattr(args, cls.level_name)
     task = cls.from_level(level if level is not None else cls.compare_level)
     crop = _crop(args.crop)
     # Without --model or --weights, memnet.load takes the task's default released model.
     restorer = load(args.weights or args.model, device=args.device, task=args.task)
-    clean = np.asarray(read_image(args.input, dtype=np.float64).pixels, dtype=np.float64)
-    panels = make_panels(clean, task, restorer, seed=args.seed)
-    sheet = compose(panels, crop, zoom=args.zoom)
-    with atomic_path(output) as tmp:
-        sheet.save(tmp, format="PNG")
+    panels = write_comparison(
+        args.input,
+        args.output,
+        task,
+        restorer,
+        crop=crop,
+        zoom=args.zoom,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
     scores = ", ".join(f"{p.title} {p.psnr:.2f} dB" for p in panels if p.psnr is not None)
-    print(f"{output}: {scores}")
+    print(f"{Path(args.output)}: {scores}")
     return 0

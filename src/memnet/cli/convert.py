@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from memnet.errors import MemNetError
-
 EPILOG = """\
 examples:
   memnet convert MemNet_M6R6_80C64_SR.caffemodel --task sr -o memnet-m6r6-authors-sr.safetensors
@@ -51,25 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from memnet.interop.caffe import convert_caffemodel
+    from memnet.interop.caffe import check_conversion_paths, convert_caffemodel
 
     source: Path = args.caffemodel
     output: Path = args.output
-    if not source.is_file():
-        raise MemNetError(f"{source}: file not found")
-    if args.prototxt is not None and not args.prototxt.is_file():
-        raise MemNetError(f"{args.prototxt}: file not found")
-    if output.suffix != ".safetensors":
-        raise MemNetError(f"-o {output}: the output must be a .safetensors file")
-    if output.exists() and not args.overwrite:
-        raise MemNetError(f"-o {output}: already exists (pass --overwrite to replace it)")
-    if output.exists() and output.resolve() in {
-        source.resolve(),
-        (args.prototxt or source).resolve(),
-    }:
-        raise MemNetError(f"-o {output}: would overwrite an input file")
-    if not output.parent.is_dir():
-        raise MemNetError(f"-o {output}: folder {output.parent} does not exist")
+    check_conversion_paths(source, output, prototxt=args.prototxt, overwrite=args.overwrite)
     conversion = convert_caffemodel(source, output, task=args.task, prototxt=args.prototxt)
     config = conversion.model.config
     weights = ", ".join(f"{w:.4g}" for w in conversion.model.branch_weights.tolist())

@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from memnet.errors import MemNetError
-
-if TYPE_CHECKING:
-    from memnet.catalog import CatalogSet
 
 EPILOG = """\
 examples:
@@ -80,82 +74,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.set_defaults(handler=run_check)
 
 
-def _entry(name: str) -> CatalogSet:
-    from memnet.catalog import find_set, load_catalog
-
-    entry = find_set(name)
-    if entry is None:
-        known = ", ".join(e.name for e in load_catalog())
-        raise MemNetError(f"unknown set {name!r}; known sets: {known}")
-    return entry
-
-
 def run_list(args: argparse.Namespace) -> int:
-    from memnet.catalog import load_catalog
-    from memnet.catalog.locate import search_roots
+    from memnet.catalog.listing import catalog_table
 
-    roots = search_roots(args.data_root)
-    rows = [("set", "for", "images", "colour", "source", "here")]
-    purposes: list[list[str]] = [[]]
-    for entry in load_catalog():
-        source = entry.source.describe() if entry.fetchable else "not fetchable (see below)"
-        found = [str(root / entry.folder) for root in roots if (root / entry.folder).is_dir()]
-        role = f"{entry.task} {entry.role}"
-        rows.append(
-            (entry.name, role, str(entry.images), entry.colour, source, found[0] if found else "-")
-        )
-        notes = [entry.purpose]
-        if not entry.fetchable:
-            notes.append(f"not fetchable: {entry.unavailable} ({entry.source.homepage})")
-        purposes.append(notes)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row, purpose in zip(rows, purposes, strict=True):
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
-        for line in purpose:
-            print(" " * (widths[0] + 2) + line)
+    for line in catalog_table(args.data_root):
+        print(line)
     return 0
 
 
 def run_fetch(args: argparse.Namespace) -> int:
-    from memnet.catalog.fetch import fetch_set
-    from memnet.catalog.locate import fetch_root
+    from memnet.catalog.listing import fetch_lines
 
-    entries = [_entry(name) for name in args.names]  # every name is checked before any download
-    for entry in entries:
-        if not entry.fetchable:
-            raise MemNetError(f"{entry.name} cannot be fetched by memnet: {entry.unavailable}")
-    root = args.root if args.root is not None else fetch_root()
-    for entry in entries:
-        folder, downloaded = fetch_set(entry, root, progress=not args.quiet)
-        state = "fetched and verified" if downloaded else "already there, verified"
-        print(f"{entry.name}: {len(entry.files)} files {state}: {folder}")
+    for line in fetch_lines(args.names, args.root, progress=not args.quiet):
+        print(line)
     return 0
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from memnet.catalog.check import check_folder, identify_sets
+    from memnet.catalog.listing import check_sets
 
-    folder: Path = args.folder
-    if not folder.is_dir():
-        raise MemNetError(f"{folder}: not a folder")
-    if args.set_name is not None:
-        targets = [(_entry(args.set_name), folder)]
-    else:
-        targets = identify_sets(folder)
-    all_ok = True
-    for entry, path in targets:
-        report = check_folder(path, entry)
-        total = len(entry.files)
-        if report.ok:
-            print(f"{entry.name}: {path}: all {total} files match the catalogue (decoded pixels)")
-            continue
-        all_ok = False
-        print(
-            f"{entry.name}: {path}: {report.matched} of {total} files match, "
-            f"{len(report.differences)} differ:"
-        )
-        for difference in report.differences:
-            print(f"  {difference.name}: {difference.problem}: {difference.detail}")
-    return 0 if all_ok else 1
+    return 0 if check_sets(args.folder, args.set_name, print) else 1

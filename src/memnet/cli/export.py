@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from memnet.errors import MemNetError
-from memnet.interop.export import DEFAULT_OPSET, FORMATS, export_model, verify_onnx
-from memnet.model import PRESETS, create_model
-from memnet.weights.loading import load_model
+from memnet.interop.export_formats import DEFAULT_OPSET, FORMATS
+from memnet.network_config import PRESETS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,26 +37,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.preset:
-        model, name = create_model(args.preset), args.preset
-    else:
-        loaded = load_model(args.model or args.weights, unsafe_load=args.unsafe_load)
-        if loaded.network is None:
-            raise MemNetError(f"{loaded.name!r} is a method without a network; nothing to export")
-        model, name = loaded.network, Path(loaded.name).stem
-    extension = ".onnx" if args.format == "onnx" else ".pt"
-    output = Path(args.output) if args.output else Path(f"{name}{extension}")
-    if output.exists() and not args.overwrite:
-        raise MemNetError(f"{output}: already exists (pass --overwrite to replace it)")
-    if not output.parent.is_dir():
-        raise MemNetError(f"{output}: output folder {output.parent} does not exist")
-    export_model(model, output, args.format, opset=args.opset)
-    print(f"wrote {output} ({args.format}, input (N, 1, H, W) float32, dynamic N/H/W)")
-    if args.format == "onnx":
-        try:
-            difference = verify_onnx(model, output)
-        except MemNetError:
-            print("onnxruntime is not installed: the export was not verified")
-        else:
-            print(f"checked with ONNX Runtime: max |difference| to PyTorch {difference:.2e}")
+    from memnet.interop.export import export_file
+
+    export_file(
+        args.format,
+        preset=args.preset,
+        name_or_path=args.model or args.weights,
+        output=args.output,
+        opset=args.opset,
+        overwrite=args.overwrite,
+        unsafe_load=args.unsafe_load,
+    )
     return 0

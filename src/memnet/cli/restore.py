@@ -3,35 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
-from typing import Any, TextIO
+from dataclasses import fields
 
-from tqdm import tqdm
-
-from memnet.devices import DEVICE_HELP
-from memnet.errors import MemNetError
-from memnet.imaging.files import read_image, write_image
-from memnet.inference.api import BASELINE_METHODS, ImageRestorer, load
-from memnet.inference.engine import DTYPES
-from memnet.inference.folders import EXTENSIONS, Job, collect_inputs, plan_outputs, run_jobs
+from memnet.device_names import DEVICE_HELP, DTYPE_NAMES
+from memnet.inference.folders import EXTENSIONS
 from memnet.inference.pictures import COLOR_MODES
 from memnet.scale.ray_job import FAILED_MANIFEST
-from memnet.tasks import (
-    baselines_in_words,
-    kinds_in_words,
-    task_class,
-    task_classes,
-    task_kinds,
-)
-from memnet.video import EncodeOptions, is_video
+from memnet.tasks import baseline_methods, baselines_in_words, task_classes, task_kinds
 from memnet.video.encoder import DEFAULT_CRF
-from memnet.weights import zoo
-from memnet.weights.loading import outside_training
-
-# Images needing at least this many progress steps (tiles, or bands of streamed rows) get a
-# progress bar of their own.
-TILE_BAR_MIN_WINDOWS = 4
 
 EPILOG = """\
 examples:
@@ -114,7 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     chooser.add_argument("--weights", help="a .safetensors weights file (config in its metadata)")
     chooser.add_argument(
         "--method",
-        choices=BASELINE_METHODS,
+        choices=baseline_methods(),
         help=f"no network: {baselines_in_words()}",
     )
     model.add_argument(
@@ -167,7 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     engine = parser.add_argument_group("engine")
     engine.add_argument("--device", default="auto", help=DEVICE_HELP)
     engine.add_argument(
-        "--dtype", choices=tuple(DTYPES), default="fp32", help="fp16/bf16 only on GPUs"
+        "--dtype", choices=DTYPE_NAMES, default="fp32", help="fp16/bf16 only on GPUs"
     )
     engine.add_argument(
         "--tile",
@@ -197,208 +176,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _emit(text: str, stream: TextIO) -> None:
-    """Write one whole line and flush it, after flushing the other stream.
-
-    When stdout and stderr go to one pipe, stdout is block-buffered and stderr is not:
-    without this, error lines come out before every output line and can land inside one.
-    """
-    other = sys.stderr if stream is sys.stdout else sys.stdout
-    other.flush()
-    tqdm.write(text, file=stream)
-    stream.flush()
-
-
-def _say(args: argparse.Namespace, text: str) -> None:
-    if not args.quiet:
-        _emit(text, sys.stdout)
-
-
-def _note(text: str) -> None:
-    _emit(f"memnet restore: {text}", sys.stderr)
-
-
-def _model_spec(args: argparse.Namespace) -> str:
-    if args.method:
-        return str(args.method)
-    if args.weights:
-        return str(args.weights)
-    if args.model:
-        return str(args.model)
-    if args.task is None:
-        raise MemNetError(
-            f"give --task ({kinds_in_words()}), or a --model/--weights to take it from"
-        )
-    return zoo.default_model(args.task).name
-
-
-def _build(args: argparse.Namespace) -> ImageRestorer:
-    restorer = load(**_load_settings(args))
-    cls = task_class(restorer.task)
-    if not cls.blind and getattr(args, cls.level_name) is None:  # the task came from the model
-        restorer.levels[cls.level_name] = cls.default_level
-    _warn_outside_training(restorer)
-    return restorer
-
-
-def _load_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The arguments of memnet.load for this run (Ray workers load their model from them)."""
-    if args.tile is not None and args.tile < 0:
-        raise MemNetError("--tile must be 0 (whole image) or a positive tile edge")
-    if args.tile_pad is not None and args.tile_pad < 0:
-        raise MemNetError("--tile-pad must be non-negative")
-    spec = _model_spec(args)
-    if spec in BASELINE_METHODS and args.task is None:
-        raise MemNetError(f"--method {spec} needs --task ({kinds_in_words()})")
-    levels = {cls.level_name: getattr(args, cls.level_name) for cls in task_classes()}
-    if args.task is not None:
-        cls = task_class(args.task)
-        if not cls.blind and levels[cls.level_name] is None:
-            levels[cls.level_name] = cls.default_level
-    return {
-        "name_or_path": spec,
-        "device": args.device,
-        "task": args.task,
-        **levels,
-        "tile": args.tile,
-        "tile_pad": args.tile_pad,
-        "dtype": args.dtype,
-        "self_ensemble": args.self_ensemble,
-        "color": args.color,
-        "unsafe_load": args.unsafe_load,
-    }
-
-
-def _warn_outside_training(restorer: ImageRestorer) -> None:
-    warning = outside_training(restorer.loaded, restorer.make_task())
-    if warning is not None:
-        _note(warning)
-
-
 def run(args: argparse.Namespace) -> int:
-    sources, base = collect_inputs(args.input, recursive=args.recursive)
-    restorer = _build(args)
-    task = restorer.make_task()
-    out = Path(args.output)
-    suffix = args.suffix
-    if suffix is None:
-        same_folder = out.is_dir() and out.resolve() == base.resolve()
-        suffix = f"_{task.label}" if same_folder and not Path(args.input).is_file() else ""
-    jobs = plan_outputs(
-        sources,
-        base,
-        args.output,
-        suffix=suffix,
-        ext=args.ext,
-        default_ext=task.auto_format if args.ext == "auto" else None,
-        # On Ray, outputs already complete are skipped (a resumed job), not refused.
-        overwrite=args.overwrite or args.ray is not None,
-        single_file_input=Path(args.input).is_file(),
-    )
-    if args.ray is not None:
-        return _run_on_ray(args, jobs, restorer)
-    show_bars = not args.quiet
-    # disable=None: bars only on a terminal, never in logs or pipes.
-    images = tqdm(total=len(jobs), unit="img", disable=None if show_bars else True, desc="restore")
+    from memnet.scale.restore_job import RestoreOptions, restore_files
 
-    def restore_video_one(job: Job) -> float:
-        from memnet.video import restore_video
-
-        frames = tqdm(
-            unit="frame", leave=False, desc=job.source.name, disable=None if show_bars else True
-        )
-
-        def progress(done: int, total: int | None) -> None:
-            if total is not None and total >= done and frames.total != total:
-                frames.total = total  # ETA from the container's frame count
-            frames.update(done - frames.n)
-
-        try:
-            result = restore_video(
-                restorer, job.source, job.target, options=_encode_options(args), progress=progress
-            )
-        finally:
-            frames.close()
-        written[job] = f" ({result.frames} frames, {result.encoder} {result.pix_fmt})"
-        return result.megapixels
-
-    written: dict[Job, str] = {}
-
-    def restore_one(job: Job) -> float:
-        if is_video(job.source):
-            return restore_video_one(job)
-        picture = read_image(job.source)
-        tiles = None
-
-        def progress(done: int, total: int) -> None:
-            # `total` comes from the plan the restore runs, so the bar ends where the work does.
-            nonlocal tiles
-            if tiles is None and show_bars and total >= TILE_BAR_MIN_WINDOWS:
-                tiles = tqdm(
-                    total=total, unit="part", leave=False, desc=job.source.name, disable=None
-                )
-            if tiles is not None:
-                tiles.n = done
-                tiles.refresh()
-
-        try:
-            restored = restorer.restore_picture(picture, progress=progress)
-        finally:
-            if tiles is not None:
-                tiles.close()
-        del picture
-        write_image(restored, job.target)
-        return restored.height * restored.width / 1e6
-
-    def done(job: Job) -> None:
-        images.update(1)
-        _say(args, f"{job.source} -> {job.target}{written.pop(job, '')}")
-
-    def failed(source: Path, reason: str) -> None:
-        images.update(1)
-        _note(f"error: {reason}")
-
-    try:
-        report = run_jobs(jobs, restore_one, on_done=done, on_error=failed)
-    finally:
-        images.close()
-    _say(args, f"memnet restore ({restorer.name}, {task.kind} {task.label}): {report.summary()}")
-    if report.failed and args.quiet:
-        _note(report.summary())
-    return 0 if report.ok else 1
-
-
-def _encode_options(args: argparse.Namespace) -> EncodeOptions:
-    return EncodeOptions(codec=args.video_codec, crf=args.crf, pix_fmt=args.pix_fmt)
-
-
-def _run_on_ray(args: argparse.Namespace, jobs: list[Job], restorer: ImageRestorer) -> int:
-    """The same plan, restored by Ray actors (memnet.scale); failures also go to a list."""
-    from memnet.scale.ray_job import RayOptions, restore_on_ray
-    from memnet.scale.worker import WorkerSettings
-
-    settings = _load_settings(args)
-    # what the driver resolved (the task, a default level), so every actor does the same
-    settings["task"] = restorer.task
-    settings.update(restorer.levels)
-    out = Path(args.output)
-    folder = out.parent if len(jobs) == 1 and jobs[0].target == out else out
-    report = restore_on_ray(
-        jobs,
-        WorkerSettings(settings, _encode_options(args), overwrite=args.overwrite),
-        RayOptions(
-            address=args.ray or None,
-            workers=args.workers,
-            cpus_per_worker=args.cpus_per_worker,
-            gpus_per_worker=args.gpus_per_worker,
-            progress=not args.quiet,
-        ),
-        failed_manifest=Path(args.failed_list) if args.failed_list else folder / FAILED_MANIFEST,
-    )
-    for _source, reason in report.batch.failed:
-        _note(f"error: {reason}")
-    task = restorer.make_task()
-    _say(args, f"memnet restore ({restorer.name}, {task.kind} {task.label}): {report.summary()}")
-    if report.batch.failed and args.quiet:
-        _note(report.summary())
-    return 0 if report.batch.ok else 1
+    given = {f.name: getattr(args, f.name) for f in fields(RestoreOptions) if f.name != "levels"}
+    levels = {cls.level_name: getattr(args, cls.level_name) for cls in task_classes()}
+    return 0 if restore_files(RestoreOptions(**given, levels=levels)) else 1

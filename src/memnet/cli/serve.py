@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 
-from memnet.devices import DEVICE_HELP
-from memnet.errors import MemNetError
-
-INSTALL_HINT = 'pip install -c constraints.txt -e ".[serve]"'
+from memnet.device_names import DEVICE_HELP
 
 EPILOG = """\
 examples:
@@ -87,13 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    missing = [
-        name
-        for name in ("fastapi", "uvicorn", "python_multipart")
-        if importlib.util.find_spec(name) is None
-    ]
-    if missing:
-        raise MemNetError(f"needs the serve extra ({', '.join(missing)} missing): {INSTALL_HINT}")
+    from memnet.serving import require_serve_extra
+
+    require_serve_extra()
     from memnet.serving.server import run_server
     from memnet.serving.settings import ServeSettings
 

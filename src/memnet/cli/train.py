@@ -6,8 +6,6 @@ import argparse
 import os
 import sys
 
-from memnet.training.recipe import dump_recipe, load_recipe
-
 # Exit codes: 0 finished or stopped at --max-minutes (resume later), 130 Ctrl-C, 143 SIGTERM.
 EXIT_CODES = {"completed": 0, "time_limit": 0, "stop_at": 0, "interrupted": 130, "terminated": 143}
 
@@ -69,6 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.max_minutes is not None and not args.max_minutes > 0:
         raise ValueError(f"--max-minutes must be positive, got {args.max_minutes:g}")
+    from memnet.training.recipe import dump_recipe, load_recipe  # pydantic, and PyTorch
+
     recipe = load_recipe(args.recipe, args.overrides)
     if args.check:
         sys.stdout.write(dump_recipe(recipe))

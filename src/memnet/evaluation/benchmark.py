@@ -35,8 +35,8 @@ from memnet.errors import MemNetError
 from memnet.evaluation.report import EvalReport, ImageScore, SetScore
 from memnet.fsutil import atomic_path
 from memnet.imaging.color import round_to_uint8
-from memnet.imaging.files import read_luminance
 from memnet.imaging.noise import noise_generator
+from memnet.imaging.reading import read_luminance
 from memnet.tasks import Task, baseline_methods, make_task, task_class, task_kinds
 
 __all__ = [

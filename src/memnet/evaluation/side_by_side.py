@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,8 +19,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from memnet.errors import MemNetError
 from memnet.imaging.color import rgb2ycbcr, round_to_uint8
-from memnet.imaging.files import Picture
 from memnet.imaging.metrics import psnr, shave
+from memnet.imaging.picture import Picture
 from memnet.imaging.resize import imresize, modcrop
 from memnet.inference.api import ImageRestorer
 from memnet.tasks import SuperResolution, Task
@@ -141,3 +142,42 @@ def compose(panels: list[Panel], crop: tuple[int, int, int] | None, zoom: int = 
         if panel.psnr is not None:
             draw.text((x, tile + 20), f"PSNR {panel.psnr:.2f} dB", fill="black", font=font)
     return sheet
+
+
+def check_comparison_target(output: str | Path, *, zoom: int, overwrite: bool) -> None:
+    """Refuse an output or zoom write_comparison cannot use, before any work is done."""
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise MemNetError(f"{output} exists; pass --overwrite to replace it")
+    if output.suffix.lower() != ".png":
+        raise MemNetError(f"{output}: the comparison is written as PNG; use a .png name")
+    if not 1 <= zoom <= 16:
+        raise MemNetError(f"--zoom must be between 1 and 16, got {zoom}")
+
+
+def write_comparison(
+    source: str | Path,
+    output: str | Path,
+    task: Task,
+    restorer: ImageRestorer,
+    *,
+    crop: tuple[int, int, int] | None = None,
+    zoom: int = 2,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> list[Panel]:
+    """Degrade the clean picture `source`, restore it and write the side-by-side PNG `output`.
+
+    `crop` is (top, left, size) in ground-truth pixels (None: the most detailed square).
+    """
+    from memnet.fsutil import atomic_path
+    from memnet.imaging.reading import read_image
+
+    output = Path(output)
+    check_comparison_target(output, zoom=zoom, overwrite=overwrite)
+    clean = np.asarray(read_image(source, dtype=np.float64).pixels, dtype=np.float64)
+    panels = make_panels(clean, task, restorer, seed=seed)
+    sheet = compose(panels, crop, zoom=zoom)
+    with atomic_path(output) as tmp:
+        sheet.save(tmp, format="PNG")
+    return panels

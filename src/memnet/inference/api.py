@@ -4,7 +4,7 @@
     sr = memnet.load("bicubic", task="sr", scale=2)     # or a released model name, or a .safetensors file
     big = sr(array)                                     # numpy in → numpy out (same dtype)
     big = sr(pil_image, scale=3)                        # PIL in → PIL out; levels at load or call
-    picture = sr("photo.jpg")                           # path in → memnet.imaging.files.Picture out
+    picture = sr("photo.jpg")                           # path in → memnet.imaging.picture.Picture out
     sr.restore_file("photo.jpg", "photo-x2.png")        # path in → file written atomically
     frames = sr.restore_batch([a, b, c])                # arrays of one size, batched on a GPU
 
@@ -30,15 +30,9 @@ from PIL import Image
 
 from memnet import devices
 from memnet.errors import MemNetError
-from memnet.imaging.files import (
-    Picture,
-    picture_from_array,
-    picture_from_pil,
-    picture_to_array,
-    picture_to_pil,
-    read_image,
-    write_image,
-)
+from memnet.imaging.picture import Picture, picture_from_array, picture_to_array
+from memnet.imaging.reading import picture_from_pil, read_image
+from memnet.imaging.writing import picture_to_pil, write_image
 from memnet.inference.engine import ProgressCallback, Restorer
 from memnet.inference.pictures import (
     COLOR_MODES,
@@ -109,7 +103,7 @@ class ImageRestorer:
         progress: ProgressCallback | None = None,
         **levels: float | None,
     ) -> Picture:
-        """Restore a `Picture` (see memnet.imaging.files) and return a new one."""
+        """Restore a `Picture` (see memnet.imaging.picture) and return a new one."""
         return self.restore_task(picture, self.make_task(**levels), progress)
 
     def restore_task(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memnet.errors import MemNetError
-from memnet.imaging.files import FORMAT_BY_SUFFIX
+from memnet.imaging.formats import FORMAT_BY_SUFFIX
 from memnet.video.files import VIDEO_SUFFIXES, is_video
 
 __all__ = ["BatchReport", "Job", "collect_inputs", "plan_outputs", "read_manifest", "run_jobs"]

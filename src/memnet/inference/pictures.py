@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from memnet.errors import MemNetError
 from memnet.imaging.color import rgb2ycbcr, ycbcr2rgb
-from memnet.imaging.files import MAX_PIXELS, Picture
+from memnet.imaging.picture import MAX_PIXELS, Picture
 from memnet.tasks import Task
 
 __all__ = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +18,12 @@ from torch import Tensor, nn
 
 from memnet.errors import MemNetError
 from memnet.fsutil import atomic_path
+from memnet.interop.export_formats import DEFAULT_OPSET, FORMATS
 from memnet.model import MemNet
 from memnet.weights.files import CONFIG_KEY
 
-__all__ = ["FORMATS", "export_model", "verify_onnx"]
+__all__ = ["FORMATS", "export_file", "export_model", "verify_onnx"]
 
-FORMATS = ("onnx", "torchscript")
-DEFAULT_OPSET = 17
 # Traced on this size; any other size works because every op is stride-1 and size-agnostic.
 EXAMPLE_SIZE = 64
 
@@ -101,3 +101,49 @@ def verify_onnx(
     with torch.no_grad():
         torch_out = model.eval().cpu()(torch.from_numpy(x)).numpy()
     return float(np.abs(onnx_out - torch_out).max())
+
+
+def export_file(
+    fmt: str,
+    *,
+    preset: str | None = None,
+    name_or_path: str | None = None,
+    output: str | os.PathLike[str] | None = None,
+    opset: int = DEFAULT_OPSET,
+    overwrite: bool = False,
+    unsafe_load: bool = False,
+    say: Callable[[str], None] = print,
+) -> Path:
+    """Export an untrained `preset` or a released model / weights file, and check an ONNX file
+    with ONNX Runtime when it is installed; `say` gets what was done. Returns the output path.
+
+    The output defaults to NAME.onnx or NAME.pt in the current folder.
+    """
+    from memnet.model import create_model
+    from memnet.weights.loading import load_model
+
+    if preset:
+        model, name = create_model(preset), preset
+    else:
+        if name_or_path is None:
+            raise MemNetError("give a preset, a released model or a weights file to export")
+        loaded = load_model(name_or_path, unsafe_load=unsafe_load)
+        if loaded.network is None:
+            raise MemNetError(f"{loaded.name!r} is a method without a network; nothing to export")
+        model, name = loaded.network, Path(loaded.name).stem
+    extension = ".onnx" if fmt == "onnx" else ".pt"
+    path = Path(output) if output else Path(f"{name}{extension}")
+    if path.exists() and not overwrite:
+        raise MemNetError(f"{path}: already exists (pass --overwrite to replace it)")
+    if not path.parent.is_dir():
+        raise MemNetError(f"{path}: output folder {path.parent} does not exist")
+    export_model(model, path, fmt, opset=opset)
+    say(f"wrote {path} ({fmt}, input (N, 1, H, W) float32, dynamic N/H/W)")
+    if fmt == "onnx":
+        try:
+            difference = verify_onnx(model, path)
+        except MemNetError:
+            say("onnxruntime is not installed: the export was not verified")
+        else:
+            say(f"checked with ONNX Runtime: max |difference| to PyTorch {difference:.2e}")
+    return path

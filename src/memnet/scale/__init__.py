@@ -1,5 +1,6 @@
-"""Scale-out restoration on a Ray cluster with Ray Data (the `ray` extra): the same plan and the
-same per-file restore as the single-machine path, run by actors that each hold one model."""
+"""Restore jobs: restore_job.py runs one on this machine or, with Ray Data (the `ray` extra), on a
+cluster (ray_job.py): the same plan and the same per-file restore, run by actors that each hold
+one model (worker.py)."""
 
 from __future__ import annotations
 

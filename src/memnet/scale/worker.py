@@ -50,7 +50,8 @@ class RestoreWorker:
             return restore_video(
                 self.restorer, job.source, job.target, options=self.settings.video
             ).megapixels
-        from memnet.imaging.files import read_image, write_image
+        from memnet.imaging.reading import read_image
+        from memnet.imaging.writing import write_image
 
         picture = read_image(job.source)
         restored = self.restorer.restore_picture(picture)

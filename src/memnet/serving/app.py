@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from memnet import __version__
 from memnet.errors import MemNetError
-from memnet.imaging.files import FORMAT_BY_SUFFIX
+from memnet.imaging.formats import FORMAT_BY_SUFFIX
 from memnet.serving.catalogue import Catalogue
 from memnet.serving.errors import ServeError
 from memnet.serving.forms import describe_task, with_level_fields

@@ -1,8 +1,8 @@
 """One upload through memnet's own restore path: probe, read, restore, encode.
 
-The worker does exactly what `memnet restore` does for one file (memnet.imaging.files.read_image, the
-ImageRestorer from memnet.load, memnet.imaging.files.write_image), so a response holds the same bytes as
-the file the CLI writes for the same input and options.
+The worker does exactly what `memnet restore` does for one file (memnet.imaging.reading.read_image,
+the ImageRestorer from memnet.load, memnet.imaging.writing.write_image), so a response holds the
+same bytes as the file the CLI writes for the same input and options.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from memnet.errors import MemNetError
-from memnet.imaging.files import read_image, write_image
+from memnet.imaging.reading import read_image
+from memnet.imaging.writing import write_image
 from memnet.inference.api import ImageRestorer, load
 from memnet.serving.catalogue import RestoreOptions
 from memnet.serving.errors import ServeError

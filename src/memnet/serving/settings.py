@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from memnet import devices
 from memnet.errors import MemNetError
-from memnet.imaging.files import MAX_PIXELS
+from memnet.imaging.picture import MAX_PIXELS
 
 __all__ = ["LOCAL_HOSTS", "ServeSettings"]
 

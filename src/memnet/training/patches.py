@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from memnet.catalog.locate import resolve_set
 from memnet.errors import MemNetError
-from memnet.imaging.files import read_luminance
+from memnet.imaging.reading import read_luminance
 from memnet.tasks import Deblock, SuperResolution, make_task, task_class
 from memnet.training.recipe import SYNTHETIC, DataSpec, SyntheticSpec, TaskSpec
 from memnet.training.synthetic import synthetic_images

@@ -10,14 +10,19 @@ from typing import TYPE_CHECKING, Any
 from memnet.video.files import VIDEO_SUFFIXES, is_video
 
 if TYPE_CHECKING:
-    from memnet.video.transcode import EncodeOptions, VideoResult, restore_video
+    from memnet.video.encoder import EncodeOptions
+    from memnet.video.transcode import VideoResult, restore_video
 
 __all__ = ["VIDEO_SUFFIXES", "EncodeOptions", "VideoResult", "is_video", "restore_video"]
 
 
 def __getattr__(name: str) -> Any:
     # PyAV is imported only when video work is actually asked for.
-    if name in ("EncodeOptions", "VideoResult", "restore_video"):
+    if name == "EncodeOptions":
+        from memnet.video import encoder
+
+        return encoder.EncodeOptions
+    if name in ("VideoResult", "restore_video"):
         from memnet.video import transcode
 
         return getattr(transcode, name)

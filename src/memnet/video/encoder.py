@@ -7,7 +7,7 @@ from typing import Any
 
 from memnet.errors import MemNetError
 
-__all__ = ["DEFAULT_CODEC", "DEFAULT_CRF", "EncoderChoice", "choose_encoder"]
+__all__ = ["DEFAULT_CODEC", "DEFAULT_CRF", "EncodeOptions", "EncoderChoice", "choose_encoder"]
 
 DEFAULT_CODEC = "libx264"
 DEFAULT_CRF = 18  # visually lossless for x264/x265; the restored detail is what the user wants
@@ -15,6 +15,15 @@ DEFAULT_CRF = 18  # visually lossless for x264/x265; the restored detail is what
 CRF_ENCODERS = ("libx264", "libx264rgb", "libx265", "libvpx-vp9", "libvpx", "libaom-av1")
 LOSSLESS_ENCODERS = ("ffv1", "utvideo", "huffyuv", "ffvhuff", "png", "qtrle")
 FALLBACK_BY_CONTAINER = {"webm": "libvpx-vp9"}
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How the restored video is encoded (None: chosen from the input, see choose_encoder)."""
+
+    codec: str | None = None
+    crf: int | None = None
+    pix_fmt: str | None = None
 
 
 @dataclass(frozen=True)

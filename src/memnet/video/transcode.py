@@ -28,7 +28,7 @@ from memnet.errors import MemNetError
 from memnet.fsutil import atomic_path
 from memnet.inference.api import ImageRestorer
 from memnet.tasks import Task
-from memnet.video.encoder import EncoderChoice, choose_encoder
+from memnet.video.encoder import EncodeOptions, EncoderChoice, choose_encoder
 from memnet.video.files import container_format, require_av
 from memnet.video.frames import (
     FrameLayout,
@@ -44,15 +44,6 @@ __all__ = ["EncodeOptions", "FrameProgress", "VideoResult", "restore_video"]
 FrameProgress = Callable[[int, "int | None"], None]
 COPIED_STREAM_TYPES = ("audio", "subtitle")
 DEFAULT_RATE = Fraction(25)
-
-
-@dataclass(frozen=True)
-class EncodeOptions:
-    """How the restored video is encoded (None: chosen from the input, see choose_encoder)."""
-
-    codec: str | None = None
-    crf: int | None = None
-    pix_fmt: str | None = None
 
 
 @dataclass(frozen=True)

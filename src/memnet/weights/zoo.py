@@ -13,7 +13,7 @@ from pathlib import Path
 
 from memnet.errors import MemNetError
 from memnet.fsutil import sha256_of
-from memnet.model import PRESETS, MemNetConfig
+from memnet.network_config import PRESETS, MemNetConfig
 
 __all__ = [
     "REGISTRY",

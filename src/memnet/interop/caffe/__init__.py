@@ -6,6 +6,18 @@ MemNet in the authors' layer layout (`memnet.interop.caffe.authors_layout`) and 
 `.safetensors` weights file with the source file and its SHA-256 in the metadata.
 """
 
-from memnet.interop.caffe.convert import AUTHORS_LEVELS, Conversion, convert_caffemodel, convert_net
+from memnet.interop.caffe.convert import (
+    AUTHORS_LEVELS,
+    Conversion,
+    check_conversion_paths,
+    convert_caffemodel,
+    convert_net,
+)
 
-__all__ = ["AUTHORS_LEVELS", "Conversion", "convert_caffemodel", "convert_net"]
+__all__ = [
+    "AUTHORS_LEVELS",
+    "Conversion",
+    "check_conversion_paths",
+    "convert_caffemodel",
+    "convert_net",
+]

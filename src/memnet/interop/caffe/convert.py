@@ -207,6 +207,28 @@ def convert_net(weights: CaffeNet, graph: CaffeNet | None = None) -> MemNet:
     return model.eval()
 
 
+def check_conversion_paths(
+    caffemodel: Path, output: Path, *, prototxt: Path | None = None, overwrite: bool = False
+) -> None:
+    """Refuse missing inputs and an output that is not a new (or, with overwrite, replaceable)
+    .safetensors file in an existing folder, before anything is read."""
+    if not caffemodel.is_file():
+        raise MemNetError(f"{caffemodel}: file not found")
+    if prototxt is not None and not prototxt.is_file():
+        raise MemNetError(f"{prototxt}: file not found")
+    if output.suffix != ".safetensors":
+        raise MemNetError(f"-o {output}: the output must be a .safetensors file")
+    if output.exists() and not overwrite:
+        raise MemNetError(f"-o {output}: already exists (pass --overwrite to replace it)")
+    if output.exists() and output.resolve() in {
+        caffemodel.resolve(),
+        (prototxt or caffemodel).resolve(),
+    }:
+        raise MemNetError(f"-o {output}: would overwrite an input file")
+    if not output.parent.is_dir():
+        raise MemNetError(f"-o {output}: folder {output.parent} does not exist")
+
+
 def convert_caffemodel(
     caffemodel: str | os.PathLike[str],
     output: str | os.PathLike[str],

@@ -1,0 +1,137 @@
+"""Writing `Picture`s to image files, atomically: a failure never leaves a partial file behind.
+
+The format comes from the suffix. 16-bit pictures stay 16-bit in PNG and TIFF (Pillow encodes
+16-bit colour as 8 bits, so those are written with `pypng` and `tifffile`); alpha is kept where
+the format has it. Samples are rounded to integers a band of rows at a time (picture.to_integer).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from memnet.errors import MemNetError
+from memnet.fsutil import atomic_path, atomic_write_bytes
+from memnet.imaging.formats import ALPHA_FORMATS, FORMAT_BY_SUFFIX, PNG_SIGNATURE, WIDE_FORMATS
+from memnet.imaging.picture import Picture, picture_to_array, to_integer
+
+__all__ = ["picture_to_pil", "write_image"]
+
+
+def picture_to_pil(picture: Picture) -> Image.Image:
+    """A Pillow image of the picture (16-bit only for gray without alpha: Pillow's limit)."""
+    if picture.bit_depth == 16 and picture.is_gray and picture.alpha is None:
+        image = Image.fromarray(to_integer(picture.pixels, 16))
+    else:
+        image = Image.fromarray(picture_to_array(picture, np.uint8))
+    if picture.icc_profile:
+        image.info["icc_profile"] = picture.icc_profile
+    return image
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _encode_png16(picture: Picture) -> bytes:
+    import png
+
+    samples = to_integer(picture.pixels, 16)
+    if picture.alpha is not None:
+        samples = np.dstack([samples, to_integer(picture.alpha, 16)])
+    planes = 1 if samples.ndim == 2 else samples.shape[2]
+    writer = png.Writer(
+        picture.width,
+        picture.height,
+        greyscale=planes in (1, 2),
+        alpha=planes in (2, 4),
+        bitdepth=16,
+        compression=6,
+    )
+    buffer = io.BytesIO()
+    writer.write_array(buffer, samples.reshape(-1))
+    encoded = buffer.getvalue()
+    if not picture.icc_profile:
+        return encoded
+    # pypng has no ICC option: insert the iCCP chunk right after IHDR, where the spec wants it.
+    ihdr_end = len(PNG_SIGNATURE) + 8 + 13 + 4
+    iccp = _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(picture.icc_profile))
+    return encoded[:ihdr_end] + iccp + encoded[ihdr_end:]
+
+
+def _write_tiff16(picture: Picture, tmp: Path) -> None:
+    import tifffile
+
+    samples = to_integer(picture.pixels, 16)
+    extra: tuple[str, ...] = ()
+    if picture.alpha is not None:
+        samples = np.dstack([samples, to_integer(picture.alpha, 16)])
+        extra = ("unassalpha",)
+    tifffile.imwrite(
+        tmp,
+        samples,
+        photometric="minisblack" if picture.is_gray else "rgb",
+        extrasamples=extra or None,
+        iccprofile=picture.icc_profile,
+        compression="zlib",
+        metadata=None,
+    )
+
+
+def _pil_for(picture: Picture, fmt: str) -> Image.Image:
+    if (
+        picture.bit_depth == 16
+        and picture.is_gray
+        and picture.alpha is None
+        and fmt in WIDE_FORMATS
+    ):
+        return Image.fromarray(to_integer(picture.pixels, 16))
+    pixels = to_integer(picture.pixels, 8)
+    if picture.alpha is not None and fmt in ALPHA_FORMATS:
+        return Image.fromarray(np.dstack([pixels, to_integer(picture.alpha, 8)]))
+    return Image.fromarray(pixels)
+
+
+def write_image(picture: Picture, path: str | os.PathLike[str], *, quality: int = 95) -> None:
+    """Encode `picture` to `path` (format from the suffix) atomically.
+
+    16-bit pictures stay 16-bit in PNG and TIFF; JPEG, WebP and BMP are 8-bit. Alpha is kept
+    where the format has it (PNG, WebP, TIFF) and dropped otherwise.
+    """
+    path = Path(path)
+    fmt = FORMAT_BY_SUFFIX.get(path.suffix.lower())
+    if fmt is None:
+        raise MemNetError(
+            f"{path}: unsupported output extension {path.suffix!r}; use one of {', '.join(FORMAT_BY_SUFFIX)}"
+        )
+    if not path.parent.exists():
+        raise MemNetError(f"{path}: output folder {path.parent} does not exist")
+    if path.is_dir():
+        raise MemNetError(f"{path}: is a folder; give a file name for the output")
+    wide_colour = picture.bit_depth == 16 and (not picture.is_gray or picture.alpha is not None)
+    try:
+        if wide_colour and fmt == "PNG":
+            atomic_write_bytes(path, _encode_png16(picture))
+            return
+        if picture.bit_depth == 16 and fmt == "TIFF":
+            with atomic_path(path) as tmp:
+                _write_tiff16(picture, tmp)
+            return
+        image = _pil_for(picture, fmt)
+        options: dict[str, object] = {}
+        if picture.icc_profile and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+            options["icc_profile"] = picture.icc_profile
+        if picture.exif and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+            options["exif"] = picture.exif
+        if fmt in ("JPEG", "WEBP"):
+            options["quality"] = int(quality)
+        with atomic_path(path) as tmp:
+            image.save(tmp, format=fmt, **options)
+    except OSError as error:
+        raise MemNetError(f"{path}: cannot write image ({error.strerror or error})") from None
