@@ -256,7 +256,7 @@ def report(results: dict[str, Any], quick: bool) -> str:
         f"{train_gflops:.0f} | {pct(train_gflops)} | {train['data_wait_ms']:.1f} ms |",
         "",
         f"Recipe configs/sr-m6r6-cpu.yaml (batch {BATCH}, 2 threads), median of "
-        f"{train['steps']} steps after 2 warm-up steps, through memnet.train's own loop and "
+        f"{train['steps']} steps after 2 warm-up steps, through memnet.training's own loop and "
         f"data pipeline (a background thread makes a batch in {train['batch_ms']:.0f} ms).",
         "",
         "## The earlier PyTorch port's network",
