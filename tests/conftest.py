@@ -28,3 +28,23 @@ def datasets() -> Path:
 @pytest.fixture(autouse=True)
 def _deterministic_threads() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def video_clip(tmp_path: Path) -> Path:
+    """A short clip with an audio track (tests/test_video.py makes it); skips without PyAV."""
+    pytest.importorskip("av", reason="video restoration needs the video extra (PyAV)")
+    from test_video import make_clip
+
+    return make_clip(tmp_path / "clip.mp4")
+
+
+@pytest.fixture
+def random_denoise_weights(tmp_path: Path) -> Path:
+    """A tiny denoising network with random weights, which changes every pixel."""
+    from memnet.model import MemNet
+    from memnet.weights.files import save_weights
+
+    weights = tmp_path / "tiny.safetensors"
+    save_weights(MemNet(2, 2, 8), weights, {"task": "denoise"})
+    return weights

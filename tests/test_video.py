@@ -12,10 +12,8 @@ av = pytest.importorskip("av", reason="video restoration needs the video extra (
 
 import memnet  # noqa: E402
 from memnet.cli import main  # noqa: E402
-from memnet.model import MemNet  # noqa: E402
 from memnet.video import EncodeOptions, restore_video  # noqa: E402
 from memnet.video.frames import frame_to_array, layout_of  # noqa: E402
-from memnet.weights.files import save_weights  # noqa: E402
 
 FRAMES = 10
 RATE = Fraction(24)
@@ -97,28 +95,16 @@ def decoded(path: Path) -> tuple[list[object], object]:
         return frames, (stream.average_rate, stream.frames, container.duration)
 
 
-@pytest.fixture
-def clip(tmp_path: Path) -> Path:
-    return make_clip(tmp_path / "clip.mp4")
-
-
-@pytest.fixture
-def tiny_weights(tmp_path: Path) -> Path:
-    weights = tmp_path / "tiny.safetensors"
-    save_weights(MemNet(2, 2, 8), weights, {"task": "denoise"})  # random: changes every pixel
-    return weights
-
-
 def test_video_output_frames_equal_restoring_each_frame_as_an_image(
-    clip: Path, tiny_weights: Path, tmp_path: Path
+    video_clip: Path, random_denoise_weights: Path, tmp_path: Path
 ) -> None:
-    restorer = memnet.load(tiny_weights, task="denoise")
+    restorer = memnet.load(random_denoise_weights, task="denoise")
     target = tmp_path / "out.mp4"
     # ffv1 in RGB is lossless, so the decoded output is exactly what was restored.
     options = EncodeOptions(codec="ffv1", pix_fmt="bgr0")
-    result = restore_video(restorer, clip, target, options=options)
+    result = restore_video(restorer, video_clip, target, options=options)
     assert (result.frames, result.encoder, result.copied_streams) == (FRAMES, "ffv1", 2)
-    inputs, _ = decoded(clip)
+    inputs, _ = decoded(video_clip)
     outputs, _ = decoded(target)
     assert len(outputs) == len(inputs) == FRAMES
     for source, restored in zip(inputs, outputs, strict=True):
@@ -126,21 +112,30 @@ def test_video_output_frames_equal_restoring_each_frame_as_an_image(
         assert not np.array_equal(as_image, frame_to_array(source, layout_of(source)))
         assert np.array_equal(restored.to_ndarray(format="rgb24"), as_image)
         assert restored.pts is not None
-    assert [p[0] for p in packets(target, "audio")] == [p[0] for p in packets(clip, "audio")]
+    assert [p[0] for p in packets(target, "audio")] == [p[0] for p in packets(video_clip, "audio")]
 
 
 def test_cli_restores_a_folder_of_videos_and_images_keeping_time_and_streams(
-    clip: Path, tiny_weights: Path, tmp_path: Path
+    video_clip: Path, random_denoise_weights: Path, tmp_path: Path
 ) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
-    clip.rename(folder / "clip.mp4")
+    video_clip.rename(folder / "clip.mp4")
     from PIL import Image
 
     Image.fromarray(_picture(0)).save(folder / "still.png")
     out = tmp_path / "out"
     code = main(
-        ["restore", "-i", str(folder), "-o", str(out), "--weights", str(tiny_weights), "-q"]
+        [
+            "restore",
+            "-i",
+            str(folder),
+            "-o",
+            str(out),
+            "--weights",
+            str(random_denoise_weights),
+            "-q",
+        ]
     )
     assert code == 0
     assert (out / "still.png").is_file()
@@ -159,7 +154,7 @@ def test_cli_restores_a_folder_of_videos_and_images_keeping_time_and_streams(
     assert len(packets(source, "audio")) > 1
 
 
-def test_full_range_survives_the_colour_round_trip(clip: Path, tmp_path: Path) -> None:
+def test_full_range_survives_the_colour_round_trip(video_clip: Path, tmp_path: Path) -> None:
     """Full-range frames decode to the pictures they were made from, and an identity restore
     into a lossless codec in the input's own format gives back the same Y plane.
 
@@ -169,9 +164,9 @@ def test_full_range_survives_the_colour_round_trip(clip: Path, tmp_path: Path) -
     levels at the ends of the ramp."""
     target = tmp_path / "same.mp4"
     restorer = memnet.load("identity", task="denoise")
-    result = restore_video(restorer, clip, target, options=EncodeOptions(codec="ffv1"))
+    result = restore_video(restorer, video_clip, target, options=EncodeOptions(codec="ffv1"))
     assert result.pix_fmt == "yuv420p"
-    inputs, _ = decoded(clip)
+    inputs, _ = decoded(video_clip)
     outputs, _ = decoded(target)
     for index, (source, restored) in enumerate(zip(inputs, outputs, strict=True)):
         rgb = frame_to_array(source, layout_of(source)).astype(int)
@@ -181,7 +176,7 @@ def test_full_range_survives_the_colour_round_trip(clip: Path, tmp_path: Path) -
         assert np.abs(y_in - y_out).max() <= 2
 
 
-def test_an_interrupted_run_leaves_no_output(clip: Path, tmp_path: Path) -> None:
+def test_an_interrupted_run_leaves_no_output(video_clip: Path, tmp_path: Path) -> None:
     target = tmp_path / "out" / "clip.mp4"
     target.parent.mkdir()
 
@@ -190,12 +185,12 @@ def test_an_interrupted_run_leaves_no_output(clip: Path, tmp_path: Path) -> None
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        restore_video(memnet.load("identity", task="denoise"), clip, target, progress=stop)
+        restore_video(memnet.load("identity", task="denoise"), video_clip, target, progress=stop)
     assert list(target.parent.iterdir()) == []
 
 
 def test_bad_video_and_mismatched_names_get_one_line_errors(
-    clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    video_clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video at all")
@@ -220,7 +215,7 @@ def test_bad_video_and_mismatched_names_get_one_line_errors(
             [
                 "restore",
                 "-i",
-                str(clip),
+                str(video_clip),
                 "-o",
                 str(tmp_path / "o.png"),
                 "--task",
@@ -236,7 +231,7 @@ def test_bad_video_and_mismatched_names_get_one_line_errors(
             [
                 "restore",
                 "-i",
-                str(clip),
+                str(video_clip),
                 "-o",
                 str(tmp_path / "o.mp4"),
                 "--task",

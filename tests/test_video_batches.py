@@ -12,25 +12,13 @@ av = pytest.importorskip("av", reason="video restoration needs the video extra (
 
 import memnet  # noqa: E402
 from memnet.inference.engine import Restorer  # noqa: E402
-from memnet.model import MemNet  # noqa: E402
 from memnet.video import EncodeOptions, restore_video  # noqa: E402
 from memnet.video.frames import frame_to_array, layout_of  # noqa: E402
-from memnet.weights.files import save_weights  # noqa: E402
-from test_video import FRAMES, HEIGHT, WIDTH, decoded, make_clip  # noqa: E402
+
+# the video_clip and weights fixtures of the frame-by-frame tests, shared
+from test_video import FRAMES, HEIGHT, WIDTH, decoded  # noqa: E402
 
 LOSSLESS = EncodeOptions(codec="ffv1", pix_fmt="bgr0")  # decoded output == what was restored
-
-
-@pytest.fixture
-def clip(tmp_path: Path) -> Path:
-    return make_clip(tmp_path / "clip.mp4")
-
-
-@pytest.fixture
-def tiny_weights(tmp_path: Path) -> Path:
-    weights = tmp_path / "tiny.safetensors"
-    save_weights(MemNet(2, 2, 8), weights, {"task": "denoise"})  # random: changes every pixel
-    return weights
 
 
 def counted_passes(engine: Restorer, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -48,16 +36,18 @@ def counted_passes(engine: Restorer, monkeypatch: pytest.MonkeyPatch) -> list[in
 
 @pytest.mark.parametrize("frames_per_pass", [4, 3])
 def test_batched_frames_keep_count_order_time_and_equal_each_frame_alone(
-    clip: Path,
-    tiny_weights: Path,
+    video_clip: Path,
+    random_denoise_weights: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     frames_per_pass: int,
 ) -> None:
-    restorer = memnet.load(tiny_weights, task="denoise", device="cpu")  # rgb: 3 planes a frame
+    restorer = memnet.load(
+        random_denoise_weights, task="denoise", device="cpu"
+    )  # rgb: 3 planes a frame
     engine = restorer.restorer
     assert engine is not None
-    inputs, _ = decoded(clip)
+    inputs, _ = decoded(video_clip)
     alone = [restorer(frame_to_array(f, layout_of(f))) for f in inputs]
     # A budget for `frames_per_pass` frames' planes (and half a plane more), and batching on.
     budget = int((3 * frames_per_pass + 0.5) * HEIGHT * WIDTH * engine.bytes_per_pixel)
@@ -67,7 +57,7 @@ def test_batched_frames_keep_count_order_time_and_equal_each_frame_alone(
     progress: list[tuple[int, int | None]] = []
     target = tmp_path / "out.mp4"
     result = restore_video(
-        restorer, clip, target, options=LOSSLESS, progress=lambda *a: progress.append(a)
+        restorer, video_clip, target, options=LOSSLESS, progress=lambda *a: progress.append(a)
     )
     # FRAMES is not a multiple of either size: the last, shorter batch is kept.
     full, rest = divmod(FRAMES, frames_per_pass)
@@ -85,17 +75,17 @@ def test_batched_frames_keep_count_order_time_and_equal_each_frame_alone(
 
 
 def test_on_the_cpu_frames_run_one_pass_each_exactly_as_before(
-    clip: Path, tiny_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    video_clip: Path, random_denoise_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    restorer = memnet.load(tiny_weights, task="denoise", device="cpu")
+    restorer = memnet.load(random_denoise_weights, task="denoise", device="cpu")
     engine = restorer.restorer
     assert engine is not None
     monkeypatch.setattr(engine, "memory_budget", lambda: 1 << 40)  # room for many frames
     passes = counted_passes(engine, monkeypatch)
-    restore_video(restorer, clip, tmp_path / "out.mp4", options=LOSSLESS)
+    restore_video(restorer, video_clip, tmp_path / "out.mp4", options=LOSSLESS)
     assert passes == [1] * (3 * FRAMES)
     outputs, _ = decoded(tmp_path / "out.mp4")
-    inputs, _ = decoded(clip)
+    inputs, _ = decoded(video_clip)
     for source, restored in zip(inputs, outputs, strict=True):
         as_image = restorer(frame_to_array(source, layout_of(source)))
         assert np.array_equal(restored.to_ndarray(format="rgb24"), as_image)
