@@ -103,6 +103,8 @@ class PatchSource(ABC):
     """Draws aligned (network input, ground truth) patch batches, float32 in [0, 1] units."""
 
     def __init__(self, truths: list[Uint8Image], patch_size: int) -> None:
+        if not truths:
+            raise MemNetError(f"no training image is at least {patch_size}x{patch_size} px")
         self.patch_size = patch_size
         self.truths = truths
         # Pick images in proportion to their patch positions, as a dense patch grid would.
@@ -135,6 +137,21 @@ class PatchSource(ABC):
         ops = rng.integers(0, 8, batch) if augment else np.zeros(batch, dtype=np.int64)
         return which, tops, lefts, ops
 
+    def _truth_patches(
+        self,
+        which: NDArray[np.intp],
+        tops: NDArray[np.intp],
+        lefts: NDArray[np.intp],
+        ops: NDArray[np.int64],
+    ) -> NDArray[np.float32]:
+        """The drawn windows of the ground truth, flipped/rotated, float32 in [0, 1] units."""
+        p = self.patch_size
+        y = np.empty((len(which), p, p), dtype=np.float32)
+        for i, (k, top, left, op) in enumerate(zip(which, tops, lefts, ops, strict=True)):
+            y[i] = _dihedral(self.truths[k][top : top + p, left : left + p], int(op))
+        y /= np.float32(255)
+        return y
+
     @abstractmethod
     def sample(
         self, rng: np.random.Generator, batch: int, augment: bool
@@ -151,8 +168,6 @@ class PairedPatches(PatchSource):
     def __init__(
         self, inputs: list[NDArray[np.generic]], truths: list[Uint8Image], patch_size: int
     ) -> None:
-        if not inputs:
-            raise MemNetError(f"no training image is at least {patch_size}x{patch_size} px")
         super().__init__(truths, patch_size)
         self.inputs = inputs
         self._uint8_inputs = inputs[0].dtype == np.uint8
@@ -163,15 +178,11 @@ class PairedPatches(PatchSource):
         p = self.patch_size
         which, tops, lefts, ops = self._draw(rng, batch, augment)
         x = np.empty((batch, p, p), dtype=np.float32)
-        y = np.empty((batch, p, p), dtype=np.float32)
         for i, (k, top, left, op) in enumerate(zip(which, tops, lefts, ops, strict=True)):
-            window = (slice(top, top + p), slice(left, left + p))
-            x[i] = _dihedral(self.inputs[k][window], int(op))
-            y[i] = _dihedral(self.truths[k][window], int(op))
+            x[i] = _dihedral(self.inputs[k][top : top + p, left : left + p], int(op))
         if self._uint8_inputs:
             x /= np.float32(255)
-        y /= np.float32(255)
-        return x, y
+        return x, self._truth_patches(which, tops, lefts, ops)
 
 
 class CompressedViews(PatchSource):
@@ -187,8 +198,6 @@ class CompressedViews(PatchSource):
     def __init__(
         self, views: list[list[Uint8Image]], truths: list[Uint8Image], patch_size: int
     ) -> None:
-        if not views:
-            raise MemNetError(f"no training image is at least {patch_size}x{patch_size} px")
         super().__init__(truths, patch_size)
         self.views = views
 
@@ -198,16 +207,12 @@ class CompressedViews(PatchSource):
         p = self.patch_size
         which, tops, lefts, ops = self._draw(rng, batch, augment)
         x = np.empty((batch, p, p), dtype=np.float32)
-        y = np.empty((batch, p, p), dtype=np.float32)
         for i, (k, top, left, op) in enumerate(zip(which, tops, lefts, ops, strict=True)):
-            truth = self.truths[k]
-            y[i] = _dihedral(truth[top : top + p, left : left + p], int(op))
-            height, width = truth.shape
+            height, width = self.truths[k].shape
             row, col = _window_under(int(op), int(top), int(left), height, width, p)
             x[i] = self.views[k][int(op)][row : row + p, col : col + p]
         x /= np.float32(255)
-        y /= np.float32(255)
-        return x, y
+        return x, self._truth_patches(which, tops, lefts, ops)
 
 
 def compressed_views(task: Deblock, truth: Uint8Image, *, augment: bool) -> list[Uint8Image]:
@@ -232,8 +237,6 @@ class DenoisePatches(PatchSource):
         sigmas: Sequence[float] = (),
         sigma_range: tuple[float, float] | None = None,
     ) -> None:
-        if not truths:
-            raise MemNetError(f"no training image is at least {patch_size}x{patch_size} px")
         super().__init__(truths, patch_size)
         self.sigmas = np.asarray(sigmas, dtype=np.float32)
         self.sigma_range = sigma_range
@@ -242,11 +245,7 @@ class DenoisePatches(PatchSource):
         self, rng: np.random.Generator, batch: int, augment: bool
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         p = self.patch_size
-        which, tops, lefts, ops = self._draw(rng, batch, augment)
-        y = np.empty((batch, p, p), dtype=np.float32)
-        for i, (k, top, left, op) in enumerate(zip(which, tops, lefts, ops, strict=True)):
-            y[i] = _dihedral(self.truths[k][top : top + p, left : left + p], int(op))
-        y /= np.float32(255)
+        y = self._truth_patches(*self._draw(rng, batch, augment))
         if self.sigma_range is not None:
             low, high = self.sigma_range
             sigma = rng.uniform(low, high, batch).astype(np.float32)
