@@ -31,6 +31,11 @@ def batching(restorer: Restorer, monkeypatch: pytest.MonkeyPatch, frames: float)
     budget = int(frames * HEIGHT * WIDTH * restorer.bytes_per_pixel)
     restorer.batch_images = True
     monkeypatch.setattr(restorer, "memory_budget", lambda: budget)
+    return counted_passes(restorer, monkeypatch)
+
+
+def counted_passes(restorer: Restorer, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The batch size of every forward pass `restorer` runs from now on."""
     passes: list[int] = []
     network = restorer._network
 

@@ -6,32 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 av = pytest.importorskip("av", reason="video restoration needs the video extra (PyAV)")
 
 import memnet  # noqa: E402
-from memnet.inference.engine import Restorer  # noqa: E402
 from memnet.video import EncodeOptions, restore_video  # noqa: E402
 from memnet.video.frames import frame_to_array, layout_of  # noqa: E402
 
 # the video_clip and weights fixtures of the frame-by-frame tests, shared
+from test_restore_batches import counted_passes  # noqa: E402
 from test_video import FRAMES, HEIGHT, WIDTH, decoded  # noqa: E402
 
 LOSSLESS = EncodeOptions(codec="ffv1", pix_fmt="bgr0")  # decoded output == what was restored
-
-
-def counted_passes(engine: Restorer, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The batch size of every forward pass `engine` runs from now on."""
-    passes: list[int] = []
-    network = engine._network
-
-    def counted(x: torch.Tensor) -> torch.Tensor:
-        passes.append(int(x.shape[0]))
-        return network(x)
-
-    monkeypatch.setattr(engine, "_network", counted)
-    return passes
 
 
 @pytest.mark.parametrize("frames_per_pass", [4, 3])
