@@ -17,6 +17,7 @@ Models are loaded by memnet.weights.loading.load_model, like every command loads
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -37,6 +38,7 @@ from memnet.inference.engine import ProgressCallback, Restorer
 from memnet.inference.pictures import (
     COLOR_MODES,
     check_one_size,
+    network_channels,
     resolve_color,
     restore_picture,
     restore_pictures,
@@ -119,7 +121,7 @@ class ImageRestorer:
             # One plan for every channel: the memory budget is read once per picture.
             plan = restorer.plan(*task.output_shape(picture.height, picture.width))
             # Count forward windows over all channels that go through the network.
-            total = self._passes(picture, task) * plan.units
+            total = self._passes(picture.is_gray, task) * plan.units
             finished = 0
 
             def network(channel: NDArray[np.floating]) -> NDArray[np.floating]:
@@ -145,16 +147,15 @@ class ImageRestorer:
         if self.restorer is None:
             return 1
         if isinstance(image, Picture):
-            picture = image
+            height, width, is_gray = image.height, image.width, image.is_gray
         else:
             shape = np.shape(image)
-            if (
-                len(shape) in (2, 3)
-                and self.restorer.batch_limit(*task.output_shape(*shape[:2])) <= 1
-            ):
-                return 1  # known without converting the array (always so on the CPU)
-            picture = picture_from_array(image)
-        return self._pictures_per_pass(picture, task)
+            if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 2, 3, 4)):
+                picture_from_array(image)  # not a picture: its one-line reason
+            height, width = shape[:2]
+            is_gray = len(shape) == 2 or shape[2] in (1, 2)  # as picture_from_array reads it
+        limit = self.restorer.batch_limit(*task.output_shape(height, width))
+        return max(1, limit // self._passes(is_gray, task))
 
     def restore_batch(
         self, images: Sequence[NDArray[Any]], **levels: float | None
@@ -173,25 +174,25 @@ class ImageRestorer:
         if not pictures:
             return []
         check_one_size(pictures)
-        size = self._pictures_per_pass(pictures[0], task)
-        if self.restorer is None or size <= 1:
-            return [self.restore_task(picture, task) for picture in pictures]
+        first = pictures[0]
         restorer = self.restorer
+        if restorer is None or not restorer.batch_images:
+            return [self.restore_task(picture, task) for picture in pictures]
+        # One plan for the whole group: the budget is read once, not per picture or pass.
+        plan = restorer.plan(*task.output_shape(first.height, first.width))
+        size = max(1, restorer.images_per_pass(plan) // self._passes(first.is_gray, task))
+        if size <= 1:
+            return [self.restore_task(picture, task) for picture in pictures]
+        network = functools.partial(restorer.restore_batch, plan=plan)
         restored: list[Picture] = []
-        for first in range(0, len(pictures), size):
-            group = list(pictures[first : first + size])
-            restored += restore_pictures(group, task, restorer.restore_batch, color=self.color)
+        for start in range(0, len(pictures), size):
+            group = list(pictures[start : start + size])
+            restored += restore_pictures(group, task, network, color=self.color)
         return restored
 
-    def _pictures_per_pass(self, picture: Picture, task: Task) -> int:
-        if self.restorer is None:
-            return 1
-        height, width = task.output_shape(picture.height, picture.width)
-        return max(1, self.restorer.batch_limit(height, width) // self._passes(picture, task))
-
-    def _passes(self, picture: Picture, task: Task) -> int:
-        """How many of the picture's planes go through the network (see pictures.py)."""
-        return 1 if picture.is_gray or resolve_color(self.color, task) == "y" else 3
+    def _passes(self, is_gray: bool, task: Task) -> int:
+        """How many of a picture's planes go through the network (pictures.network_channels)."""
+        return len(network_channels(is_gray, resolve_color(self.color, task)))
 
     def windows(self, picture: Picture, **levels: float | None) -> int:
         """Progress steps (tiles, or bands of streamed rows) for `picture`; 0 for the baseline."""
@@ -199,7 +200,7 @@ class ImageRestorer:
             return 0
         task = self.make_task(**levels)
         plan = self.restorer.plan(*task.output_shape(picture.height, picture.width))
-        return self._passes(picture, task) * plan.units
+        return self._passes(picture.is_gray, task) * plan.units
 
     @overload
     def __call__(self, image: NDArray[Any], **levels: float | None) -> NDArray[Any]: ...

@@ -158,12 +158,16 @@ class Restorer:
         return self.planner.plan(height, width, self.memory_budget() if budget is None else budget)
 
     def batch_limit(self, height: int, width: int, budget: int | None = None) -> int:
-        """How many H × W images `restore_batch` runs in one forward pass: as many as fit the
-        budget one image would get (`Planner.images_per_pass`), 1 when `batch_images` is off."""
+        """How many H × W images `restore_batch` runs in one forward pass (`images_per_pass`
+        of their plan); 1 when `batch_images` is off, known without reading the budget."""
         if not self.batch_images:
             return 1
-        budget = self.memory_budget() if budget is None else budget
-        return self.planner.images_per_pass(height, width, budget)
+        return self.images_per_pass(self.plan(height, width, budget))
+
+    def images_per_pass(self, plan: Plan) -> int:
+        """How many images of `plan`'s size run in one forward pass: as many as fit the budget
+        one image would get (`Planner.images_per_pass`), 1 when `batch_images` is off."""
+        return self.planner.images_per_pass(plan) if self.batch_images else 1
 
     def tile_count(self, height: int, width: int) -> int:
         """Progress steps of one call on an H × W image: `plan(H, W).units`."""
@@ -231,9 +235,10 @@ class Restorer:
     def restore_batch(
         self, images: Sequence[NDArray[np.floating]], *, plan: Plan | None = None
     ) -> list[NDArray[np.floating]]:
-        """Restore (H, W) network inputs of one size, `batch_limit(H, W)` per forward pass;
-        each result is what `self(image, plan=plan)` returns (within float32 rounding where
-        the device's batched kernels sum in another order)."""
+        """Restore (H, W) network inputs of one size, `images_per_pass(plan)` per forward pass
+        (`plan`: the one for their size, made here if not given); each result is what
+        `self(image, plan=plan)` returns (within float32 rounding where the device's batched
+        kernels sum in another order)."""
         arrays = [_network_input(image) for image in images]
         if not arrays:
             return []
@@ -247,10 +252,10 @@ class Restorer:
             raise ValueError(
                 f"the plan is for {plan.height}x{plan.width} images, got shape {shape}"
             )
-        limit = self.batch_limit(height, width, plan.budget)
+        limit = self.images_per_pass(plan)
         if limit <= 1 or len(arrays) == 1:
             return [self(array, plan=plan) for array in arrays]
-        (batch,) = plan.views[0].batches  # one image runs whole (batch_limit says so)
+        (batch,) = plan.views[0].batches  # one image runs whole (images_per_pass says so)
         restored: list[NDArray[np.floating]] = []
         for first in range(0, len(arrays), limit):
             group = arrays[first : first + limit]

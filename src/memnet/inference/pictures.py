@@ -117,6 +117,12 @@ def restore_picture(
     return _with_alpha(picture, task, pixels, dtype)
 
 
+def network_channels(is_gray: bool, mode: ColorMode) -> tuple[int, ...]:
+    """Which planes of a picture go through the network: the gray plane, Y alone (`y`), or all
+    three RGB or YCbCr planes; the others are only prepared (bicubic for SR)."""
+    return (0,) if is_gray or mode == "y" else (0, 1, 2)
+
+
 def check_one_size(pictures: Sequence[Picture]) -> None:
     """Refuse pictures restored together that differ in size or in being gray."""
     first = pictures[0]
@@ -144,7 +150,7 @@ def restore_pictures(
     first = pictures[0]
     out_h, out_w = check_size(first.height, first.width, task)
     mode = resolve_color(color, task)
-    channels = (0,) if first.is_gray or mode == "y" else (0, 1, 2)
+    channels = network_channels(first.is_gray, mode)
     inputs: list[NDArray[np.floating]] = []
     kept: list[list[NDArray[np.floating] | None]] = []  # Y/Cb/Cr planes that stay for merging
     for picture in pictures:

@@ -233,12 +233,13 @@ class Planner:
                 batches.append(self._batch(chunk, win_h, win_w, budget))
         return Layout(height, width, "tiled", grid, tuple(batches))
 
-    def images_per_pass(self, height: int, width: int, budget: int) -> int:
-        """How many H × W images fit one forward pass together within `budget` (the memory
-        one image's plan may use): 1 unless one image runs whole, without self-ensemble."""
-        if self.self_ensemble or self.layout(height, width, budget).how != "whole":
+    def images_per_pass(self, plan: Plan) -> int:
+        """How many images of `plan`'s size fit one forward pass together within its budget
+        (the memory one image's plan may use): 1 unless one image runs whole, without
+        self-ensemble."""
+        if self.self_ensemble or plan.how != "whole":
             return 1
-        return self._batch_size(height * width, budget)
+        return self._batch_size(plan.height * plan.width, plan.budget)
 
     def _grid(self, height: int, width: int, budget: int) -> TileGrid | None:
         if self.tile is not None:
