@@ -16,7 +16,7 @@ import yaml
 from memnet.evaluation.benchmark import baseline, evaluate, load_set
 from memnet.inference.engine import Restorer
 from memnet.model import PRESETS, MemNetConfig, summarize
-from memnet.tasks import TASK_KINDS, make_task
+from memnet.tasks import make_task, task_kinds
 from memnet.weights import zoo
 from memnet.weights.files import (
     CONFIG_KEY,
@@ -36,7 +36,7 @@ BASELINE = {"sr": "bicubic", "denoise": "identity", "jpeg": "identity"}
 
 
 def test_every_task_has_exactly_one_default_released_model() -> None:
-    for task in TASK_KINDS:
+    for task in task_kinds():
         marked = [e for e in zoo.REGISTRY.values() if e.task == task and e.default]
         assert len(marked) == 1, f"{task}: {len(marked)} default models"
         assert zoo.default_model(task) is marked[0]

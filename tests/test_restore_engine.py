@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from memnet.devices import resolve_device, resolve_dtype
 from memnet.errors import MemNetError
 from memnet.inference import engine
-from memnet.inference.engine import Restorer, resolve_device, resolve_dtype
+from memnet.inference.engine import Restorer
 from memnet.inference.memory import plain_bytes_per_pixel
 from memnet.inference.planning import TileGrid
 from memnet.model import MemNet, create_model, exact_context

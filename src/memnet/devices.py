@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from memnet.device_names import DEVICE_HELP, DEVICE_NAMES, DTYPE_NAMES
+from memnet.device_names import DEVICE_NAMES, DTYPE_NAMES
 from memnet.errors import MemNetError
 
 __all__ = [
-    "DEVICE_HELP",
-    "DEVICE_NAMES",
     "DTYPES",
     "mps_available",
     "resolve_device",

@@ -30,14 +30,13 @@ from typing import ClassVar, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
+from memnet.errors import MemNetError
 from memnet.imaging.color import rgb2gray, rgb2ycbcr, round_to_uint8
 from memnet.imaging.noise import add_gaussian_noise
 from memnet.imaging.resize import imresize, imresize_rows, modcrop
 
 __all__ = [
     "TASKS",
-    "TASK_CLASSES",
-    "TASK_KINDS",
     "Deblock",
     "Denoise",
     "Score",
@@ -45,6 +44,7 @@ __all__ = [
     "Task",
     "baseline_methods",
     "baselines_in_words",
+    "check_kind",
     "kinds_in_words",
     "level_names",
     "make_task",
@@ -498,12 +498,6 @@ def _check_order(low: float, high: float) -> None:
         raise ValueError(f"range must be [low, high] with low < high, got [{low:g}, {high:g}]")
 
 
-#: The earlier names: the registry itself, and the kinds built into memnet. Code reads
-#: `task_kinds()`, which includes tasks registered later.
-TASK_CLASSES = TASKS
-TASK_KINDS: tuple[str, ...] = tuple(TASKS)
-
-
 def task_kinds() -> tuple[str, ...]:
     """The kinds of every registered task, e.g. ('sr', 'denoise', 'jpeg')."""
     return tuple(TASKS)
@@ -536,9 +530,17 @@ def task_class(kind: str) -> type[Task]:
     try:
         return TASKS[kind]
     except KeyError:
-        raise ValueError(
-            f"unknown task {kind!r}; choose one of {', '.join(task_kinds())}"
-        ) from None
+        raise ValueError(_unknown_kind(kind)) from None
+
+
+def check_kind(kind: str) -> None:
+    """A one-line MemNetError unless `kind` is a registered task."""
+    if kind not in TASKS:
+        raise MemNetError(_unknown_kind(kind))
+
+
+def _unknown_kind(kind: str) -> str:
+    return f"unknown task {kind!r}; choose one of {', '.join(task_kinds())}"
 
 
 def baseline_methods() -> tuple[str, ...]:

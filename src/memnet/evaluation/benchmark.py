@@ -37,7 +37,7 @@ from memnet.fsutil import atomic_path
 from memnet.imaging.color import round_to_uint8
 from memnet.imaging.noise import noise_generator
 from memnet.imaging.reading import read_luminance
-from memnet.tasks import Task, baseline_methods, make_task, task_class, task_kinds
+from memnet.tasks import Task, baseline_methods, check_kind, make_task, task_class
 
 __all__ = [
     "BenchmarkSet",
@@ -74,8 +74,7 @@ def baseline(name: str, kind: str) -> Method:
 
 def make_tasks(kind: str, levels: Sequence[float]) -> list[Task]:
     """One task per level, in the given order, with duplicates removed."""
-    if kind not in task_kinds():
-        raise MemNetError(f"unknown task {kind!r}; choose one of {', '.join(task_kinds())}")
+    check_kind(kind)
     if not levels:
         raise MemNetError("no levels given (scales, sigmas or qualities)")
     tasks: list[Task] = []

@@ -36,14 +36,14 @@ from memnet.imaging.reading import picture_from_pil, read_image
 from memnet.imaging.writing import picture_to_pil, write_image
 from memnet.inference.engine import ProgressCallback, Restorer
 from memnet.inference.pictures import (
-    COLOR_MODES,
+    check_color_mode,
     check_one_size,
     network_channels,
     resolve_color,
     restore_picture,
     restore_pictures,
 )
-from memnet.tasks import Task, level_names, task_class, task_kinds
+from memnet.tasks import Task, check_kind, level_names, task_class, task_kinds
 from memnet.weights import zoo
 from memnet.weights.loading import BASELINE_METHODS, LoadedModel, load_model
 
@@ -271,8 +271,7 @@ def load(
     if name_or_path is None:
         if task is None:
             raise MemNetError("give a model name, a weights file or a task")
-        if task not in task_kinds():
-            raise MemNetError(f"unknown task {task!r}; choose one of {', '.join(task_kinds())}")
+        check_kind(task)
         name_or_path = zoo.default_model(task).name
     loaded = load_model(name_or_path, task=task, unsafe_load=unsafe_load)
     if loaded.task is None:
@@ -284,6 +283,7 @@ def load(
         for key, value in _checked_levels(levels).items()
         if value is not None and not (isinstance(value, float) and math.isnan(value))
     }
+    check_color_mode(color)  # before a network is built for nothing
     restorer = None
     if loaded.network is None:
         # no network to run, but a device or dtype that cannot work is refused all the same
@@ -297,8 +297,6 @@ def load(
             dtype=dtype,
             self_ensemble=self_ensemble,
         )
-    if color not in COLOR_MODES:
-        raise MemNetError(f"unknown colour mode {color!r}; use {', '.join(COLOR_MODES)}")
     result = ImageRestorer(loaded, chosen, restorer, color=color, levels=given)
     if given:
         result.make_task()  # a bad level fails here, not at the first image

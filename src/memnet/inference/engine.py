@@ -19,21 +19,13 @@ from numpy.typing import NDArray
 from torch import nn
 
 from memnet import devices
-
-# The device and dtype resolvers live in memnet.devices; re-exported for earlier callers.
-from memnet.devices import DTYPES, resolve_device, resolve_dtype
 from memnet.inference.fast_network import InferenceMemNet, fused_conv_available
 from memnet.inference.memory import memory_budget, plain_bytes_per_pixel
 from memnet.inference.planning import PROGRESS_ROWS, Batch, Layout, Plan, Planner
 from memnet.inference.streaming import StreamedMemNet
 from memnet.model import MemNet, exact_context
 
-__all__ = [
-    "DTYPES",
-    "Restorer",
-    "resolve_device",
-    "resolve_dtype",
-]
+__all__ = ["Restorer"]
 
 
 ProgressCallback = Callable[[int, int], None]

@@ -54,10 +54,15 @@ BatchNetwork = Callable[[list[NDArray[np.floating]]], list[NDArray[np.floating]]
 BAND_PIXELS = 1 << 20
 
 
-def resolve_color(mode: str, task: Task) -> ColorMode:
-    """The colour handling for `task`: `auto` becomes the task's own (`Task.default_color`)."""
+def check_color_mode(mode: str) -> None:
+    """A one-line error unless `mode` is one of COLOR_MODES."""
     if mode not in COLOR_MODES:
         raise MemNetError(f"unknown colour mode {mode!r}; use {', '.join(COLOR_MODES)}")
+
+
+def resolve_color(mode: str, task: Task) -> ColorMode:
+    """The colour handling for `task`: `auto` becomes the task's own (`Task.default_color`)."""
+    check_color_mode(mode)
     chosen = task.default_color if mode == "auto" else mode
     if chosen not in COLOR_MODES or chosen == "auto":
         raise MemNetError(f"task {task.kind!r} has no colour mode {chosen!r}")

@@ -10,14 +10,14 @@ from pathlib import Path
 from memnet.errors import MemNetError
 from memnet.inference.api import ImageRestorer
 from memnet.inference.folders import EXTENSIONS, output_suffix
-from memnet.inference.pictures import COLOR_MODES
+from memnet.inference.pictures import check_color_mode
 from memnet.tasks import (
     SuperResolution,
     Task,
     baselines_in_words,
+    check_kind,
     kinds_in_words,
     task_class,
-    task_kinds,
 )
 from memnet.weights import zoo
 from memnet.weights.loading import BASELINE_METHODS, LoadedModel, load_model
@@ -146,10 +146,9 @@ class Catalogue:
         output_format: str,
     ) -> RestoreOptions:
         """Check a request's choices; a ServeError-worthy problem raises MemNetError (→ 400)."""
-        if task is not None and task not in task_kinds():
-            raise MemNetError(f"unknown task {task!r}; choose one of {', '.join(task_kinds())}")
-        if color not in COLOR_MODES:
-            raise MemNetError(f"unknown colour mode {color!r}; use {', '.join(COLOR_MODES)}")
+        if task is not None:
+            check_kind(task)
+        check_color_mode(color)
         if output_format not in EXTENSIONS:
             raise MemNetError(
                 f"unknown output format {output_format!r}; use {', '.join(EXTENSIONS)}"

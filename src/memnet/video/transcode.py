@@ -38,7 +38,7 @@ from memnet.video.frames import (
     layout_of,
 )
 
-__all__ = ["EncodeOptions", "FrameProgress", "VideoResult", "restore_video"]
+__all__ = ["FrameProgress", "VideoResult", "restore_video"]
 
 # progress(frames done, frames expected or None when the container does not say)
 FrameProgress = Callable[[int, "int | None"], None]

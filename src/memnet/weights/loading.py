@@ -20,7 +20,7 @@ from memnet.devices import DTYPES
 from memnet.errors import MemNetError
 from memnet.fsutil import sha256_of
 from memnet.model import MemNet, exact_context
-from memnet.tasks import Task, baseline_methods, task_kinds
+from memnet.tasks import Task, baseline_methods, check_kind, task_kinds
 from memnet.weights import zoo
 from memnet.weights.files import load_any_weights, trained_for
 
@@ -84,8 +84,8 @@ def load_model(
     With `task`, a model trained for another task is refused and a model (or file) that does
     not say its task is taken to be for `task`. A pickle file needs `unsafe_load=True`.
     """
-    if task is not None and task not in task_kinds():
-        raise MemNetError(f"unknown task {task!r}; choose one of {', '.join(task_kinds())}")
+    if task is not None:
+        check_kind(task)
     text = os.fspath(name_or_path)
     if text in baseline_methods():
         return LoadedModel(None, text, task)
