@@ -50,3 +50,13 @@ def test_every_command_help_loads_no_heavy_library() -> None:
             f"    memnet.cli.main([{command!r}, '--help'])"
         )
         assert not loaded & HEAVY_FOR_THE_PARSER, command
+
+
+def test_a_command_that_needs_no_network_loads_no_pytorch() -> None:
+    # `memnet data list` runs cli.main's process-wide settings too: they must not pull PyTorch in.
+    loaded = modules_after(
+        "import contextlib, io, memnet.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert memnet.cli.main(['data', 'list']) == 0"
+    )
+    assert "torch" not in loaded

@@ -14,10 +14,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import statistics
 import sys
-
-import numpy as np
-import torch
 
 __all__ = ["ThreadTuner", "available_cores", "retain_freed_memory"]
 
@@ -45,7 +43,7 @@ class ThreadTuner:
         self._probing = 0  # index into choices while measuring, -1 while holding
         self._left = float(probe)  # steps left while measuring, seconds left while holding
         self.current = most
-        torch.set_num_threads(most)
+        _set_threads(most)
 
     def record(self, seconds: float) -> None:
         """Compute time of the step just taken at the current thread count."""
@@ -63,13 +61,20 @@ class ThreadTuner:
         if self._probing < len(self.choices):
             self._use(self.choices[self._probing], self.probe)
             return
-        medians = {n: float(np.median(t)) for n, t in self._times.items()}
+        medians = {n: statistics.median(t) for n, t in self._times.items()}
         self._probing = -1
         self._use(min(medians, key=lambda n: medians[n]), self.hold_s)
 
     def _use(self, threads: int, budget: float) -> None:
         self.current, self._left = threads, float(budget)
-        torch.set_num_threads(threads)
+        _set_threads(threads)
+
+
+def _set_threads(threads: int) -> None:
+    # PyTorch only when threads are tuned: every command imports this module at start-up.
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def retain_freed_memory() -> bool:

@@ -74,11 +74,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(dump_recipe(recipe))
         return 0
     # imported here so that `memnet --help` and --check stay fast
-    from memnet.cpu_settings import retain_freed_memory
     from memnet.training.throughput import measure_throughput
     from memnet.training.trainer import RunOptions, train
-
-    retain_freed_memory()
 
     if args.benchmark is not None:
         if args.benchmark < 1:
