@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from memnet.device_names import DEVICE_HELP
+from memnet.cli.options import DEVICE
 from memnet.errors import MemNetError
 from memnet.tasks import task_class, task_classes, task_kinds
 
@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--zoom", type=int, default=2, help="crop magnification (default 2)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--device", **DEVICE)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.set_defaults(handler=run)
 

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import fields
 from pathlib import Path
 
-from memnet.device_names import DEVICE_HELP, DTYPE_NAMES
+from memnet.cli.options import DEVICE, DTYPE, SELF_ENSEMBLE, TILE_PAD, UNSAFE_LOAD
 from memnet.evaluation.eval_job import default_levels
 from memnet.tasks import baseline_methods, task_classes, task_kinds
 
@@ -70,12 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument(
         "--weights", metavar="FILE", type=Path, help="a memnet .safetensors weights file"
     )
-    parser.add_argument(
-        "--unsafe-load",
-        action="store_true",
-        help="allow --weights to be a pickle (.pt/.pth/.ckpt), read with "
-        "torch.load(weights_only=True); only for files you trust",
-    )
+    parser.add_argument("--unsafe-load", **UNSAFE_LOAD)
     parser.add_argument(
         "--data-root",
         type=Path,
@@ -100,33 +95,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="network tile size in px (0 = whole image; default: the inference engine's)",
     )
-    parser.add_argument(
-        "--tile-pad",
-        type=int,
-        metavar="N",
-        help="context around each tile in pixels (default: half the receptive field, which "
-        "makes tiles identical to whole-image inference)",
-    )
+    parser.add_argument("--tile-pad", metavar="N", **TILE_PAD)
     parser.add_argument(
         "--authors-tiles",
         action="store_true",
         help="run the network on the authors' test-script tiles (150 px, 120 for denoise, with "
         "16 px of context) to reproduce their published numbers; see docs/caffe.md",
     )
-    parser.add_argument(
-        "--device",
-        default="auto",
-        metavar="DEVICE",
-        help=DEVICE_HELP,
-    )
-    parser.add_argument(
-        "--dtype", choices=DTYPE_NAMES, default="fp32", help="fp16/bf16 only on GPUs"
-    )
-    parser.add_argument(
-        "--self-ensemble",
-        action="store_true",
-        help="average the 8 flips/rotations (8x slower, slightly better)",
-    )
+    parser.add_argument("--device", metavar="DEVICE", **DEVICE)
+    parser.add_argument("--dtype", **DTYPE)
+    parser.add_argument("--self-ensemble", **SELF_ENSEMBLE)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=run)
 

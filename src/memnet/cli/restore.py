@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import fields
 
-from memnet.device_names import DEVICE_HELP, DTYPE_NAMES
+from memnet.cli.options import DEVICE, DTYPE, SELF_ENSEMBLE, TILE_PAD, UNSAFE_LOAD
 from memnet.inference.folders import EXTENSIONS
 from memnet.inference.pictures import COLOR_MODES
 from memnet.scale.ray_job import FAILED_MANIFEST
@@ -96,12 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=baseline_methods(),
         help=f"no network: {baselines_in_words()}",
     )
-    model.add_argument(
-        "--unsafe-load",
-        action="store_true",
-        help="allow --weights to be a pickle (.pt/.pth/.ckpt), read with "
-        "torch.load(weights_only=True); only for files you trust",
-    )
+    model.add_argument("--unsafe-load", **UNSAFE_LOAD)
 
     video = parser.add_argument_group("video")
     video.add_argument(
@@ -144,10 +139,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
 
     engine = parser.add_argument_group("engine")
-    engine.add_argument("--device", default="auto", help=DEVICE_HELP)
-    engine.add_argument(
-        "--dtype", choices=DTYPE_NAMES, default="fp32", help="fp16/bf16 only on GPUs"
-    )
+    engine.add_argument("--device", **DEVICE)
+    engine.add_argument("--dtype", **DTYPE)
     engine.add_argument(
         "--tile",
         type=int,
@@ -155,18 +148,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="tile edge in output pixels, 0 = whole image (default: whole when it fits free "
         "memory; otherwise streamed over rows on a CPU, tiled on a GPU)",
     )
-    engine.add_argument(
-        "--tile-pad",
-        type=int,
-        default=None,
-        help="context around each tile in pixels (default: half the receptive field, which "
-        "makes tiles identical to whole-image inference)",
-    )
-    engine.add_argument(
-        "--self-ensemble",
-        action="store_true",
-        help="average the 8 flips/rotations (8x slower, slightly better)",
-    )
+    engine.add_argument("--tile-pad", **TILE_PAD)
+    engine.add_argument("--self-ensemble", **SELF_ENSEMBLE)
     parser.add_argument(
         "-q",
         "--quiet",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from memnet.device_names import DEVICE_HELP
+from memnet.cli.options import DEVICE
 
 EPILOG = """\
 examples:
@@ -72,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=os.environ.get("MEMNET_TOKEN"),
         help="require 'Authorization: Bearer TOKEN' on every API request (default: $MEMNET_TOKEN)",
     )
-    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--device", **DEVICE)
     parser.add_argument(
         "--tile", type=int, default=None, help="tile edge in output pixels (as memnet restore)"
     )
