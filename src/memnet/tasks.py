@@ -142,6 +142,12 @@ class Task(ABC):
     input_name: ClassVar[str]
 
     @classmethod
+    def level_or_default(cls, level: float | None) -> float | None:
+        """`level`, or `default_level` when none is given and the network needs one: the rule
+        of the commands and the server (the Python API asks for the level instead)."""
+        return cls.default_level if level is None and not cls.blind else level
+
+    @classmethod
     def from_level(cls, level: float) -> Task:
         """The task at `level`; ValueError unless it is a valid setting."""
         cls.check_level(float(level))

@@ -45,9 +45,9 @@ from memnet.inference.pictures import (
 )
 from memnet.tasks import Task, check_kind, level_names, task_class, task_kinds
 from memnet.weights import zoo
-from memnet.weights.loading import BASELINE_METHODS, LoadedModel, load_model
+from memnet.weights.loading import LoadedModel, load_model
 
-__all__ = ["BASELINE_METHODS", "ImageRestorer", "LoadedModel", "load"]
+__all__ = ["ImageRestorer", "LoadedModel", "load"]
 
 
 @dataclass

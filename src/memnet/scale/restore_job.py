@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from memnet.errors import MemNetError
-from memnet.inference.api import BASELINE_METHODS, ImageRestorer, load
+from memnet.inference.api import ImageRestorer, load
 from memnet.inference.console import Console
 from memnet.inference.folders import Job, collect_inputs, plan_outputs, run_jobs
 from memnet.scale.ray_job import FAILED_MANIFEST
-from memnet.tasks import kinds_in_words, task_class, task_classes
+from memnet.tasks import baseline_methods, kinds_in_words, task_class, task_classes
 from memnet.video import EncodeOptions, is_video
 from memnet.weights import zoo
 from memnet.weights.loading import outside_training
@@ -87,13 +87,12 @@ def load_settings(options: RestoreOptions) -> dict[str, Any]:
     if options.tile_pad is not None and options.tile_pad < 0:
         raise MemNetError("--tile-pad must be non-negative")
     spec = _model_spec(options)
-    if spec in BASELINE_METHODS and options.task is None:
+    if spec in baseline_methods() and options.task is None:
         raise MemNetError(f"--method {spec} needs --task ({kinds_in_words()})")
     levels = {cls.level_name: options.levels.get(cls.level_name) for cls in task_classes()}
     if options.task is not None:
         cls = task_class(options.task)
-        if not cls.blind and levels[cls.level_name] is None:
-            levels[cls.level_name] = cls.default_level
+        levels[cls.level_name] = cls.level_or_default(levels[cls.level_name])
     return {
         "name_or_path": spec,
         "device": options.device,
@@ -110,9 +109,10 @@ def load_settings(options: RestoreOptions) -> dict[str, Any]:
 
 def _build(options: RestoreOptions, console: Console) -> ImageRestorer:
     restorer = load(**load_settings(options))
-    cls = task_class(restorer.task)
-    if not cls.blind and options.levels.get(cls.level_name) is None:  # the model's task
-        restorer.levels[cls.level_name] = cls.default_level
+    cls = task_class(restorer.task)  # the model's task, when --task did not say
+    level = cls.level_or_default(options.levels.get(cls.level_name))
+    if level is not None:
+        restorer.levels[cls.level_name] = level
     warning = outside_training(restorer.loaded, restorer.make_task())
     if warning is not None:
         console.note(warning)

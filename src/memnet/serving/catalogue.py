@@ -14,13 +14,14 @@ from memnet.inference.pictures import check_color_mode
 from memnet.tasks import (
     SuperResolution,
     Task,
+    baseline_methods,
     baselines_in_words,
     check_kind,
     kinds_in_words,
     task_class,
 )
 from memnet.weights import zoo
-from memnet.weights.loading import BASELINE_METHODS, LoadedModel, load_model
+from memnet.weights.loading import LoadedModel, load_model
 
 __all__ = ["Catalogue", "OfferedModel", "RestoreOptions"]
 
@@ -53,7 +54,7 @@ class OfferedModel:
             "task": self.task,
             "levels": list(self.loaded.levels),
             "range": list(self.loaded.level_range) if self.loaded.level_range else None,
-            "baseline": self.spec in BASELINE_METHODS,
+            "baseline": self.spec in baseline_methods(),
             "description": entry.description if entry else _baseline_text(self),
             "default": bool(entry and zoo.default_model(entry.task) is entry),
             "network": None
@@ -75,7 +76,7 @@ class OfferedModel:
 
 
 def _baseline_text(model: OfferedModel) -> str:
-    if model.spec in BASELINE_METHODS:
+    if model.spec in baseline_methods():
         # every baseline name runs each task's own baseline
         return f"no network: {baselines_in_words()}"
     return f"weights file {model.spec}"
@@ -102,7 +103,7 @@ class Catalogue:
 
     def __init__(self, specs: tuple[str, ...] = ()) -> None:
         self.models: dict[str, OfferedModel] = {}
-        for spec in specs or (*zoo.REGISTRY, *BASELINE_METHODS):
+        for spec in specs or (*zoo.REGISTRY, *baseline_methods()):
             model = self._offer(spec)
             if model.name in self.models:
                 raise MemNetError(f"model {model.name!r} is given twice")
@@ -163,10 +164,8 @@ class Catalogue:
                 f"model {chosen.name!r} restores any task; give task={kinds_in_words()}"
             )
         cls = task_class(kind)
-        levels = {cls.level_name: levels.get(cls.level_name)}  # other tasks' levels do not apply
-        if not cls.blind and levels[cls.level_name] is None:
-            # the CLI's default when a level is needed but not given (memnet restore does the same)
-            levels[cls.level_name] = cls.default_level
+        # other tasks' levels do not apply; a needed level not given is the default, as in the CLI
+        levels = {cls.level_name: cls.level_or_default(levels.get(cls.level_name))}
         # memnet's own rule for a level that is not given (the model's usual or trained one).
         made = ImageRestorer(chosen.loaded, kind, None).make_task(**levels)
         if isinstance(made, SuperResolution) and made.scale > MAX_SCALE:

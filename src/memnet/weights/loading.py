@@ -25,15 +25,10 @@ from memnet.weights import zoo
 from memnet.weights.files import load_any_weights, trained_for
 
 __all__ = [
-    "BASELINE_METHODS",
     "LoadedModel",
     "load_model",
     "outside_training",
 ]
-
-# Names that select the no-network baseline (`Task.baseline`): bicubic upsampling for SR, the
-# input itself otherwise. Any of them runs any task's baseline.
-BASELINE_METHODS = baseline_methods()
 
 
 @dataclass(frozen=True)
