@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from memnet.evaluation.benchmark import baseline, evaluate, load_set
+from memnet.fsutil import sha256_of
 from memnet.inference.engine import Restorer
 from memnet.model import PRESETS, MemNetConfig, summarize
 from memnet.tasks import make_task, task_kinds
@@ -46,7 +47,7 @@ def test_every_task_has_exactly_one_default_released_model() -> None:
 def test_shipped_file_has_the_registered_hash(name: str) -> None:
     entry = zoo.get(name)
     path = zoo.verified_weights_path(entry)  # raises on a missing or altered file
-    assert zoo.sha256_of(path) == entry.sha256
+    assert sha256_of(path) == entry.sha256
     assert load_model(name).sha256 == entry.sha256
     assert entry.iterations > 0
     assert entry.recipe

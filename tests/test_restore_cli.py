@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from memnet.cli import main
+from memnet.fsutil import sha256_of
 from memnet.model import MemNet, MemNetConfig
 from memnet.weights import zoo
 from memnet.weights.files import save_weights
@@ -244,7 +245,7 @@ def test_zoo_model_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     entry = zoo.ZooEntry(
         "memnet-test",
         "m.safetensors",
-        zoo.sha256_of(tmp_path / "m.safetensors"),
+        sha256_of(tmp_path / "m.safetensors"),
         "tiny",
         "sr",
         (2.0,),

@@ -11,6 +11,7 @@ import torch
 import memnet
 from memnet.cli import main
 from memnet.errors import MemNetError
+from memnet.fsutil import sha256_of
 from memnet.model import MemNet, MemNetConfig, exact_context
 from memnet.tasks import make_task
 from memnet.weights import zoo
@@ -29,7 +30,7 @@ def temp_zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> zoo.ZooEntry:
     entry = zoo.ZooEntry(
         name="memnet-test-sr",
         file="memnet-test-sr.safetensors",
-        sha256=zoo.sha256_of(tmp_path / "memnet-test-sr.safetensors"),
+        sha256=sha256_of(tmp_path / "memnet-test-sr.safetensors"),
         preset="tiny",
         task="sr",
         levels=(2.0, 3.0, 4.0),

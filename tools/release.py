@@ -20,9 +20,8 @@ import json
 import sys
 from pathlib import Path
 
-from memnet.fsutil import atomic_write_bytes
+from memnet.fsutil import atomic_write_bytes, sha256_of
 from memnet.weights import files
-from memnet.weights.zoo import sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "src" / "memnet" / "weights"

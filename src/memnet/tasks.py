@@ -57,8 +57,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Score:
+    """A measured result: PSNR (dB) and SSIM, of one image or the mean over a set."""
+
     psnr: float
     ssim: float
+
+    def __str__(self) -> str:
+        return f"{self.psnr:.2f} / {self.ssim:.4f}"
 
 
 def _as_uint8_image(image: NDArray[np.generic]) -> NDArray[np.uint8]:

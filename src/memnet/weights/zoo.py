@@ -14,6 +14,7 @@ from pathlib import Path
 from memnet.errors import MemNetError
 from memnet.fsutil import sha256_of
 from memnet.network_config import PRESETS, MemNetConfig
+from memnet.tasks import Score
 
 __all__ = [
     "REGISTRY",
@@ -29,17 +30,6 @@ __all__ = [
     "weights_dir",
     "weights_path",
 ]
-
-
-@dataclass(frozen=True)
-class Score:
-    """One measured benchmark result: mean PSNR (dB) and SSIM over a set at one level."""
-
-    psnr: float
-    ssim: float
-
-    def __str__(self) -> str:
-        return f"{self.psnr:.2f} / {self.ssim:.4f}"
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from numpy.typing import NDArray
 
 from memnet import __version__
 from memnet.errors import MemNetError
+from memnet.fsutil import sha256_of
 from memnet.interop.caffe.authors_layout import LayoutLayer, check_graph, infer_shape
 from memnet.interop.caffe.net import CaffeLayer, CaffeNet, read_caffemodel, read_prototxt
 from memnet.model import MemNet
 from memnet.weights.files import META_LEVELS, META_TASK, META_VERSION, save_weights
-from memnet.weights.zoo import sha256_of
 
 __all__ = ["AUTHORS_LEVELS", "Conversion", "convert_caffemodel", "convert_net"]
 
