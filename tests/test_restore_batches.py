@@ -25,10 +25,17 @@ def small_model() -> MemNet:
     return MemNet(blocks=2, recursions=2, channels=8).eval()
 
 
-def batching(restorer: Restorer, monkeypatch: pytest.MonkeyPatch, frames: float) -> list[int]:
-    """Let `restorer` batch, with a budget of `frames` whole H × W windows; returns the sizes
-    of the forward passes it then runs."""
-    budget = int(frames * HEIGHT * WIDTH * restorer.bytes_per_pixel)
+def batching(
+    restorer: Restorer,
+    monkeypatch: pytest.MonkeyPatch,
+    frames: float,
+    *,
+    height: int = HEIGHT,
+    width: int = WIDTH,
+) -> list[int]:
+    """Let `restorer` batch, with a budget of `frames` whole height × width windows; returns
+    the sizes of the forward passes it then runs."""
+    budget = int(frames * height * width * restorer.bytes_per_pixel)
     restorer.batch_images = True
     monkeypatch.setattr(restorer, "memory_budget", lambda: budget)
     return counted_passes(restorer, monkeypatch)
@@ -166,6 +173,8 @@ def test_batch_size_is_one_when_one_picture_barely_fits_and_for_the_baseline(
     assert restorer.batch_size(image) == 1
     batching(restorer.restorer, monkeypatch, frames=6)
     assert restorer.batch_size(image) == 2
+    with pytest.raises(MemNetError, match="one size"):  # batched: pictures of two sizes
+        restorer.restore_batch([image, image[:, :40]])
     monkeypatch.undo()  # one at a time again: pictures of two sizes are refused all the same
     with pytest.raises(MemNetError, match="one size"):
         restorer.restore_batch([image, image[:, :40]])
@@ -174,5 +183,3 @@ def test_batch_size_is_one_when_one_picture_barely_fits_and_for_the_baseline(
     assert all(
         np.array_equal(out, baseline(image)) for out in baseline.restore_batch([image, image])
     )
-    with pytest.raises(MemNetError, match="one size"):
-        restorer.restore_batch([image, image[:, :40]])

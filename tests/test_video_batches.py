@@ -13,8 +13,7 @@ import memnet  # noqa: E402
 from memnet.video import EncodeOptions, restore_video  # noqa: E402
 from memnet.video.frames import frame_to_array, layout_of  # noqa: E402
 
-# the video_clip and weights fixtures of the frame-by-frame tests, shared
-from test_restore_batches import counted_passes  # noqa: E402
+from test_restore_batches import batching, counted_passes  # noqa: E402
 from test_video import FRAMES, HEIGHT, WIDTH, decoded  # noqa: E402
 
 LOSSLESS = EncodeOptions(codec="ffv1", pix_fmt="bgr0")  # decoded output == what was restored
@@ -36,10 +35,7 @@ def test_batched_frames_keep_count_order_time_and_equal_each_frame_alone(
     inputs, _ = decoded(video_clip)
     alone = [restorer(frame_to_array(f, layout_of(f))) for f in inputs]
     # A budget for `frames_per_pass` frames' planes (and half a plane more), and batching on.
-    budget = int((3 * frames_per_pass + 0.5) * HEIGHT * WIDTH * engine.bytes_per_pixel)
-    engine.batch_images = True
-    monkeypatch.setattr(engine, "memory_budget", lambda: budget)
-    passes = counted_passes(engine, monkeypatch)
+    passes = batching(engine, monkeypatch, 3 * frames_per_pass + 0.5, height=HEIGHT, width=WIDTH)
     progress: list[tuple[int, int | None]] = []
     target = tmp_path / "out.mp4"
     result = restore_video(
