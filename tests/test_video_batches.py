@@ -12,7 +12,6 @@ av = pytest.importorskip("av", reason="video restoration needs the video extra (
 import memnet  # noqa: E402
 from memnet.video import EncodeOptions, restore_video  # noqa: E402
 from memnet.video.frames import frame_to_array, layout_of  # noqa: E402
-
 from test_restore_batches import batching, counted_passes  # noqa: E402
 from test_video import FRAMES, HEIGHT, WIDTH, decoded  # noqa: E402
 
