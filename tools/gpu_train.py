@@ -175,7 +175,6 @@ def train_task(plan: TaskPlan, args: argparse.Namespace, seconds: float) -> dict
 
 def _validate(trainer: Trainer, validation: Validation) -> dict[str, float]:
     results = run_validation(trainer.model, validation, device=trainer.device, tile=0)
-    trainer.model.train()
     trainer.last_validation = {label: r["psnr"] for label, r in results.items()}
     return trainer.last_validation
 

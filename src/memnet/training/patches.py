@@ -145,12 +145,24 @@ class PatchSource(ABC):
         ops: NDArray[np.int64],
     ) -> NDArray[np.float32]:
         """The drawn windows of the ground truth, flipped/rotated, float32 in [0, 1] units."""
-        p = self.patch_size
-        y = np.empty((len(which), p, p), dtype=np.float32)
-        for i, (k, top, left, op) in enumerate(zip(which, tops, lefts, ops, strict=True)):
-            y[i] = _dihedral(self.truths[k][top : top + p, left : left + p], int(op))
+        y = self._cut(self.truths, which, tops, lefts, ops)
         y /= np.float32(255)
         return y
+
+    def _cut(
+        self,
+        images: Sequence[NDArray[np.generic]],
+        which: NDArray[np.intp],
+        tops: NDArray[np.intp],
+        lefts: NDArray[np.intp],
+        ops: NDArray[np.int64],
+    ) -> NDArray[np.float32]:
+        """The drawn windows of `images`, flipped/rotated, as float32 (values unscaled)."""
+        p = self.patch_size
+        out = np.empty((len(which), p, p), dtype=np.float32)
+        for i, (k, top, left, op) in enumerate(zip(which, tops, lefts, ops, strict=True)):
+            out[i] = _dihedral(images[k][top : top + p, left : left + p], int(op))
+        return out
 
     @abstractmethod
     def sample(
@@ -160,29 +172,20 @@ class PatchSource(ABC):
 
 
 class PairedPatches(PatchSource):
-    """Patches of precomputed degraded images (SR per scale) and their truth, flipped together.
-
-    `inputs[k]` is float32 in [0, 1] or uint8 (exact for decoded JPEG, 4× less memory).
-    """
+    """Patches of precomputed degraded images (SR per scale, float32 in [0, 1] units) and their
+    truth, flipped together."""
 
     def __init__(
-        self, inputs: list[NDArray[np.generic]], truths: list[Uint8Image], patch_size: int
+        self, inputs: list[NDArray[np.float32]], truths: list[Uint8Image], patch_size: int
     ) -> None:
         super().__init__(truths, patch_size)
         self.inputs = inputs
-        self._uint8_inputs = inputs[0].dtype == np.uint8
 
     def sample(
         self, rng: np.random.Generator, batch: int, augment: bool
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        p = self.patch_size
-        which, tops, lefts, ops = self._draw(rng, batch, augment)
-        x = np.empty((batch, p, p), dtype=np.float32)
-        for i, (k, top, left, op) in enumerate(zip(which, tops, lefts, ops, strict=True)):
-            x[i] = _dihedral(self.inputs[k][top : top + p, left : left + p], int(op))
-        if self._uint8_inputs:
-            x /= np.float32(255)
-        return x, self._truth_patches(which, tops, lefts, ops)
+        drawn = self._draw(rng, batch, augment)
+        return self._cut(self.inputs, *drawn), self._truth_patches(*drawn)
 
 
 class CompressedViews(PatchSource):
@@ -272,7 +275,7 @@ def build_training_set(
     if task.kind == "denoise":
         truths = [im for _, im in clean if min(im.shape) >= p]
         return DenoisePatches(truths, p, sigmas=task.levels, sigma_range=task.range)
-    inputs: list[NDArray[np.generic]] = []
+    inputs: list[NDArray[np.float32]] = []
     paired_truths: list[Uint8Image] = []
     jobs: list[tuple[Deblock, Uint8Image]] = []
     for level in task.training_levels():

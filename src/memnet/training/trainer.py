@@ -256,7 +256,6 @@ class Trainer:
         results = run_validation(
             self.model, validation, device=self.device, tile=self.recipe.validation.tile
         )
-        self.model.train()
         psnr = {label: r["psnr"] for label, r in results.items()}
         mean = float(np.mean(list(psnr.values())))
         self.last_validation = psnr

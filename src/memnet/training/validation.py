@@ -103,7 +103,8 @@ def build_validation(
 def run_validation(
     model: MemNet, validation: Validation, *, device: torch.device, tile: int | None
 ) -> dict[str, dict[str, float]]:
-    """Mean PSNR/SSIM per 'SET/LEVEL' label with the exact test protocol; leaves the model in eval."""
+    """Mean PSNR/SSIM per 'SET/LEVEL' label with the exact test protocol (the model is only
+    read: its training mode and weights stay as they were)."""
     restorer = Restorer(model, device=device, tile=tile)
     return {
         f"{score.set}/{score.label}": {"psnr": score.psnr, "ssim": score.ssim}
