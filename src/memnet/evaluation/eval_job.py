@@ -177,7 +177,7 @@ def run_eval(options: EvalOptions) -> None:
                 f"--{cls.level_option} applies to --task {cls.kind}; for --task {task} use --{option}"
             )
     levels = parse_levels(options.levels.get(option) or default_levels(chosen), option)
-    make_tasks(task, levels)  # reject bad levels before any image is read
+    tasks = make_tasks(task, levels)  # bad levels are refused before any image is read
     set_names = _split(options.sets or ",".join(chosen.benchmark_sets))
     if not set_names:
         raise MemNetError("--sets: no set given")
@@ -198,7 +198,7 @@ def run_eval(options: EvalOptions) -> None:
     stem = f"{task}-{_slug(method_name)}"
     save_dir = options.out / stem if options.out is not None and options.save_images else None
 
-    total = sum(len(s) for s in sets) * len(make_tasks(task, levels))
+    total = sum(len(s) for s in sets) * len(tasks)
     with tqdm(
         total=total,
         unit="img",

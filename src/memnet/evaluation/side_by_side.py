@@ -25,7 +25,14 @@ from memnet.imaging.resize import imresize, modcrop
 from memnet.inference.api import ImageRestorer
 from memnet.tasks import SuperResolution, Task
 
-__all__ = ["Panel", "best_crop", "compose", "degrade_picture", "make_panels"]
+__all__ = [
+    "Panel",
+    "best_crop",
+    "check_comparison_target",
+    "compose",
+    "make_panels",
+    "write_comparison",
+]
 
 LABEL_HEIGHT = 30
 
@@ -52,11 +59,6 @@ def _score(restored: NDArray[np.float64], truth: NDArray[np.float64], border: in
     return psnr(shave(a, border), shave(b, border))
 
 
-def degrade_picture(clean: NDArray[np.float64], task: Task, seed: int = 0) -> NDArray[np.float64]:
-    """The degraded picture a user would have: 8-bit low-resolution, noisy, or a JPEG file."""
-    return task.degrade_picture(clean, np.random.default_rng(seed))
-
-
 def make_panels(
     clean: NDArray[np.float64], task: Task, restorer: ImageRestorer, seed: int = 0
 ) -> list[Panel]:
@@ -67,7 +69,7 @@ def make_panels(
     """
     if isinstance(task, SuperResolution) and float(task.scale).is_integer():
         clean = modcrop(clean, int(task.scale))
-    degraded = degrade_picture(clean, task, seed)
+    degraded = task.degrade_picture(clean, np.random.default_rng(seed))  # as a user has it
     border = task.border
     restored = np.asarray(
         restorer.restore_task(Picture(pixels=degraded), task).pixels,

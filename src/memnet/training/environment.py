@@ -60,17 +60,15 @@ def processes_from_env() -> Processes:
     )
 
 
-def _resolve_device(name: str, local_rank: int) -> torch.device:
-    """train.device as memnet.devices resolves it for this process's GPU; MPS is refused."""
+def training_device(recipe: Recipe, procs: Processes) -> torch.device:
+    """The device this process trains on: train.device as memnet.devices resolves it, with
+    `cuda` meaning this process's local GPU; MPS is refused."""
     try:
-        return devices.resolve_device(name, local_rank=local_rank, allow_mps=False)
+        return devices.resolve_device(
+            recipe.train.device, local_rank=procs.local_rank, allow_mps=False
+        )
     except MemNetError as error:
         raise MemNetError(f"train.device: {error}") from None
-
-
-def training_device(recipe: Recipe, procs: Processes) -> torch.device:
-    """The device this process trains on: train.device, with `cuda` meaning its local GPU."""
-    return _resolve_device(recipe.train.device, procs.local_rank)
 
 
 def default_threads(procs: Processes) -> int:

@@ -46,7 +46,6 @@ __all__ = [
     "TrainSpec",
     "ValidationSet",
     "ValidationSpec",
-    "apply_overrides",
     "dump_recipe",
     "load_recipe",
     "parse_recipe",

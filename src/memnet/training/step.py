@@ -109,7 +109,7 @@ class TrainingStep:
         if self.world_size > 1:
             flags = torch.tensor([float(bad), float(stop)], device=self.device)
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-            bad, stop = bool(flags[0].item()), bool(flags[1].item())
+            bad, stop = (bool(flag) for flag in flags.tolist())  # one device sync, not two
         if not bad:
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)

@@ -30,7 +30,7 @@ from memnet.model import MemNet
 from memnet.training.recipe import SYNTHETIC, SyntheticSpec, ValidationSpec
 from memnet.training.synthetic import synthetic_images
 
-__all__ = ["Validation", "build_validation", "run_validation", "synthetic_set"]
+__all__ = ["Validation", "build_validation", "run_validation"]
 
 # Held-out synthetic pictures: the training pictures' generator under another seed.
 HELD_OUT_SEED_OFFSET = 1_000_003
