@@ -98,7 +98,7 @@ def restore_picture(
     rows at a time in float64, so only the planes themselves grow with the image.
     """
     out_h, out_w = check_size(picture.height, picture.width, task)
-    dtype = np.float32 if picture.pixels.dtype == np.float32 else np.float64
+    dtype = _pixel_dtype(picture)
 
     def through_network(channel: NDArray[np.floating]) -> NDArray[np.floating]:
         prepared = _prepared(task, channel, (out_h, out_w), dtype)
@@ -159,7 +159,7 @@ def restore_pictures(
     inputs: list[NDArray[np.floating]] = []
     kept: list[list[NDArray[np.floating] | None]] = []  # Y/Cb/Cr planes that stay for merging
     for picture in pictures:
-        dtype = np.float32 if picture.pixels.dtype == np.float32 else np.float64
+        dtype = _pixel_dtype(picture)
         if picture.is_gray:
             planes: list[NDArray[np.floating] | None] = [picture.pixels]
         elif mode == "rgb":
@@ -176,7 +176,7 @@ def restore_pictures(
     del inputs
     restored: list[Picture] = []
     for picture, planes in zip(pictures, kept, strict=True):
-        dtype = np.float32 if picture.pixels.dtype == np.float32 else np.float64
+        dtype = _pixel_dtype(picture)
         done: list[NDArray[np.floating] | None] = [None, None, None]
         for c in channels:
             done[c] = np.asarray(next(outputs), dtype=dtype)
@@ -194,6 +194,11 @@ def restore_pictures(
             pixels = _merge_ycbcr(task, done, planes, (out_h, out_w), dtype)
         restored.append(_with_alpha(picture, task, pixels, dtype))
     return restored
+
+
+def _pixel_dtype(picture: Picture) -> type[np.floating]:
+    """The precision a restored picture keeps: float32 for decoded files, else float64."""
+    return np.float32 if picture.pixels.dtype == np.float32 else np.float64
 
 
 def _with_alpha(
