@@ -58,7 +58,11 @@ PAPER_OTHERS: dict[str, tuple[str, dict[tuple[str, float], str]]] = {
         },
     ),
 }
+# How a level is titled, what the no-network column is called and the paper's column: read by
+# tools/make_model_tables.py, which takes the numbers of the README's table from these tables.
 LEVEL_TITLE = {"sr": "×{:g}", "denoise": "σ {:g}", "jpeg": "q {:g}"}
+BASELINE_TITLE = {"sr": "bicubic", "denoise": "noisy input", "jpeg": "JPEG"}
+PAPER_COLUMN = "MemNet M6R6 (paper)"
 
 
 def load(folder: Path) -> list[dict]:
@@ -72,12 +76,7 @@ def table(task: str, reports: list[dict]) -> str:
     baseline = [r for r in ours if r["method"] in ("bicubic", "identity")]
     models = [r for r in ours if r not in baseline]
     columns = [
-        (
-            r["method"]
-            if r["method"] != "identity"
-            else {"denoise": "noisy input", "jpeg": "JPEG"}[task],
-            r,
-        )
+        (BASELINE_TITLE[task] if r["method"] == "identity" else r["method"], r)
         for r in baseline + models
     ]
     other_name, others = PAPER_OTHERS[task]
@@ -86,7 +85,7 @@ def table(task: str, reports: list[dict]) -> str:
         "level",
         *[name for name, _ in columns],
         f"{other_name} (paper)",
-        "MemNet M6R6 (paper)",
+        PAPER_COLUMN,
     ]
     rows = []
     keys = sorted(

@@ -21,10 +21,15 @@ from pathlib import Path
 import yaml
 
 from memnet.model import create_model, summarize
+from memnet.tasks import make_task
 from memnet.weights import zoo
 from memnet.weights.files import META_RECIPE_YAML, read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
+# The titles of docs/results.md's tables, from the script that writes them.
+sys.path.insert(0, str(ROOT / "docs"))
+from make_results import BASELINE_TITLE, LEVEL_TITLE, PAPER_COLUMN  # noqa: E402
+
 README = ROOT / "README.md"
 RESULTS = ROOT / "docs" / "results.md"
 BLOCK = re.compile(
@@ -37,15 +42,8 @@ README_ROWS: tuple[tuple[str, tuple[str, ...], tuple[float, ...]], ...] = (
     ("memnet-denoise", ("BSD68",), (15, 25, 50)),
     ("memnet-jpeg", ("Classic5", "LIVE1"), (10, 20)),
 )
-# How docs/results.md titles a level, and the columns of the baseline and the paper there.
-LEVEL_TITLE = {"sr": "×{:g}", "denoise": "σ {:g}", "jpeg": "q {:g}"}
-LEVEL_LABEL = {"sr": "x{:g}", "denoise": "sigma{:g}", "jpeg": "q{:g}"}
-BASELINE_COLUMN = {
-    "sr": ("bicubic", "bicubic"),
-    "denoise": ("noisy input", "noisy"),
-    "jpeg": ("JPEG", "JPEG"),
-}
-PAPER_COLUMN = "MemNet M6R6 (paper)"
+# The README's short name of each task's no-network column.
+BASELINE_SHORT = {"sr": "bicubic", "denoise": "noisy", "jpeg": "JPEG"}
 PAPER_PRESET = "m6r6"  # the network size of Tai et al. 2017
 
 
@@ -93,10 +91,10 @@ def readme_table(cells: dict[tuple[str, str, str], str]) -> str:
     ]
     for (name, sets, levels), entry in zip(README_ROWS, entries, strict=True):
         blind = " (blind)" if entry.level_range is not None else ""
-        column, short = BASELINE_COLUMN[entry.task]
+        column, short = BASELINE_TITLE[entry.task], BASELINE_SHORT[entry.task]
         for index, set_name in enumerate(sets):
             titles = [LEVEL_TITLE[entry.task].format(v) for v in levels]
-            keys = [f"{set_name}/{LEVEL_LABEL[entry.task].format(v)}" for v in levels]
+            keys = [f"{set_name}/{make_task(entry.task, v).label}" for v in levels]
             ours = " / ".join(f"{entry.metrics[key].psnr:.2f}" for key in keys)
             base = " / ".join(_psnr(cells.get((set_name, t, column), "")) for t in titles)
             paper_cells = [cells.get((set_name, t, PAPER_COLUMN), "") for t in titles]
@@ -134,9 +132,12 @@ def releases_table() -> str:
         network = entry.preset.upper()
         if entry.preset not in described:
             described.add(entry.preset)
-            mflop = summarize(create_model(entry.preset)).mflop_per_pixel
+            summary = summarize(create_model(entry.preset))
             size = ", the paper's size" if entry.preset == PAPER_PRESET else ""
-            network += f"{size} ({entry.parameters:,} parameters, {mflop:.2f} MFLOP/pixel)"
+            network += (
+                f"{size} ({summary.parameters:,} parameters, "
+                f"{summary.mflop_per_pixel:.2f} MFLOP/pixel)"
+            )
         recipe = yaml.safe_load(read_metadata(zoo.verified_weights_path(entry))[META_RECIPE_YAML])
         patches = f"{recipe['train']['batch_size']} patches of {recipe['data']['patch_size']}²"
         lines.append(
