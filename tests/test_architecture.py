@@ -127,14 +127,6 @@ def test_exceptions_are_still_needed() -> None:
         )
 
 
-def test_the_library_never_imports_the_commands() -> None:
-    for path in MODULES:
-        module = _module_name(path)
-        if _unit(module) in {"cli", "__main__"}:
-            continue
-        assert not any(_unit(name) == "cli" for name in _imports(path)), module
-
-
 def test_the_module_map_names_every_module() -> None:
     text = ARCHITECTURE.read_text("utf-8")
     listed = set(re.findall(r"`((?:[a-z_]+/)*[a-z_]+\.py|[a-z_]+/)`", text))
