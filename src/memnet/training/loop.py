@@ -59,13 +59,14 @@ def run_training(trainer: Trainer) -> RunResult:
         progress.close()
         return trainer.result("completed")
     # Data first: a missing dataset stops the run before anything is written.
-    source = build_training_set(recipe.task, recipe.data, data_root=options.data_root)
+    data_root = options.data_root if options.data_root is not None else recipe.data.data_root
+    source = build_training_set(recipe.task, recipe.data, data_root=data_root)
     validation: Validation | None = None
     if main and recipe.validation.interval and recipe.validation.sets:
         validation = build_validation(
             recipe.validation,
             recipe.task.kind,
-            data_root=options.data_root or recipe.data.data_root,
+            data_root=data_root,
             synthetic=recipe.data.synthetic,
         )
     progress.line(data_line(source, validation, time.monotonic() - started))
