@@ -117,26 +117,30 @@ def picture_plane_bytes(
     restored to `out_shape` with colour `mode` (`gray`, `y`, `rgb` or `ycbcr`); `resamples`:
     the task's input is resampled from whole planes (SR); `depth`: integer samples out.
 
-    Held: the decoded pixels (and alpha) as they are; the network's input and output plane;
-    for `ycbcr` the two restored planes waiting for the merge; for a resampling task the whole
-    planes at the input's size the bicubic reads (Cb and Cr for `y`, else one); the output,
-    integer samples or floats (and alpha prepared, then rounded). Float64 pictures add the
-    float32 copies the network computes on. Bands of rows being converted are not planes:
-    their few tens of MB are part of the fixed overhead whatever the image size.
+    Held all along: the decoded pixels (and alpha) as they are. While the network runs: its
+    input and output plane, for `ycbcr` the two restored planes waiting for the merge, for a
+    resampling task the whole plane at the input's size the bicubic reads, for `rgb` the
+    output (filled channel by channel). Then, merging or rounding: the restored planes, the
+    output (integer samples or floats), for `y` with a resampling task Cb and Cr at the
+    input's size. Alpha is prepared and rounded last. Float64 pictures add the float32 copies
+    the network computes on. Bands of rows being converted are not planes: their few tens of
+    MB are part of the fixed overhead whatever the image size.
     """
     in_pixels = int(pixels.shape[0]) * int(pixels.shape[1])
     out_pixels = out_shape[0] * out_shape[1]
     floats = 8 if pixels.dtype == np.float64 else 4
     sample = floats if depth is None else (2 if depth == 16 else 1)
-    colours = 1 if mode == "gray" else 3
+    output = (1 if mode == "gray" else 3) * sample * out_pixels
     waiting = 2 if mode == "ycbcr" else 0
+    running = (waiting + 2) * floats * out_pixels + (output if mode == "rgb" else 0)
+    merging = (waiting + 1) * floats * out_pixels + output
+    if resamples:
+        running += floats * in_pixels
+        merging += (2 if mode == "y" else 0) * floats * in_pixels
     held = int(pixels.nbytes) + (0 if alpha is None else int(alpha.nbytes))
-    held += (waiting + 2) * floats * out_pixels
+    held += max(running, merging)
     if floats == 8:
         held += 8 * out_pixels  # the float32 input and output of the network
-    if resamples:
-        held += (2 if mode == "y" else 1) * floats * in_pixels
-    held += colours * sample * out_pixels
     if alpha is not None:
         held += (floats + sample) * out_pixels
     return held
