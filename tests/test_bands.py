@@ -80,3 +80,74 @@ def test_files_decode_to_float32_that_round_back_exactly(tmp_path: Path, bits: i
     assert np.array_equal(image_picture.to_integer(picture.pixels, bits), samples)
     exact = read_image(tmp_path / "x.png", dtype=np.float64).pixels
     assert np.array_equal(exact, samples / (2.0**bits - 1))
+
+
+def stretch(x: np.ndarray) -> np.ndarray:
+    return x * 1.3 - 0.1  # a new plane, and values outside [0, 1] to clip
+
+
+COLOURED = [
+    (SuperResolution(2), "y"),
+    (SuperResolution(3), "rgb"),
+    (SuperResolution(2), "ycbcr"),
+    (Denoise(25), "rgb"),
+    (Denoise(25), "y"),
+    (Deblock(10), "ycbcr"),
+]
+
+
+@pytest.mark.parametrize(("task", "color"), COLOURED)
+@pytest.mark.parametrize("layout", ["gray", "rgb", "rgba"])
+def test_integer_samples_in_and_out_match_the_float_path_written(
+    monkeypatch: pytest.MonkeyPatch, task: Task, color: str, layout: str
+) -> None:
+    # What `memnet restore` wrote before: float32 pixels decoded from 8-bit samples, restored,
+    # then rounded by the writer. Now: the samples themselves, rounded in the restore.
+    shape = (23, 31) if layout == "gray" else (23, 31, 3)
+    samples = RNG.integers(0, 256, shape, dtype=np.uint8)
+    alpha = RNG.random((23, 31)).astype(np.float32) if layout == "rgba" else None
+    floats = image_picture.unit_samples(samples, 255.0, np.float32)
+    before = restore_picture(Picture(floats, alpha), task, stretch, color=color)
+    monkeypatch.setattr(pictures, "BAND_PIXELS", 50)  # bands of one or two rows
+    after = restore_picture(Picture(samples, alpha), task, stretch, color=color, depth=8)
+    assert after.pixels.dtype == np.uint8
+    assert np.array_equal(after.pixels, image_picture.to_integer(before.pixels, 8))
+    if alpha is not None:
+        assert before.alpha is not None
+        assert after.alpha is not None
+        assert np.array_equal(after.alpha, image_picture.to_integer(before.alpha, 8))
+    # the float result from samples is the float result from their floats
+    floats_out = restore_picture(Picture(samples, alpha), task, stretch, color=color)
+    assert np.array_equal(floats_out.pixels, before.pixels)
+
+
+@pytest.mark.parametrize(("task", "color"), [*COLOURED, (Denoise(25), "gray")])
+def test_the_planes_counted_bound_what_a_restore_holds(
+    monkeypatch: pytest.MonkeyPatch, task: Task, color: str
+) -> None:
+    import tracemalloc
+
+    from memnet.inference.memory import picture_plane_bytes
+
+    band = 4096
+    monkeypatch.setattr(pictures, "BAND_PIXELS", band)
+    shape = (200, 300) if color == "gray" else (200, 300, 3)
+    samples = RNG.integers(0, 256, shape, dtype=np.uint8)
+    picture = Picture(samples)
+    out_shape = task.output_shape(200, 300)
+    counted = picture_plane_bytes(
+        samples, None, out_shape, color, resamples=task.resamples, depth=8
+    )
+    tracemalloc.start()
+    held = tracemalloc.get_traced_memory()[0]
+    restored = restore_picture(picture, task, stretch, color=color, depth=8)
+    peak = tracemalloc.get_traced_memory()[1] - held
+    tracemalloc.stop()
+    del restored
+    # Beyond the planes: the bands of rows being converted, a few float64 copies of a
+    # three-channel band (24 bytes per pixel each) at the input's or the output's width; SR's
+    # bicubic bands span the input rows under their kernels too. 64 such copies are ample.
+    slack = 64 * 24 * band
+    assert samples.nbytes < peak <= counted + slack
+    # and the count is not a loose guess: the planes are most of it
+    assert peak >= counted // 2

@@ -199,3 +199,33 @@ def test_the_memnet_command_keeps_freed_memory(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(cpu_settings, "retain_freed_memory", lambda: applied.append(True))
     assert cli.main(["info", "tiny"]) == 0
     assert applied == [True]
+
+
+def test_a_pictures_planes_come_out_of_the_budget(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from memnet.inference import api
+    from memnet.inference.memory import picture_plane_bytes
+
+    path = tmp_path / "tiny-denoise.safetensors"
+    save_weights(tiny(), path, {"task": "denoise"})
+    restorer = memnet.load(path, device="cpu", color="rgb")
+    samples = np.random.default_rng(7).integers(0, 256, (24, 20, 3), dtype=np.uint8)
+    picture = Picture(samples)
+    planes = picture_plane_bytes(samples, None, (24, 20), "rgb", resamples=False, depth=8)
+    budgets: list[int] = []
+    planning = engine.Restorer.plan
+
+    def plan(self: Restorer, height: int, width: int, budget: int | None = None) -> object:
+        budgets.append(-1 if budget is None else budget)
+        return planning(self, height, width, budget)
+
+    monkeypatch.setattr(engine.Restorer, "plan", plan)
+    counted_budget(monkeypatch, 10**6)
+    restored = restorer.restore_for_file(picture, tmp_path / "out.png")
+    assert budgets == [10**6 - planes]  # the network gets what the planes leave
+    assert restored.pixels.dtype == np.uint8
+    counted_budget(monkeypatch, planes // 2)  # planes beyond the budget: the smallest plan
+    restorer.restore_for_file(picture, tmp_path / "out.png")
+    assert budgets[-1] == 0
+    assert api.activation_budget(10**6, planes, torch.device("cuda")) == 10**6  # GPU memory

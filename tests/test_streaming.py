@@ -12,6 +12,7 @@ import torch
 from memnet.inference import engine
 from memnet.inference.engine import Restorer
 from memnet.inference.fast_network import InferenceMemNet, fused_conv_available
+from memnet.inference.memory import WINDOW_COPY_BYTES
 from memnet.inference.planning import PROGRESS_ROWS
 from memnet.inference.streaming import StreamedMemNet, _Rows, _Strip
 from memnet.model import PRESETS
@@ -77,7 +78,8 @@ def test_restorer_streams_and_splits_only_the_width(monkeypatch: pytest.MonkeyPa
     restorer = Restorer(model, device="cpu")
     streamed = restorer.streamed
     assert isinstance(streamed, StreamedMemNet)
-    budget = streamed.bytes_for_width(100)
+    # a stream 100 px wide, and a 1000-row column that wide its input copy and output
+    budget = streamed.bytes_for_width(100) + WINDOW_COPY_BYTES * 1000 * 100
     monkeypatch.setattr(engine, "memory_budget", lambda device: budget)
     assert restorer.plan(20, 20).how == "whole"  # fits whole: runs whole, not streamed
     tall = restorer.plan(3000, 100)  # too large whole, but streamed at any height

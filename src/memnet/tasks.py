@@ -134,6 +134,10 @@ class Task(ABC):
     baseline_effect: ClassVar[str] = "the input unchanged"
     #: How `--color auto` sends a colour picture through the network (memnet.inference.pictures).
     default_color: ClassVar[str]
+    #: Whether `prepare_input` resamples (SR's bicubic): a band of its rows needs rows around
+    #: it, so the whole plane is kept while preparing; otherwise a band of rows is prepared
+    #: from the same rows alone (`prepare_rows(rows, 0, len(rows))`).
+    resamples: ClassVar[bool] = False
     #: Title of a level's column in result tables, a format string, e.g. '×{:g}'.
     column_title: ClassVar[str]
     #: What `memnet eval` scores when not told: the sets and levels the literature reports.
@@ -284,6 +288,7 @@ class SuperResolution(Task):
     baseline_effect: ClassVar[str] = "bicubic upsampling"
     # the authors' choice: only the luminance through the network, Cb/Cr bicubic
     default_color: ClassVar[str] = "y"
+    resamples: ClassVar[bool] = True
     column_title: ClassVar[str] = "×{:g}"
     benchmark_sets: ClassVar[tuple[str, ...]] = ("Set5", "Set14", "BSD100")
     benchmark_levels: ClassVar[tuple[float, ...]] = (2, 3, 4)

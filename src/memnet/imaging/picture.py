@@ -2,6 +2,9 @@
 
 (H, W) is gray, (H, W, 3) colour. Decoded files are float32 (`PIXEL_DTYPE`): exact for 8- and
 16-bit samples and half the memory of float64; pictures made from float64 arrays stay float64.
+A picture may instead hold its integer samples (uint8 or uint16 of `bit_depth`): files read for
+restoring keep 8-bit samples as decoded (a quarter of float32's memory) and a restore rounds its
+result straight to what the file will hold; `unit_rows` gives any rows as floats in [0, 1].
 This module has no Pillow: reading.py and writing.py turn files and Pillow images into pictures
 and back, and share the sample arithmetic here (integer samples to [0, 1] and back).
 """
@@ -9,6 +12,7 @@ and back, and share the sample arithmetic here (integer samples to [0, 1] and ba
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -24,6 +28,7 @@ __all__ = [
     "picture_to_array",
     "split_channels",
     "to_integer",
+    "unit_rows",
     "unit_samples",
 ]
 
@@ -41,8 +46,8 @@ WRITE_BAND_PIXELS = 1 << 20
 class Picture:
     """An image in memory: pixels in [0, 1], optional alpha, and what is needed to save it alike."""
 
-    pixels: NDArray[np.floating]
-    alpha: NDArray[np.floating] | None = None
+    pixels: NDArray[np.generic]  # [0, 1] floats, or integer samples (`has_samples`)
+    alpha: NDArray[np.generic] | None = None
     bit_depth: int = 8
     icc_profile: bytes | None = None
     source_mode: str = ""
@@ -54,6 +59,11 @@ class Picture:
         return self.pixels.ndim == 2
 
     @property
+    def has_samples(self) -> bool:
+        """Whether `pixels` are integer samples (of `bit_depth`) rather than [0, 1] floats."""
+        return not np.issubdtype(self.pixels.dtype, np.floating)
+
+    @property
     def height(self) -> int:
         return int(self.pixels.shape[0])
 
@@ -62,7 +72,7 @@ class Picture:
         return int(self.pixels.shape[1])
 
     def with_pixels(
-        self, pixels: NDArray[np.floating], alpha: NDArray[np.floating] | None
+        self, pixels: NDArray[np.generic], alpha: NDArray[np.generic] | None
     ) -> Picture:
         """A copy with new pixels and alpha but the same bit depth, profile and metadata."""
         return replace(self, pixels=pixels, alpha=alpha, info=dict(self.info))
@@ -95,14 +105,28 @@ def unit_samples(
     return values
 
 
-def to_integer(values: NDArray[np.floating], bit_depth: int) -> NDArray[np.generic]:
-    """Round [0, 1] floats to 8- or 16-bit samples, in float64, a band of rows at a time."""
+def unit_rows(values: NDArray[np.generic], start: int, stop: int) -> NDArray[np.floating]:
+    """Rows start .. stop of `values` as [0, 1] floats: integer samples become float32 exactly
+    as decoding makes them (`unit_samples`); floats are returned as they are (a view)."""
+    rows = values[start:stop]
+    if np.issubdtype(rows.dtype, np.floating):
+        return cast("NDArray[np.floating]", rows)
+    return unit_samples(rows, float(np.iinfo(rows.dtype.str).max), PIXEL_DTYPE)
+
+
+def to_integer(values: NDArray[np.generic], bit_depth: int) -> NDArray[np.generic]:
+    """Round [0, 1] floats to 8- or 16-bit samples, in float64, a band of rows at a time.
+
+    Samples already of that depth are returned as they are (no copy)."""
     peak = 65535.0 if bit_depth == 16 else 255.0
-    out = np.empty(values.shape, dtype=np.uint16 if bit_depth == 16 else np.uint8)
+    target = np.uint16 if bit_depth == 16 else np.uint8
+    if values.dtype == target:
+        return values
+    out = np.empty(values.shape, dtype=target)
     row_pixels = max(1, values[:1].size)
     step = max(1, WRITE_BAND_PIXELS // row_pixels)
     for start in range(0, max(1, values.shape[0]), step):
-        band = np.asarray(values[start : start + step], dtype=np.float64) * peak
+        band = np.asarray(unit_rows(values, start, start + step), dtype=np.float64) * peak
         band += 0.5
         out[start : start + step] = np.clip(np.floor(band, out=band), 0, peak, out=band)
     return out
@@ -139,11 +163,13 @@ def picture_from_array(array: NDArray[np.generic]) -> Picture:
 def picture_to_array(picture: Picture, dtype: np.dtype[np.generic] | type) -> NDArray[np.generic]:
     """The picture as an array of `dtype` (uint8, uint16 or float), alpha as the last channel."""
     target = np.dtype(dtype)
-    pixels = picture.pixels
+    if target in (np.uint8, np.uint16):
+        bits = 16 if target == np.uint16 else 8
+        samples = to_integer(picture.pixels, bits)
+        if picture.alpha is None:
+            return samples
+        return np.dstack([samples, to_integer(picture.alpha, bits)])
+    pixels = unit_rows(picture.pixels, 0, picture.height)
     if picture.alpha is not None:
-        pixels = np.dstack([pixels, picture.alpha])
-    if target == np.uint8:
-        return to_integer(pixels, 8)
-    if target == np.uint16:
-        return to_integer(pixels, 16)
+        pixels = np.dstack([pixels, unit_rows(picture.alpha, 0, picture.height)])
     return np.clip(pixels, 0.0, 1.0).astype(target)

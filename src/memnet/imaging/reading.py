@@ -4,7 +4,8 @@ Sizes are checked against `MAX_PIXELS` before decoding (decompression bombs). EX
 is applied to the pixels on reading; the ICC profile and the rest of the EXIF are kept for the
 output; CMYK becomes sRGB through its profile. The bit depth of the source (8 or 16) is
 remembered so the output can match it. Pillow decodes 16-bit colour to 8 bits, so 16-bit colour
-PNGs are read with `pypng` and 16-bit TIFFs with `tifffile`.
+PNGs are read with `pypng` and 16-bit TIFFs with `tifffile`. `samples=True` keeps 8-bit pixels
+as the decoded uint8 samples (what a restore reads a band at a time) instead of floats.
 """
 
 from __future__ import annotations
@@ -261,12 +262,13 @@ def _picture_from_pil(
     exif: bytes | None,
     where: str,
     dtype: type[np.floating] = PIXEL_DTYPE,
+    samples: bool = False,
 ) -> Picture:
     icc = image.info.get("icc_profile")
     icc = icc if isinstance(icc, bytes) and icc else None
     mode = image.mode
     alpha: NDArray[np.floating] | None = None
-    pixels: NDArray[np.floating]
+    pixels: NDArray[np.generic]
     bit_depth = 8
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         # I;16 is uint16, I int32, F float32
@@ -282,10 +284,10 @@ def _picture_from_pil(
             image = image.convert("LA" if mode == "La" else "RGBA")
         if image.mode in ("LA", "RGBA"):
             alpha = unit_samples(np.asarray(image.getchannel("A")), 255.0, dtype)
-        if image.mode in ("1", "L", "LA"):
-            pixels = unit_samples(np.asarray(image.convert("L")), 255.0, dtype)
-        else:
-            pixels = unit_samples(np.asarray(image.convert("RGB")), 255.0, dtype)
+        wanted = "L" if image.mode in ("1", "L", "LA") else "RGB"
+        # convert() copies even to the mode the image has: only convert what needs it
+        decoded = np.asarray(image if image.mode == wanted else image.convert(wanted))
+        pixels = decoded if samples else unit_samples(decoded, 255.0, dtype)
     pixels = np.ascontiguousarray(orient(pixels, orientation))
     if alpha is not None:
         alpha = np.ascontiguousarray(orient(alpha, orientation))
@@ -306,16 +308,25 @@ def _cmyk_to_rgb(image: Image.Image, icc: bytes | None) -> tuple[Image.Image, by
     return image.convert("RGB"), None
 
 
-def read_image(path: str | os.PathLike[str], dtype: type[np.floating] = PIXEL_DTYPE) -> Picture:
-    """Decode an image file into a `Picture` (pixels of `dtype`) with EXIF orientation applied."""
+def read_image(
+    path: str | os.PathLike[str],
+    dtype: type[np.floating] = PIXEL_DTYPE,
+    *,
+    samples: bool = False,
+) -> Picture:
+    """Decode an image file into a `Picture` (pixels of `dtype`) with EXIF orientation applied.
+
+    `samples=True`: 8-bit pixels stay the decoded uint8 samples (alpha and deeper files are
+    `dtype` floats all the same), for a restore that rounds its result to integers itself.
+    """
     # A damaged file makes Pillow warn (truncated reads, odd tags) before it fails or recovers;
     # either way memnet reports the file itself, in one line.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _read_image(Path(path), dtype)
+        return _read_image(Path(path), dtype, samples)
 
 
-def _read_image(path: Path, dtype: type[np.floating]) -> Picture:
+def _read_image(path: Path, dtype: type[np.floating], samples: bool) -> Picture:
     if path.is_file() and path.stat().st_size > 0 and _is_tiff(path):
         wide_tiff = _read_wide_tiff(path, dtype)
         if wide_tiff is not None:
@@ -340,7 +351,9 @@ def _read_image(path: Path, dtype: type[np.floating]) -> Picture:
         image.load()
     except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as error:
         raise MemNetError(f"{path}: cannot decode image ({error})") from None
-    return _picture_from_pil(image, _orientation(image), _upright_exif(image), str(path), dtype)
+    return _picture_from_pil(
+        image, _orientation(image), _upright_exif(image), str(path), dtype, samples
+    )
 
 
 def read_luminance(

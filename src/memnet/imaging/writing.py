@@ -2,7 +2,8 @@
 
 The format comes from the suffix. 16-bit pictures stay 16-bit in PNG and TIFF (Pillow encodes
 16-bit colour as 8 bits, so those are written with `pypng` and `tifffile`); alpha is kept where
-the format has it. Samples are rounded to integers a band of rows at a time (picture.to_integer).
+the format has it. Samples are rounded to integers a band of rows at a time (picture.to_integer);
+a picture that already holds them at the depth written (`sample_depth`) is written as it is.
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from memnet.fsutil import atomic_path, atomic_write_bytes
 from memnet.imaging.formats import ALPHA_FORMATS, FORMAT_BY_SUFFIX, PNG_SIGNATURE, WIDE_FORMATS
 from memnet.imaging.picture import Picture, picture_to_array, to_integer
 
-__all__ = ["picture_to_pil", "write_image"]
+__all__ = ["picture_to_pil", "sample_depth", "write_image"]
+
+
+def sample_depth(picture: Picture, path: str | os.PathLike[str]) -> int:
+    """Bits per sample `write_image` rounds `picture` to for `path`: 16 for a 16-bit picture
+    in a format that holds them (PNG, TIFF), else 8 (unknown suffixes too: write_image refuses
+    them)."""
+    fmt = FORMAT_BY_SUFFIX.get(Path(path).suffix.lower())
+    return 16 if picture.bit_depth == 16 and fmt in WIDE_FORMATS else 8
 
 
 def picture_to_pil(picture: Picture) -> Image.Image:

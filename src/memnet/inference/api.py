@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
@@ -33,8 +33,9 @@ from memnet import devices
 from memnet.errors import MemNetError
 from memnet.imaging.picture import Picture, picture_from_array, picture_to_array
 from memnet.imaging.reading import picture_from_pil, read_image
-from memnet.imaging.writing import picture_to_pil, write_image
+from memnet.imaging.writing import picture_to_pil, sample_depth, write_image
 from memnet.inference.engine import ProgressCallback, Restorer
+from memnet.inference.memory import activation_budget, picture_plane_bytes
 from memnet.inference.pictures import (
     check_color_mode,
     check_one_size,
@@ -43,6 +44,7 @@ from memnet.inference.pictures import (
     restore_picture,
     restore_pictures,
 )
+from memnet.inference.planning import Plan
 from memnet.tasks import Task, check_kind, level_names, task_class, task_kinds
 from memnet.weights import zoo
 from memnet.weights.loading import LoadedModel, load_model
@@ -108,10 +110,30 @@ class ImageRestorer:
         """Restore a `Picture` (see memnet.imaging.picture) and return a new one."""
         return self.restore_task(picture, self.make_task(**levels), progress)
 
-    def restore_task(
-        self, picture: Picture, task: Task, progress: ProgressCallback | None = None
+    def restore_for_file(
+        self,
+        picture: Picture,
+        target: str | os.PathLike[str],
+        *,
+        progress: ProgressCallback | None = None,
+        levels: Mapping[str, float | None] | None = None,
     ) -> Picture:
-        """Restore a `Picture` for `task` (a Task of this restorer's kind, level included)."""
+        """`restore_picture` for writing to `target`: the result holds the integer samples
+        `write_image` writes there (writing.sample_depth), rounded as it would round them, so
+        no float copy of it is held; read the picture with `read_image(..., samples=True)`."""
+        task = self.make_task(**dict(levels or {}))
+        return self.restore_task(picture, task, progress, depth=sample_depth(picture, target))
+
+    def restore_task(
+        self,
+        picture: Picture,
+        task: Task,
+        progress: ProgressCallback | None = None,
+        *,
+        depth: int | None = None,
+    ) -> Picture:
+        """Restore a `Picture` for `task` (a Task of this restorer's kind, level included);
+        `depth`: integer samples out (pictures.restore_picture)."""
         if task.kind != self.task:
             raise MemNetError(f"this restorer restores {self.task!r}, not {task.kind!r}")
         resolve_color(self.color, task)  # a bad colour mode fails before any work
@@ -119,7 +141,7 @@ class ImageRestorer:
         if self.restorer is not None:
             restorer = self.restorer
             # One plan for every channel: the memory budget is read once per picture.
-            plan = restorer.plan(*task.output_shape(picture.height, picture.width))
+            plan = self._plan(picture, task, depth)
             # Count forward windows over all channels that go through the network.
             total = self._passes(picture.is_gray, task) * plan.units
             finished = 0
@@ -136,7 +158,7 @@ class ImageRestorer:
 
                 return restorer(channel, progress=report, plan=plan)
 
-        return restore_picture(picture, task, network, color=self.color)
+        return restore_picture(picture, task, network, color=self.color, depth=depth)
 
     def batch_size(self, image: NDArray[Any] | Picture, **levels: float | None) -> int:
         """How many pictures of `image`'s size and kind `restore_batch` restores in one forward
@@ -199,8 +221,24 @@ class ImageRestorer:
         if self.restorer is None:
             return 0
         task = self.make_task(**levels)
-        plan = self.restorer.plan(*task.output_shape(picture.height, picture.width))
-        return self._passes(picture.is_gray, task) * plan.units
+        return self._passes(picture.is_gray, task) * self._plan(picture, task, None).units
+
+    def _plan(self, picture: Picture, task: Task, depth: int | None) -> Plan:
+        """The network's plan for `picture`: the activations get the memory budget less the
+        picture's own planes where they share the device's memory (memory.activation_budget)."""
+        assert self.restorer is not None
+        restorer = self.restorer
+        mode = "gray" if picture.is_gray else resolve_color(self.color, task)
+        planes = picture_plane_bytes(
+            picture.pixels,
+            picture.alpha,
+            task.output_shape(picture.height, picture.width),
+            mode,
+            resamples=task.resamples,
+            depth=depth,
+        )
+        budget = activation_budget(restorer.memory_budget(), planes, restorer.device)
+        return restorer.plan(*task.output_shape(picture.height, picture.width), budget)
 
     @overload
     def __call__(self, image: NDArray[Any], **levels: float | None) -> NDArray[Any]: ...
@@ -225,7 +263,7 @@ class ImageRestorer:
         if isinstance(image, Picture):
             return self.restore_task(image, self.make_task(**levels))
         if isinstance(image, (str, os.PathLike)):
-            return self.restore_task(read_image(image), self.make_task(**levels))
+            return self.restore_task(read_image(image, samples=True), self.make_task(**levels))
         raise TypeError(
             f"cannot restore a {type(image).__name__}; give a numpy array, a PIL image or a path"
         )
@@ -244,7 +282,10 @@ class ImageRestorer:
             raise MemNetError(f"{target}: refusing to overwrite the input image")
         if target.exists() and not overwrite:
             raise MemNetError(f"{target}: already exists (pass overwrite=True to replace it)")
-        write_image(self.restore_task(read_image(source), self.make_task(**levels)), target)
+        picture = read_image(source, samples=True)
+        restored = self.restore_for_file(picture, target, levels=levels)
+        del picture
+        write_image(restored, target)
         return target
 
 

@@ -20,6 +20,7 @@ so that they can run as one batch.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -27,7 +28,7 @@ from numpy.typing import NDArray
 
 from memnet.errors import MemNetError
 from memnet.imaging.color import rgb2ycbcr, ycbcr2rgb
-from memnet.imaging.picture import MAX_PIXELS, Picture
+from memnet.imaging.picture import MAX_PIXELS, Picture, to_integer, unit_rows
 from memnet.tasks import Task
 
 __all__ = [
@@ -49,7 +50,7 @@ MIN_SIDE = 8
 Network = Callable[[NDArray[np.floating]], NDArray[np.floating]]
 # Many planes of one size in, each restored plane out, in order.
 BatchNetwork = Callable[[list[NDArray[np.floating]]], list[NDArray[np.floating]]]
-# Pixels per band of rows in the colour conversion and bicubic steps: their float64
+# Pixels per band of rows in the colour conversion, bicubic and rounding steps: their float64
 # temporaries (a few times 24 bytes per pixel) stay near 100 MB whatever the image size.
 BAND_PIXELS = 1 << 20
 
@@ -90,36 +91,56 @@ def restore_picture(
     network: Network | None,
     *,
     color: str = "auto",
+    depth: int | None = None,
 ) -> Picture:
     """Restore `picture` for `task` with `network` (None: the bicubic/identity baseline).
 
-    The output has the precision of the input's pixels (float32 for decoded files, float64
-    for float64 arrays). Colour conversion and the bicubic of Cb/Cr and alpha run a band of
-    rows at a time in float64, so only the planes themselves grow with the image.
+    The output has the precision of the input's pixels (float32 for decoded files and integer
+    samples, float64 for float64 arrays). `depth` (8 or 16): the output holds integer samples
+    of that depth instead, rounded as `write_image` rounds (writing.sample_depth says which),
+    a band of rows at a time straight into the output, so no float copy of it is ever held.
+    Colour conversion, the bicubic of Cb/Cr and alpha and the rounding run a band of rows at a
+    time in float64; a channel's input plane is made only when it goes through the network and
+    freed as soon as the network has it, so only the planes themselves grow with the image
+    (memnet.inference.memory.picture_plane_bytes counts them).
     """
     out_h, out_w = check_size(picture.height, picture.width, task)
     dtype = _pixel_dtype(picture)
+    mode: ColorMode = "y" if picture.is_gray else resolve_color(color, task)  # gray: unused
+    channels = _Channels(picture, "gray" if picture.is_gray else _space(mode), dtype)
+    output = _Output((out_h, out_w) if picture.is_gray else (out_h, out_w, 3), dtype, depth)
 
-    def through_network(channel: NDArray[np.floating]) -> NDArray[np.floating]:
-        prepared = _prepared(task, channel, (out_h, out_w), dtype)
+    def through_network(c: int) -> NDArray[np.floating]:
+        prepared = channels.prepared(task, c, (out_h, out_w))
         if network is None:
             return prepared
         return np.asarray(network(prepared), dtype=dtype)
 
-    pixels: NDArray[np.floating]
     if picture.is_gray:
-        pixels = through_network(picture.pixels)
-        if np.shares_memory(pixels, picture.pixels):  # never touch the input
-            pixels = pixels.copy()
-        np.clip(pixels, 0.0, 1.0, out=pixels)
-    elif resolve_color(color, task) == "rgb":
-        pixels = np.empty((out_h, out_w, 3), dtype=dtype)
+        restored = through_network(0)
+        if depth is None:
+            output.keep(restored, copy=np.shares_memory(restored, picture.pixels))
+        else:
+            for start, stop in _bands(out_h, out_w):
+                output.store((slice(start, stop),), np.clip(restored[start:stop], 0.0, 1.0))
+    elif mode == "rgb":
         for c in range(3):
-            pixels[..., c] = through_network(picture.pixels[..., c])
-        np.clip(pixels, 0.0, 1.0, out=pixels)
+            restored = through_network(c)
+            for start, stop in _bands(out_h, out_w):
+                rows = np.clip(restored[start:stop], 0.0, 1.0)
+                output.store((slice(start, stop), slice(None), c), rows)
+            del restored  # before the next channel's planes are made
     else:
-        pixels = _restore_ycbcr(picture, task, through_network, resolve_color(color, task), dtype)
-    return _with_alpha(picture, task, pixels, dtype)
+        done: list[NDArray[np.floating] | None] = [None, None, None]
+        for c in network_channels(False, mode):
+            done[c] = through_network(c)
+        _merge_ycbcr(task, done, channels, output)
+    return _with_alpha(picture, task, output, dtype)
+
+
+def _space(mode: ColorMode) -> Literal["rgb", "ycbcr"]:
+    """The colour space a mode's planes are in: RGB for `rgb`, MATLAB YCbCr for `y`/`ycbcr`."""
+    return "rgb" if mode == "rgb" else "ycbcr"
 
 
 def network_channels(is_gray: bool, mode: ColorMode) -> tuple[int, ...]:
@@ -157,59 +178,85 @@ def restore_pictures(
     mode = resolve_color(color, task)
     channels = network_channels(first.is_gray, mode)
     inputs: list[NDArray[np.floating]] = []
-    kept: list[list[NDArray[np.floating] | None]] = []  # Y/Cb/Cr planes that stay for merging
+    split: list[_Channels] = []
     for picture in pictures:
         dtype = _pixel_dtype(picture)
-        if picture.is_gray:
-            planes: list[NDArray[np.floating] | None] = [picture.pixels]
-        elif mode == "rgb":
-            planes = [picture.pixels[..., c] for c in range(3)]
-        else:
-            planes = list(_ycbcr_planes(picture, dtype))
-        for c in channels:
-            plane = planes[c]
-            assert plane is not None
-            inputs.append(_prepared(task, plane, (out_h, out_w), dtype))
-            planes[c] = None
-        kept.append(planes)
+        planes = _Channels(picture, "gray" if picture.is_gray else _space(mode), dtype)
+        inputs += [planes.prepared(task, c, (out_h, out_w)) for c in channels]
+        split.append(planes)
     outputs = iter(network(inputs))
     del inputs
     restored: list[Picture] = []
-    for picture, planes in zip(pictures, kept, strict=True):
-        dtype = _pixel_dtype(picture)
+    for picture, planes in zip(pictures, split, strict=True):
+        dtype = planes.dtype
         done: list[NDArray[np.floating] | None] = [None, None, None]
         for c in channels:
             done[c] = np.asarray(next(outputs), dtype=dtype)
-        pixels: NDArray[np.floating]
+        shape = (out_h, out_w) if picture.is_gray else (out_h, out_w, 3)
+        output = _Output(shape, dtype, None)
         if picture.is_gray:
             assert done[0] is not None
-            pixels = done[0]
-            np.clip(pixels, 0.0, 1.0, out=pixels)
+            output.keep(done[0], copy=False)
         elif mode == "rgb":
-            pixels = np.empty((out_h, out_w, 3), dtype=dtype)
             for c in range(3):
-                pixels[..., c] = done[c]
-            np.clip(pixels, 0.0, 1.0, out=pixels)
+                plane = done[c]
+                assert plane is not None
+                output.store((slice(None), slice(None), c), np.clip(plane, 0.0, 1.0))
         else:
-            pixels = _merge_ycbcr(task, done, planes, (out_h, out_w), dtype)
-        restored.append(_with_alpha(picture, task, pixels, dtype))
+            _merge_ycbcr(task, done, planes, output)
+        restored.append(_with_alpha(picture, task, output, dtype))
     return restored
 
 
 def _pixel_dtype(picture: Picture) -> type[np.floating]:
-    """The precision a restored picture keeps: float32 for decoded files, else float64."""
-    return np.float32 if picture.pixels.dtype == np.float32 else np.float64
+    """The precision a restored picture keeps: float32 for decoded files (integer samples
+    decode to it too), else float64."""
+    return np.float32 if picture.pixels.dtype == np.float32 or picture.has_samples else np.float64
 
 
-def _with_alpha(
-    picture: Picture, task: Task, pixels: NDArray[np.floating], dtype: type[np.floating]
-) -> Picture:
-    """The restored picture: `pixels`, and the input's alpha prepared (bicubic for SR)."""
-    alpha = None
+class _Output:
+    """A restored picture's pixels, filled a band of rows at a time with [0, 1] floats: kept
+    as `dtype` floats, or (`depth` 8 or 16) rounded to integer samples as they arrive."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: type[np.floating], depth: int | None) -> None:
+        self.shape, self.dtype, self.depth = shape, dtype, depth
+        self.pixels: NDArray[np.generic] | None = None
+
+    def keep(self, values: NDArray[np.floating], *, copy: bool) -> None:
+        """The whole result is `values` (floats of `dtype`): clipped in place, not copied but
+        where `copy` says (never touch the input)."""
+        assert self.depth is None
+        pixels = values.copy() if copy else values
+        self.pixels = np.clip(pixels, 0.0, 1.0, out=pixels)
+
+    def store(self, index: tuple[slice | int, ...], values: NDArray[np.floating]) -> None:
+        """Clipped [0, 1] `values` into `pixels[index]`: cast to `dtype`, then rounded."""
+        if self.pixels is None:  # made at the first band: after the network input planes
+            integer = np.uint16 if self.depth == 16 else np.uint8
+            self.pixels = np.empty(self.shape, dtype=self.dtype if self.depth is None else integer)
+        if self.depth is None:
+            self.pixels[index] = values
+        else:
+            self.pixels[index] = to_integer(values.astype(self.dtype, copy=False), self.depth)
+
+    def result(self) -> NDArray[np.generic]:
+        assert self.pixels is not None
+        return self.pixels
+
+
+def _with_alpha(picture: Picture, task: Task, output: _Output, dtype: type[np.floating]) -> Picture:
+    """The restored picture: `output`'s pixels, and the input's alpha prepared (bicubic for
+    SR) and rounded like them."""
+    pixels = output.result()
+    alpha: NDArray[np.generic] | None = None
     if picture.alpha is not None:
-        alpha = _prepared(task, picture.alpha, pixels.shape[:2], dtype)
-        np.clip(alpha, 0.0, 1.0, out=alpha)
-    return picture.with_pixels(pixels, alpha)
+        plain = _Channels(replace(picture, pixels=picture.alpha, alpha=None), "gray", dtype)
+        prepared = plain.prepared(task, 0, pixels.shape[:2])
+        np.clip(prepared, 0.0, 1.0, out=prepared)
+        alpha = prepared if output.depth is None else to_integer(prepared, output.depth)
+    if output.depth is None:
+        return picture.with_pixels(pixels, alpha)
+    return replace(picture, pixels=pixels, alpha=alpha, bit_depth=output.depth)
 
 
 def _bands(height: int, width: int) -> Iterator[tuple[int, int]]:
@@ -219,66 +266,79 @@ def _bands(height: int, width: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + step, height)
 
 
-def _prepared(
-    task: Task, plane: NDArray[np.floating], shape: tuple[int, int], dtype: type[np.floating]
-) -> NDArray[np.floating]:
-    """`task.prepare_input(plane)` as one new `dtype` plane, computed a band at a time."""
-    out = np.empty(shape, dtype=dtype)
-    for start, stop in _bands(*shape):
-        out[start:stop] = task.prepare_rows(plane, start, stop)
-    return out
+@dataclass(frozen=True)
+class _Channels:
+    """A picture's gray, RGB or MATLAB YCbCr planes as `dtype` floats at its own resolution,
+    converted from its pixels (floats or integer samples) a band of rows at a time."""
 
+    picture: Picture
+    space: Literal["gray", "rgb", "ycbcr"]
+    dtype: type[np.floating]
 
-def _restore_ycbcr(
-    picture: Picture,
-    task: Task,
-    through_network: Callable[[NDArray[np.floating]], NDArray[np.floating]],
-    mode: ColorMode,
-    dtype: type[np.floating],
-) -> NDArray[np.floating]:
-    """Y (and for `ycbcr` Cb and Cr) through the network, the rest prepared; merged to RGB."""
-    planes: list[NDArray[np.floating] | None] = list(_ycbcr_planes(picture, dtype))
-    restored: list[NDArray[np.floating] | None] = [None, None, None]
-    for c in (0, 1, 2) if mode == "ycbcr" else (0,):
-        plane = planes[c]
-        assert plane is not None
-        restored[c] = through_network(plane)
-        planes[c] = plane = None  # each input plane is freed as soon as it is done with
-    shape = task.output_shape(picture.height, picture.width)
-    return _merge_ycbcr(task, restored, planes, shape, dtype)
+    def rows(self, c: int, start: int, stop: int) -> NDArray[np.floating]:
+        """Rows start .. stop of plane `c` (a view where the pixels are floats of it)."""
+        values = unit_rows(self.picture.pixels, start, stop)
+        if self.space == "gray":
+            return values
+        if self.space == "rgb":
+            return values[..., c]
+        ycbcr = rgb2ycbcr(np.asarray(values, dtype=np.float64))
+        return ycbcr[..., c].astype(self.dtype)
 
+    def plane(self, c: int) -> NDArray[np.floating]:
+        """Plane `c` whole: a view of float gray/RGB pixels, else a new plane."""
+        if self.space != "ycbcr" and not self.picture.has_samples:
+            pixels = unit_rows(self.picture.pixels, 0, self.picture.height)  # a view
+            return pixels if self.space == "gray" else pixels[..., c]
+        height, width = self.picture.height, self.picture.width
+        plane = np.empty((height, width), dtype=self.dtype)
+        for start, stop in _bands(height, width):
+            plane[start:stop] = self.rows(c, start, stop)
+        return plane
 
-def _ycbcr_planes(
-    picture: Picture, dtype: type[np.floating]
-) -> tuple[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating]]:
-    """The picture's Y, Cb and Cr planes (MATLAB YCbCr), converted a band of rows at a time."""
-    height, width = picture.height, picture.width
-    planes = tuple(np.empty((height, width), dtype=dtype) for _ in range(3))
-    for start, stop in _bands(height, width):
-        ycbcr = rgb2ycbcr(np.asarray(picture.pixels[start:stop], dtype=np.float64))
-        for c in range(3):
-            planes[c][start:stop] = ycbcr[..., c]
-    return planes[0], planes[1], planes[2]
+    def prepared(self, task: Task, c: int, shape: tuple[int, int]) -> NDArray[np.floating]:
+        """`task.prepare_input` of plane `c`, one new plane of `shape`, a band at a time: from
+        the whole plane where the task resamples, else each band from its own rows."""
+        out = np.empty(shape, dtype=self.dtype)
+        source = self.plane(c) if task.resamples else None
+        for start, stop in _bands(*shape):
+            out[start:stop] = self.prepared_rows(task, c, start, stop, source)
+        return out
+
+    def prepared_rows(
+        self,
+        task: Task,
+        c: int,
+        start: int,
+        stop: int,
+        source: NDArray[np.floating] | None,
+    ) -> NDArray[np.float64]:
+        """Rows start .. stop of `task.prepare_input` of plane `c` (`source`: the whole plane,
+        where the task resamples)."""
+        if source is not None:
+            return task.prepare_rows(source, start, stop)
+        return task.prepare_rows(self.rows(c, start, stop), 0, stop - start)
 
 
 def _merge_ycbcr(
     task: Task,
     restored: list[NDArray[np.floating] | None],
-    planes: list[NDArray[np.floating] | None],
-    shape: tuple[int, int],
-    dtype: type[np.floating],
-) -> NDArray[np.floating]:
-    """RGB from the restored Y/Cb/Cr planes, and the others' input `planes` prepared."""
-    out_h, out_w = shape
-    pixels = np.empty((out_h, out_w, 3), dtype=dtype)
+    channels: _Channels,
+    output: _Output,
+) -> None:
+    """RGB into `output` from the restored Y/Cb/Cr planes, and the others prepared."""
+    out_h, out_w = output.shape[:2]
+    # Planes not restored, whole where the task resamples them (made now, after the network).
+    sources = [
+        channels.plane(c) if done is None and task.resamples else None
+        for c, done in enumerate(restored)
+    ]
     for start, stop in _bands(out_h, out_w):
         band = np.empty((stop - start, out_w, 3), dtype=np.float64)
         for c in range(3):
-            done, source = restored[c], planes[c]
+            done = restored[c]
             if done is not None:
                 band[..., c] = done[start:stop]
             else:
-                assert source is not None
-                band[..., c] = task.prepare_rows(source, start, stop)
-        pixels[start:stop] = np.clip(ycbcr2rgb(band), 0.0, 1.0)
-    return pixels
+                band[..., c] = channels.prepared_rows(task, c, start, stop, sources[c])
+        output.store((slice(start, stop),), np.clip(ycbcr2rgb(band), 0.0, 1.0))

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from memnet.inference.memory import streamed_bytes_for_width
+from memnet.inference.memory import WINDOW_COPY_BYTES, streamed_bytes_for_width
 from memnet.inference.streaming import default_strip_rows
 from memnet.model import MemNetConfig
 
@@ -230,7 +230,7 @@ class Planner:
             size = self._batch_size(win_h * win_w, budget)
             for first in range(0, len(tiles), size):
                 chunk = tuple(tiles[first : first + size])
-                batches.append(self._batch(chunk, win_h, win_w, budget))
+                batches.append(self._batch(chunk, win_h, win_w, budget, copied=True))
         return Layout(height, width, "tiled", grid, tuple(batches))
 
     def images_per_pass(self, plan: Plan) -> int:
@@ -260,7 +260,9 @@ class Planner:
         for columns in range(1, max(1, width // MIN_AUTO_TILE) + 1):
             tile_w = math.ceil(width / columns)
             widest = max(_window_lengths(width, tile_w, self.pad))
-            if self._streamed_bytes(widest) <= budget:
+            # a column (not the whole image) also holds its input copy and output
+            copies = 0 if columns == 1 else WINDOW_COPY_BYTES * height * widest
+            if self._streamed_bytes(widest) + copies <= budget:
                 break
         return None if columns == 1 else TileGrid(height, width, height, self.pad, tile_w)
 
@@ -272,10 +274,19 @@ class Planner:
             return int(self.batch_size)
         return max(1, min(MAX_BATCH, budget // max(1, window_pixels * self.bytes_per_pixel)))
 
-    def _batch(self, tiles: tuple[Tile, ...], height: int, width: int, budget: int) -> Batch:
-        # A window runs streamed when it does not fit the budget whole.
+    def _batch(
+        self,
+        tiles: tuple[Tile, ...],
+        height: int,
+        width: int,
+        budget: int,
+        copied: bool = False,
+    ) -> Batch:
+        # A window runs streamed when it does not fit the budget whole; a streamed tile
+        # (`copied`: not the whole image) holds its input copy and output besides.
         if self.can_stream and height * width * self.bytes_per_pixel > budget:
             rows = default_strip_rows(width)
-            return Batch(tiles, height, width, rows, self._streamed_bytes(width))
+            copies = WINDOW_COPY_BYTES * height * width if copied else 0
+            return Batch(tiles, height, width, rows, self._streamed_bytes(width) + copies)
         memory = len(tiles) * height * width * self.bytes_per_pixel
         return Batch(tiles, height, width, None, memory)

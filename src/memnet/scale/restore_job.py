@@ -194,7 +194,7 @@ def _restore_here(
     def restore_one(job: Job) -> float:
         if is_video(job.source):
             return restore_video_one(job)
-        picture = read_image(job.source)
+        picture = read_image(job.source, samples=True)
         tiles = None
 
         def progress(done: int, total: int) -> None:
@@ -207,7 +207,7 @@ def _restore_here(
                 tiles.refresh()
 
         try:
-            restored = restorer.restore_picture(picture, progress=progress)
+            restored = restorer.restore_for_file(picture, job.target, progress=progress)
         finally:
             if tiles is not None:
                 tiles.close()

@@ -53,8 +53,8 @@ class RestoreWorker:
         from memnet.imaging.reading import read_image
         from memnet.imaging.writing import write_image
 
-        picture = read_image(job.source)
-        restored = self.restorer.restore_picture(picture)
+        picture = read_image(job.source, samples=True)
+        restored = self.restorer.restore_for_file(picture, job.target)
         del picture
         write_image(restored, job.target)
         return restored.height * restored.width / 1e6

@@ -113,13 +113,15 @@ class Engine:
     ) -> RestoreResult:
         """Read, restore and encode one upload; a bad file raises ServeError(422)."""
         try:
-            picture = read_image(upload)
+            picture = read_image(upload, samples=True)
         except MemNetError as error:
             raise ServeError(422, _say(str(error), upload, filename)) from None
         restorer = self.restorer_for(options)
-        restored = restorer.restore_picture(picture, progress=progress, **options.level)
-        del picture
         target = scratch / f"{upload.stem}-out{options.suffix}"
+        restored = restorer.restore_for_file(
+            picture, target, progress=progress, levels=options.level
+        )
+        del picture
         try:
             write_image(restored, target)
             data = target.read_bytes()
