@@ -281,6 +281,7 @@ def report(results: dict[str, Any], quick: bool) -> str:
         "  strips (memnet.inference.streaming) recompute nothing.",
         "- *peak RSS* is the whole process (Python, torch, image buffers) at its high-water mark.",
         "- The eager reference is not run at 1024²: whole, it needs over 11 GB of activations.",
+        "- Past the conv ceiling: a Winograd prototype for these convs, measured in [winograd.md](winograd.md).",
         "",
     ]
     return "\n".join(lines)
