@@ -20,12 +20,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
+
+from child_peak import run_child
 
 RESULTS = Path(__file__).with_name("memory-results.md")
 SECTION = "## Colour photos end to end: {tasks}, {sizes} Mpx"
@@ -78,21 +78,16 @@ def run_case(
     command += [*options, "--device", "cpu", "--overwrite", "--quiet"]
     if not network:
         command += ["--method", "bicubic" if task == "sr" else "identity"]
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    _pid, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    errors = process.stderr.read() if process.stderr else ""
-    if process.returncode != 0:
-        raise SystemExit(f"{task} {mpix} Mpx failed ({process.returncode}): {errors}")
+    run = run_child(command)
+    if run.exit_code != 0:
+        raise SystemExit(f"{task} {mpix} Mpx failed ({run.exit_code}): {run.stderr}")
     return {
         "task": task if network else f"{task} (no network)",
         "input": f"{in_w}×{in_h}",
         "output": f"{out_w}×{out_h}",
         "mpix": out_h * out_w / 1e6,
-        "peak_mb": usage.ru_maxrss / 1024,  # kilobytes on Linux
-        "seconds": seconds,
+        "peak_mb": run.peak_mb,
+        "seconds": run.seconds,
     }
 
 
@@ -117,9 +112,7 @@ def baseline_mb() -> float:
         bad = Path(tmp) / "not-an-image.png"
         bad.write_bytes(b"not an image")
         command = [sys.executable, "-m", "memnet", "restore", "-i", str(bad), "-o", tmp + "/x.png"]
-        process = subprocess.Popen([*command, "--task", "sr", "--quiet"], stderr=subprocess.DEVNULL)
-        _pid, _status, usage = os.wait4(process.pid, 0)
-    return usage.ru_maxrss / 1024
+        return run_child([*command, "--task", "sr", "--quiet"]).peak_mb
 
 
 def main() -> int:

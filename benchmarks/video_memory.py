@@ -25,10 +25,11 @@ import platform
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import date
 from fractions import Fraction
 from pathlib import Path
+
+from child_peak import run_child
 
 RESULTS = Path(__file__).with_name("video-memory-results.md")
 RATE = Fraction(25)
@@ -103,18 +104,14 @@ def run_case(workdir: Path, width: int, height: int, frames: int, network: str) 
         if not weights.exists():
             subprocess.run([sys.executable, "-c", TINY_WEIGHTS, str(weights)], check=True)
         command += ["--weights", str(weights)]
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    _pid, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    errors = process.stderr.read() if process.stderr else ""
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{frames} frames of {width}×{height} failed: {errors}")
+    run = run_child(command)
+    if run.exit_code != 0:
+        raise SystemExit(f"{frames} frames of {width}×{height} failed: {run.stderr}")
     return {
         "frames": frames,
         "output_frames": count_frames(target),
-        "peak_mb": usage.ru_maxrss / 1024,  # kilobytes on Linux
-        "seconds": seconds,
+        "peak_mb": run.peak_mb,
+        "seconds": run.seconds,
     }
 
 
