@@ -19,7 +19,7 @@ from memnet.imaging import (
     rgb2ycbcr,
     ycbcr2rgb,
 )
-from memnet.imaging.color import round_to_uint8
+from memnet.imaging.color import round_to_uint8, ycbcr_channel
 from memnet.imaging.noise import add_gaussian_noise, noise_generator
 from memnet.imaging.resize import cubic, resize_weights
 
@@ -121,6 +121,14 @@ def test_rgb2ycbcr_rounds_half_levels_in_matlab_order() -> None:
     rgb = np.array([[[0, 204, 68]]], dtype=np.uint8)
     assert rgb2ycbcr(rgb)[0, 0, 0] == 125
     assert round(16 + (128.553 * 204 + 24.966 * 68) / 255, 10) == 125.5
+
+
+def test_one_ycbcr_channel_is_that_channel_of_rgb2ycbcr_bit_for_bit() -> None:
+    # restoring converts one plane at a time; it must give exactly what the whole conversion does
+    rgb = np.random.default_rng(5).random((17, 23, 3)).astype(np.float32)
+    whole = rgb2ycbcr(np.asarray(rgb, dtype=np.float64))
+    for c in range(3):
+        np.testing.assert_array_equal(ycbcr_channel(rgb, c), whole[..., c])
 
 
 def test_colour_round_trip_is_within_one_level() -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["rgb2gray", "rgb2ycbcr", "round_to_uint8", "ycbcr2rgb"]
+__all__ = ["rgb2gray", "rgb2ycbcr", "round_to_uint8", "ycbcr2rgb", "ycbcr_channel"]
 
 # Rows give Y, Cb, Cr in 0..255 units from R, G, B in 0..1 (MATLAB's `origT`, `origOffset`).
 RGB_TO_YCBCR = np.array(
@@ -50,11 +50,26 @@ def _linear_combination(
     planes = [np.asarray(image[..., c], dtype=np.float64) for c in range(3)]
     out = np.empty(image.shape, dtype=np.float64)
     for p in range(3):
-        value = matrix[p, 0] * planes[0]
-        value = value + matrix[p, 1] * planes[1]
-        value = value + matrix[p, 2] * planes[2]
-        out[..., p] = value + offset[p]
+        out[..., p] = _combine(planes, matrix[p], offset[p])
     return out
+
+
+def _combine(
+    planes: list[NDArray[np.float64]], row: NDArray[np.floating], offset: float
+) -> NDArray[np.float64]:
+    value = row[0] * planes[0]
+    value = value + row[1] * planes[1]
+    value = value + row[2] * planes[2]
+    return value + offset
+
+
+def ycbcr_channel(image: NDArray[np.floating], channel: int) -> NDArray[np.float64]:
+    """Channel 0, 1 or 2 (Y, Cb, Cr) of `rgb2ycbcr` of a float RGB image, alone: the same
+    arithmetic, bit for bit, without computing the other two."""
+    _check_rgb(image)
+    planes = [np.asarray(image[..., c], dtype=np.float64) for c in range(3)]
+    matrix, offset = (1 / 255) * RGB_TO_YCBCR, (1 / 255) * YCBCR_OFFSET
+    return _combine(planes, matrix[channel], float(offset[channel]))
 
 
 def rgb2ycbcr(image: NDArray[np.generic]) -> NDArray[np.generic]:

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from memnet.errors import MemNetError
-from memnet.imaging.color import rgb2ycbcr, ycbcr2rgb
+from memnet.imaging.color import ycbcr2rgb, ycbcr_channel
 from memnet.imaging.picture import MAX_PIXELS, Picture, to_integer, unit_rows
 from memnet.tasks import Task
 
@@ -282,8 +282,8 @@ class _Channels:
             return values
         if self.space == "rgb":
             return values[..., c]
-        ycbcr = rgb2ycbcr(np.asarray(values, dtype=np.float64))
-        return ycbcr[..., c].astype(self.dtype)
+        # one channel at a time: a plane is made when it is needed, so each pass converts once
+        return ycbcr_channel(values, c).astype(self.dtype)
 
     def plane(self, c: int) -> NDArray[np.floating]:
         """Plane `c` whole: a view of float gray/RGB pixels, else a new plane."""
