@@ -313,3 +313,23 @@ def test_outside_training_warns_alike_by_name_and_by_file(
         assert f"trained for denoise range 0-75; sigma{sigma} is outside that range" in notes[0]
     else:
         assert notes[0] == ""
+
+
+def test_alpha_dropped_by_the_output_format_is_said_per_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A transparent input written where the format has no alpha (JPEG, BMP) is restored, with
+    a warning naming the file; where the format keeps alpha nothing is said."""
+    src = tmp_path / "in"
+    photo(src / "clear.png", mode="RGBA")
+    photo(src / "solid.png")
+    for ext, warned in (("jpg", ["clear.png"]), ("png", [])):
+        out = tmp_path / ext
+        code = main(["restore", "-i", str(src), "-o", str(out), *BICUBIC, "--ext", ext, "-q"])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        assert files_under(out) == [f"clear.{ext}", f"solid.{ext}"]
+        lines = [line for line in captured.err.splitlines() if "alpha channel is dropped" in line]
+        assert [
+            name for name in ("clear.png", "solid.png") if any(name in x for x in lines)
+        ] == warned

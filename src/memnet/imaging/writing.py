@@ -22,7 +22,7 @@ from memnet.fsutil import atomic_path, atomic_write_bytes
 from memnet.imaging.formats import ALPHA_FORMATS, FORMAT_BY_SUFFIX, PNG_SIGNATURE, WIDE_FORMATS
 from memnet.imaging.picture import Picture, picture_to_array, to_integer
 
-__all__ = ["picture_to_pil", "sample_depth", "write_image"]
+__all__ = ["keeps_alpha", "picture_to_pil", "sample_depth", "write_image"]
 
 
 def sample_depth(picture: Picture, path: str | os.PathLike[str]) -> int:
@@ -105,6 +105,11 @@ def _pil_for(picture: Picture, fmt: str) -> Image.Image:
     if picture.alpha is not None and fmt in ALPHA_FORMATS:
         return Image.fromarray(np.dstack([pixels, to_integer(picture.alpha, 8)]))
     return Image.fromarray(pixels)
+
+
+def keeps_alpha(path: str | os.PathLike[str]) -> bool:
+    """Whether `write_image` keeps an alpha channel in a file of this name (PNG, WebP, TIFF)."""
+    return FORMAT_BY_SUFFIX.get(Path(path).suffix.lower()) in ALPHA_FORMATS
 
 
 def write_image(picture: Picture, path: str | os.PathLike[str], *, quality: int = 95) -> None:

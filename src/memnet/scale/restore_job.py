@@ -163,7 +163,7 @@ def _restore_here(
     options: RestoreOptions, jobs: list[Job], restorer: ImageRestorer, console: Console
 ) -> bool:
     from memnet.imaging.reading import read_image
-    from memnet.imaging.writing import write_image
+    from memnet.imaging.writing import keeps_alpha, write_image
 
     images = console.bar(total=len(jobs), unit="img", desc="restore")
     written: dict[Job, str] = {}
@@ -195,6 +195,11 @@ def _restore_here(
         if is_video(job.source):
             return restore_video_one(job)
         picture = read_image(job.source, samples=True)
+        if picture.alpha is not None and not keeps_alpha(job.target):
+            console.note(
+                f"warning: {job.source}: its alpha channel is dropped ({job.target.suffix} "
+                "has none); --ext png, webp or tiff keeps it"
+            )
         tiles = None
 
         def progress(done: int, total: int) -> None:
