@@ -11,8 +11,10 @@ import torch
 
 import memnet
 from memnet.errors import MemNetError
+from memnet.imaging.picture import picture_from_array
 from memnet.inference.api import ImageRestorer
 from memnet.inference.engine import Restorer
+from memnet.inference.memory import picture_plane_bytes
 from memnet.model import MemNet
 from memnet.weights.files import save_weights
 from rounding import float32_bound
@@ -32,10 +34,11 @@ def batching(
     *,
     height: int = HEIGHT,
     width: int = WIDTH,
+    extra: int = 0,
 ) -> list[int]:
-    """Let `restorer` batch, with a budget of `frames` whole height × width windows; returns
-    the sizes of the forward passes it then runs."""
-    budget = int(frames * height * width * restorer.bytes_per_pixel)
+    """Let `restorer` batch, with a budget of `frames` whole height × width windows (and
+    `extra` bytes); returns the sizes of the forward passes it then runs."""
+    budget = int(frames * height * width * restorer.bytes_per_pixel) + extra
     restorer.batch_images = True
     monkeypatch.setattr(restorer, "memory_budget", lambda: budget)
     return counted_passes(restorer, monkeypatch)
@@ -149,9 +152,11 @@ def test_restore_batch_splits_colour_per_picture_and_stacks_the_planes(
     alone = [restorer(image) for image in images]
     engine = restorer.restorer
     scale = 2 if task == "sr" else 1
-    # A budget for 2 pictures' planes of the network's (output-size) input, plus a little.
+    # A budget for 2 pictures' passes through the network (its input is at output size) and
+    # their own planes, which share the CPU's memory, plus a little.
     budget_frames = 2 * planes * scale * scale + 0.5
-    passes = batching(engine, monkeypatch, frames=budget_frames)
+    own = own_planes(images[0], task, color)
+    passes = batching(engine, monkeypatch, frames=budget_frames, extra=2 * own)
     assert restorer.batch_size(images[0]) == 2
     together = restorer.restore_batch(images)
     assert passes == [2 * planes, 2 * planes, planes]  # 2 + 2 + 1 pictures
@@ -160,6 +165,49 @@ def test_restore_batch_splits_colour_per_picture_and_stacks_the_planes(
         assert batched.shape == single.shape
         assert batched.dtype == single.dtype
         assert float(np.abs(batched - single).max()) <= bound
+
+
+def own_planes(image: np.ndarray, task: str, color: str) -> int:
+    """The bytes of one picture's own planes while it is restored (memory.picture_plane_bytes),
+    for the array as the API takes it in."""
+    picture = picture_from_array(image)
+    mode = (
+        "gray"
+        if picture.is_gray
+        else {"auto": "rgb" if task == "denoise" else "ycbcr"}.get(color, color)
+    )
+    scale = 2 if task == "sr" else 1
+    out = (picture.height * scale, picture.width * scale)
+    return picture_plane_bytes(
+        picture.pixels, picture.alpha, out, mode, resamples=task == "sr", depth=None
+    )
+
+
+@pytest.mark.parametrize(("task", "color", "planes"), [("denoise", "rgb", 3), ("sr", "y", 1)])
+def test_a_group_leaves_its_own_planes_room_in_a_shared_memory_budget(
+    weights: Callable[[str], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    task: str,
+    color: str,
+    planes: int,
+) -> None:
+    """Room for 3 pictures' passes but for only 2.5 pictures' own planes on top: 2 per pass;
+    room for 2 pictures' passes and nothing more: one by one — the planes are never left out
+    (without them, both budgets would give groups of 3 and 2)."""
+    levels = {"scale": 2.0} if task == "sr" else {}
+    restorer = memnet.load(weights(task), task=task, color=color, device="cpu", **levels)
+    assert restorer.restorer is not None
+    images = _pictures(False, 4)
+    one = planes * (2 if task == "sr" else 1) ** 2  # frames of one picture's passes
+    own = own_planes(images[0], task, color)
+    passes = batching(restorer.restorer, monkeypatch, frames=3 * one, extra=int(2.5 * own))
+    assert restorer.batch_size(images[0]) == 2
+    restorer.restore_batch(images)
+    assert passes == [2 * planes, 2 * planes]
+    passes = batching(restorer.restorer, monkeypatch, frames=2 * one)
+    assert restorer.batch_size(images[0]) == 1
+    restorer.restore_batch(images)
+    assert max(passes) <= planes
 
 
 def test_batch_size_is_one_when_one_picture_barely_fits_and_for_the_baseline(
@@ -171,7 +219,9 @@ def test_batch_size_is_one_when_one_picture_barely_fits_and_for_the_baseline(
     assert restorer.batch_size(image) == 1  # on the CPU
     batching(restorer.restorer, monkeypatch, frames=3)  # one picture's three planes
     assert restorer.batch_size(image) == 1
-    batching(restorer.restorer, monkeypatch, frames=6)
+    batching(
+        restorer.restorer, monkeypatch, frames=6, extra=2 * own_planes(image, "denoise", "rgb")
+    )
     assert restorer.batch_size(image) == 2
     with pytest.raises(MemNetError, match="one size"):  # batched: pictures of two sizes
         restorer.restore_batch([image, image[:, :40]])

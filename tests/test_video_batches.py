@@ -12,7 +12,7 @@ av = pytest.importorskip("av", reason="video restoration needs the video extra (
 import memnet  # noqa: E402
 from memnet.video import EncodeOptions, restore_video  # noqa: E402
 from memnet.video.frames import frame_to_array, layout_of  # noqa: E402
-from test_restore_batches import batching, counted_passes  # noqa: E402
+from test_restore_batches import batching, counted_passes, own_planes  # noqa: E402
 from test_video import FRAMES, HEIGHT, WIDTH, decoded  # noqa: E402
 
 LOSSLESS = EncodeOptions(codec="ffv1", pix_fmt="bgr0")  # decoded output == what was restored
@@ -33,8 +33,14 @@ def test_batched_frames_keep_count_order_time_and_equal_each_frame_alone(
     assert engine is not None
     inputs, _ = decoded(video_clip)
     alone = [restorer(frame_to_array(f, layout_of(f))) for f in inputs]
-    # A budget for `frames_per_pass` frames' planes (and half a plane more), and batching on.
-    passes = batching(engine, monkeypatch, 3 * frames_per_pass + 0.5, height=HEIGHT, width=WIDTH)
+    # A budget for `frames_per_pass` frames' passes (and half a plane more) and their own
+    # planes, which share the CPU's memory, and batching on.
+    own = frames_per_pass * own_planes(
+        frame_to_array(inputs[0], layout_of(inputs[0])), "denoise", "rgb"
+    )
+    passes = batching(
+        engine, monkeypatch, 3 * frames_per_pass + 0.5, height=HEIGHT, width=WIDTH, extra=own
+    )
     progress: list[tuple[int, int | None]] = []
     target = tmp_path / "out.mp4"
     result = restore_video(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,22 +163,14 @@ class ImageRestorer:
 
     def batch_size(self, image: NDArray[Any] | Picture, **levels: float | None) -> int:
         """How many pictures of `image`'s size and kind `restore_batch` restores in one forward
-        pass: as many as fit, all their network planes together, the budget one picture would
-        get (memnet.inference.engine.Restorer.batch_limit); 1 on the CPU, for the baseline and
-        whenever one picture alone does not run whole."""
+        pass: as many as fit, all their network planes together, in the memory budget less
+        their own planes where these share the device's memory (memory.activation_budget);
+        1 on the CPU, for the baseline and whenever one picture alone does not run whole."""
         task = self.make_task(**levels)
-        if self.restorer is None:
+        if self.restorer is None or not self.restorer.batch_images:
             return 1
-        if isinstance(image, Picture):
-            height, width, is_gray = image.height, image.width, image.is_gray
-        else:
-            shape = np.shape(image)
-            if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 2, 3, 4)):
-                picture_from_array(image)  # not a picture: its one-line reason
-            height, width = shape[:2]
-            is_gray = len(shape) == 2 or shape[2] in (1, 2)  # as picture_from_array reads it
-        limit = self.restorer.batch_limit(*task.output_shape(height, width))
-        return max(1, limit // self._passes(is_gray, task))
+        picture = image if isinstance(image, Picture) else picture_from_array(image)
+        return max(1, self._group(picture, task, sys.maxsize)[0])
 
     def restore_batch(
         self, images: Sequence[NDArray[Any]], **levels: float | None
@@ -200,10 +193,8 @@ class ImageRestorer:
         restorer = self.restorer
         if restorer is None or not restorer.batch_images:
             return [self.restore_task(picture, task) for picture in pictures]
-        # One plan for the whole group: the budget is read once, not per picture or pass.
-        plan = restorer.plan(*task.output_shape(first.height, first.width))
-        size = max(1, restorer.images_per_pass(plan) // self._passes(first.is_gray, task))
-        if size <= 1:
+        size, plan = self._group(first, task, len(pictures))
+        if size == 0:  # not even one picture's planes run in one pass: each on its own plan
             return [self.restore_task(picture, task) for picture in pictures]
         network = functools.partial(restorer.restore_batch, plan=plan)
         restored: list[Picture] = []
@@ -211,6 +202,37 @@ class ImageRestorer:
             group = list(pictures[start : start + size])
             restored += restore_pictures(group, task, network, color=self.color)
         return restored
+
+    def _group(self, first: Picture, task: Task, count: int) -> tuple[int, Plan]:
+        """How many of `count` pictures like `first` run in one pass (0: not even one
+        picture's planes together), and that pass's plan.
+
+        One plan for the whole group: the budget is read once, not per picture or pass. Every
+        picture of a group holds its planes while the pass runs, so where they share the
+        device's memory the group's planes and the pass's activations share the budget. A
+        group of n fits when n pictures' planes go through one pass in what their planes leave;
+        if n fits so does n - 1, so the largest n is found by bisection.
+        """
+        restorer = self.restorer
+        assert restorer is not None
+        shape = task.output_shape(first.height, first.width)
+        budget, planes = restorer.memory_budget(), self._plane_bytes(first, task, None)
+        passes = self._passes(first.is_gray, task)
+
+        def plan_for(n: int) -> Plan:
+            return restorer.plan(*shape, activation_budget(budget, n * planes, restorer.device))
+
+        def fits(n: int) -> bool:
+            return n * passes <= restorer.images_per_pass(plan_for(n))
+
+        if not fits(1):
+            return 0, plan_for(1)
+        # Above one picture's own limit no group fits (a larger group only leaves less).
+        low, high = 1, max(1, min(count, restorer.images_per_pass(plan_for(1)) // passes))
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle - 1)
+        return low, plan_for(low)
 
     def _passes(self, is_gray: bool, task: Task) -> int:
         """How many of a picture's planes go through the network (pictures.network_channels)."""
@@ -223,13 +245,10 @@ class ImageRestorer:
         task = self.make_task(**levels)
         return self._passes(picture.is_gray, task) * self._plan(picture, task, None).units
 
-    def _plan(self, picture: Picture, task: Task, depth: int | None) -> Plan:
-        """The network's plan for `picture`: the activations get the memory budget less the
-        picture's own planes where they share the device's memory (memory.activation_budget)."""
-        assert self.restorer is not None
-        restorer = self.restorer
+    def _plane_bytes(self, picture: Picture, task: Task, depth: int | None) -> int:
+        """The bytes of `picture`'s own planes while it is restored (memory.picture_plane_bytes)."""
         mode = "gray" if picture.is_gray else resolve_color(self.color, task)
-        planes = picture_plane_bytes(
+        return picture_plane_bytes(
             picture.pixels,
             picture.alpha,
             task.output_shape(picture.height, picture.width),
@@ -237,6 +256,13 @@ class ImageRestorer:
             resamples=task.resamples,
             depth=depth,
         )
+
+    def _plan(self, picture: Picture, task: Task, depth: int | None) -> Plan:
+        """The network's plan for `picture`: the activations get the memory budget less the
+        picture's own planes where they share the device's memory (memory.activation_budget)."""
+        assert self.restorer is not None
+        restorer = self.restorer
+        planes = self._plane_bytes(picture, task, depth)
         budget = activation_budget(restorer.memory_budget(), planes, restorer.device)
         return restorer.plan(*task.output_shape(picture.height, picture.width), budget)
 
