@@ -112,3 +112,23 @@ def test_a_stop_signal_writes_the_last_checkpoint(
     assert load_training_state(tmp_path / "checkpoints" / "last.state.pt")["iteration"] == stopped
     _, meta = load_weights(tmp_path / "checkpoints" / "last.safetensors")
     assert meta["memnet.iteration"] == str(stopped)
+
+
+def test_the_metrics_log_follows_its_file_when_it_is_replaced(tmp_path: Path) -> None:
+    """A run folder's metrics.jsonl replaced under a running run (a checkout, a copy restored
+    over it) still gets every later record: none goes into the replaced file."""
+    import json
+    import os
+
+    from memnet.training.log import MetricsLog
+
+    path = tmp_path / "metrics.jsonl"
+    log = MetricsLog(path, None)
+    log.write({"kind": "event", "event": "start", "iteration": 0})
+    copy = tmp_path / "copy.jsonl"
+    copy.write_bytes(path.read_bytes())
+    os.replace(copy, path)  # what `git stash` / `git checkout` do to a tracked file
+    log.write({"kind": "train", "iteration": 50})
+    log.close()
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["event", "train"]

@@ -1,7 +1,9 @@
 """What a training run tells its user: a progress bar or status lines, and the metrics log.
 
 `metrics.jsonl` gets one JSON object per log line, validation and event (appended and flushed,
-so a killed run loses at most the line being written); TensorBoard gets the same scalars when
+so a killed run loses at most the line being written; the file is opened for each record, so
+one replaced while the run goes on — a checkout or a copy of the run folder — still gets every
+later line); TensorBoard gets the same scalars when
 it is installed. On a terminal a tqdm bar shows progress; in a log file a status line is printed
 every log interval instead.
 """
@@ -12,7 +14,7 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from tqdm import tqdm
 
@@ -61,7 +63,7 @@ class MetricsLog:
     def __init__(
         self, path: Path | None, tensorboard_dir: Path | None, resume_at: int | None = None
     ) -> None:
-        self._file: TextIO | None = None
+        self._path: Path | None = None
         self._board: Any = None
         if path is None:
             return
@@ -69,7 +71,8 @@ class MetricsLog:
         _drop_partial_line(path)  # a killed run may have cut its last line short
         if resume_at is not None:
             _drop_records_after(path, resume_at)
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close())
+        self._path = path
+        path.touch()
         if tensorboard_dir is not None:
             with contextlib.suppress(ImportError):
                 from torch.utils.tensorboard import SummaryWriter
@@ -82,10 +85,12 @@ class MetricsLog:
         return self._board is not None
 
     def write(self, record: dict[str, Any]) -> None:
-        if self._file is None:
+        if self._path is None:
             return
-        self._file.write(json.dumps(record, allow_nan=True) + "\n")
-        self._file.flush()
+        # Opened by name every time: a handle kept open would write into a file that has been
+        # replaced at this path (e.g. by `git checkout`), and those lines would be lost.
+        with open(self._path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, allow_nan=True) + "\n")
         kind = record.get("kind")
         if self._board is None or kind not in ("train", "val"):
             return
@@ -102,9 +107,7 @@ class MetricsLog:
                 self._board.add_scalar(f"{kind}/{key}", value, step)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._path = None
         if self._board is not None:
             self._board.close()
             self._board = None
