@@ -66,7 +66,25 @@ PAPER_COLUMN = "MemNet M6R6 (paper)"
 
 
 def load(folder: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    """The reports in `folder`, one per task and method: a weights file whose SHA-256 is a
+    released model's is that model (the same bytes, evaluated before it was installed), and
+    reports of one method on different sets are merged."""
+    from memnet.weights import zoo
+
+    released = {entry.sha256: name for name, entry in zoo.REGISTRY.items()}
+    merged: dict[tuple[str, str], dict] = {}
+    for path in sorted(folder.glob("*.json")):
+        report = json.loads(path.read_text())
+        report["method"] = released.get(report.get("sha256") or "", report["method"])
+        key = (report["task"], report["method"])
+        if key not in merged:
+            merged[key] = report
+            continue
+        kept = merged[key]
+        known = {entry["name"] for entry in kept["sets"]}
+        kept["sets"] += [entry for entry in report["sets"] if entry["name"] not in known]
+        kept["results"] += [row for row in report["results"] if row["set"] not in known]
+    return list(merged.values())
 
 
 def table(task: str, reports: list[dict]) -> str:
