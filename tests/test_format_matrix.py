@@ -59,6 +59,7 @@ class Run:
     code: int
     errors: dict[str, str]  # source file name -> its error line
     out: Path
+    warnings: dict[str, str]  # source file name -> its warning line
 
 
 @pytest.fixture(scope="module")
@@ -99,12 +100,12 @@ def restored(workspace: Path, task: str, ext: str, engine: str) -> Run:
         stderr = io.StringIO()
         with contextlib.redirect_stderr(stderr):
             code = main([*args, *TASKS[task], *model])
-        errors = {}
+        errors, warnings = {}, {}
         for line in stderr.getvalue().splitlines():
             for source in SOURCES:
                 if source.name in line:
-                    errors[source.name] = line
-        _runs[key] = Run(code, errors, out)
+                    (warnings if "warning:" in line else errors)[source.name] = line
+        _runs[key] = Run(code, errors, out, warnings)
     return _runs[key]
 
 
@@ -152,6 +153,9 @@ def check_output(source: Source, workspace: Path, run: Run, task: str, ext: str)
     target = run.out / (Path(source.name).stem + output_suffix(source, task, ext))
     assert target.is_file(), f"{target} was not written"
     fmt = SUFFIX_FORMAT[target.suffix]
+    # A transparent source written where the format has no alpha is said so, and only then.
+    dropped = source.has_alpha and fmt not in ALPHA_FORMATS
+    assert (source.name in run.warnings) == dropped, run.warnings.get(source.name)
     got: Decoded = decode_output(target)
     want = source.expected(workspace / "in")
     scale = scale_of(task)
