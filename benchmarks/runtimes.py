@@ -15,7 +15,7 @@ given (the network's input: for SR the bicubic-upscaled Y plane at output size) 
 - ONNX Runtime: the file `memnet export` writes, CPU provider, every graph optimisation on,
   as many intra-op threads as torch uses;
 - OpenVINO: the same ONNX file compiled for its CPU plugin with a latency hint and as many
-  threads (`pip install openvino`).
+  threads (`pip install -c constraints.txt -e ".[onnx,bench]"`).
 
 A runtime that is not installed is reported as such. Each row runs in a fresh process (so its
 peak RSS is its own) after one warm-up call, and times the median of the repetitions. The
@@ -137,7 +137,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         if runtime == "openvino":  # where the CPU has bf16 instructions, OpenVINO's default is bf16
             config["INFERENCE_PRECISION_HINT"] = "f32"
         compiled = core.compile_model(core.read_model(onnx_file(model, folder)), "CPU", config)
-        precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+        # An element type, printed as "<Type: 'float32'>": keep the name only.
+        precision = str(compiled.get_property("INFERENCE_PRECISION_HINT")).split("'")[-2]
         request = compiled.create_infer_request()
         feed_ov = x.numpy()
 
@@ -181,6 +182,8 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     )
     if done.returncode != 0:  # a runtime that fails on this model is a result, not a crash
         reason = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        if done.returncode == -9:  # SIGKILL with nothing said: the kernel's out-of-memory killer
+            reason = "killed (SIGKILL: out of memory, most likely)"
         print(f"  {spec} failed: {reason}", file=sys.stderr, flush=True)
         return {"failed": reason[:200]}
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
