@@ -17,6 +17,7 @@ through it; its rate over the 3×3-conv ceiling measured at the start of the sam
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 from datetime import date
@@ -39,6 +40,7 @@ CASES = (
 )
 
 
+@functools.cache  # one load per model, not per case
 def mflop_per_pixel(model: str) -> float:
     from memnet.model import summarize
     from memnet.weights.loading import load_model

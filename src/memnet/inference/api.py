@@ -167,8 +167,12 @@ class ImageRestorer:
         their own planes where these share the device's memory (memory.activation_budget);
         1 on the CPU, for the baseline and whenever one picture alone does not run whole."""
         task = self.make_task(**levels)
+        if not isinstance(image, Picture):
+            shape = np.shape(image)
+            if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in (1, 2, 3, 4)):
+                picture_from_array(image)  # not a picture: its one-line reason
         if self.restorer is None or not self.restorer.batch_images:
-            return 1
+            return 1  # known without converting the array (video asks once per batch)
         picture = image if isinstance(image, Picture) else picture_from_array(image)
         return max(1, self._group(picture, task, sys.maxsize)[0])
 
