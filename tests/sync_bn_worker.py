@@ -9,6 +9,7 @@ plain process: the reference. Each dumps BatchNorm buffers and gradients after t
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
@@ -55,33 +56,45 @@ inputs = torch.rand(BATCH, 1, 12, 12, generator=generator, dtype=torch.float64)
 inputs[BATCH // 2 :] *= 0.3  # the halves differ in statistics, as real patches do
 targets = inputs + 0.05 * torch.randn(inputs.shape, generator=generator, dtype=torch.float64)
 
-for mode in ("sync", "plain"):
-    out = Path(sys.argv[1]) / mode
-    out.mkdir(exist_ok=True)
-    model = fresh()
-    if mode == "sync":
-        synchronize_batchnorm(model, torch.device("cpu"))
-        assert all(
-            isinstance(m, SyncedBatchNorm2d)
-            for m in model.modules()
-            if isinstance(m, nn.BatchNorm2d)
-        )
-    ddp = nn.parallel.DistributedDataParallel(model)
-    torch.save(one_step(ddp, inputs[share], targets[share]), out / f"rank{rank}.pt")
-    if rank == 0:
-        torch.save(one_step(fresh(), inputs, targets), out / "whole.pt")
 
-    # the recipe option: the trainer converts its network when train.sync_batchnorm is on
-    recipe = load_recipe(
-        Path(__file__).parents[1] / "configs" / "smoke.yaml",
-        [f"train.sync_batchnorm={'true' if mode == 'sync' else 'false'}", "train.device=cpu"],
-    )
-    trainer = Trainer(
-        recipe, RunOptions(out=out / "run", quiet=True), Processes(rank, rank, world, world)
-    )
-    synced = sum(isinstance(m, SyncedBatchNorm2d) for m in trainer.model.modules())
-    batch = torch.rand(16, 1, 24, 24, generator=torch.Generator().manual_seed(2))
-    trainer.step(batch[rank * 8 : rank * 8 + 8], batch[rank * 8 : rank * 8 + 8])
-    stats = {k: v.clone() for k, v in trainer.model.named_buffers()}
-    torch.save({"synced_layers": synced, "stats": stats}, out / f"trainer{rank}.pt")
+def run_both_modes() -> None:
+    for mode in ("sync", "plain"):
+        out = Path(sys.argv[1]) / mode
+        out.mkdir(exist_ok=True)
+        model = fresh()
+        if mode == "sync":
+            synchronize_batchnorm(model, torch.device("cpu"))
+            assert all(
+                isinstance(m, SyncedBatchNorm2d)
+                for m in model.modules()
+                if isinstance(m, nn.BatchNorm2d)
+            )
+        ddp = nn.parallel.DistributedDataParallel(model)
+        torch.save(one_step(ddp, inputs[share], targets[share]), out / f"rank{rank}.pt")
+        if rank == 0:
+            torch.save(one_step(fresh(), inputs, targets), out / "whole.pt")
+
+        # the recipe option: the trainer converts its network when train.sync_batchnorm is on
+        recipe = load_recipe(
+            Path(__file__).parents[1] / "configs" / "smoke.yaml",
+            [f"train.sync_batchnorm={'true' if mode == 'sync' else 'false'}", "train.device=cpu"],
+        )
+        trainer = Trainer(
+            recipe, RunOptions(out=out / "run", quiet=True), Processes(rank, rank, world, world)
+        )
+        synced = sum(isinstance(m, SyncedBatchNorm2d) for m in trainer.model.modules())
+        batch = torch.rand(16, 1, 24, 24, generator=torch.Generator().manual_seed(2))
+        trainer.step(batch[rank * 8 : rank * 8 + 8], batch[rank * 8 : rank * 8 + 8])
+        stats = {k: v.clone() for k, v in trainer.model.named_buffers()}
+        torch.save({"synced_layers": synced, "stats": stats}, out / f"trainer{rank}.pt")
+
+
+run_both_modes()
+# Every network, DDP wrapper and trainer holds the process group: they are freed (by leaving
+# the function and collecting cycles) and both processes are done with it before it is
+# destroyed. A process group still referenced at exit is torn down among the interpreter's
+# last destructors, where gloo's threads can abort the process ("terminate called without an
+# active exception") after all its results were written.
+gc.collect()
+dist.barrier()
 dist.destroy_process_group()

@@ -11,6 +11,7 @@ trains its share of the batch (`memnet.training.environment`); only rank 0 write
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from dataclasses import dataclass, field
@@ -313,4 +314,8 @@ def train(recipe: Recipe, options: RunOptions | None = None) -> RunResult:
             return Trainer(recipe, options, procs).run()
     finally:
         if started_group:
+            # the trainer's DDP wrapper holds the group: collect it (cycles included) first, so
+            # the group is not torn down among the interpreter's last destructors at exit,
+            # where gloo's threads can abort a process whose work is done
+            gc.collect()
             dist.destroy_process_group()
