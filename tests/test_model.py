@@ -147,7 +147,7 @@ def test_every_parameter_learns_from_multi_supervision() -> None:
         assert torch.count_nonzero(param.grad) > 0, name
 
 
-@pytest.mark.parametrize("scaling", ["caffe", "mean"])
+@pytest.mark.parametrize("scaling", ["caffe", "mean", "l1"])
 def test_loss_scalings(scaling: str) -> None:
     target = torch.zeros(2, 1, 3, 3)
     restored = torch.ones(2, 1, 3, 3)
@@ -155,8 +155,10 @@ def test_loss_scalings(scaling: str) -> None:
     loss = multi_supervision_loss(restored, branches, target, scaling)  # type: ignore[arg-type]
     if scaling == "caffe":  # (18·1 + 18·4 + 0) / (2·2)
         assert loss.item() == pytest.approx(90 / 4)
-    else:  # 1/3 · 1 + (2/3)/2 · (4 + 0)
+    elif scaling == "mean":  # 1/3 · 1 + (2/3)/2 · (4 + 0)
         assert loss.item() == pytest.approx(1 / 3 + 4 / 3)
+    else:  # 1/3 · 1 + (2/3)/2 · (2 + 0): absolute errors, where the squares give 4
+        assert loss.item() == pytest.approx(1 / 3 + 2 / 3)
 
 
 def test_weighted_output_is_the_sum_of_weighted_branches() -> None:

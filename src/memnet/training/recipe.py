@@ -245,9 +245,10 @@ class TrainSpec(Spec):
     batch_size: PositiveInt = Field(
         default=32, description="patches per step, over all processes together"
     )
-    loss: Literal["caffe", "mean"] = Field(
+    loss: Literal["caffe", "mean", "l1"] = Field(
         default="caffe",
-        description="caffe: M+1 pixel sums / 2N (paper solver); mean: α-weighted MSE",
+        description="caffe: M+1 pixel sums / 2N (paper solver); mean: α-weighted MSE; "
+        "l1: α-weighted mean absolute error",
     )
     clip: ClipSpec = Field(default_factory=ClipSpec)
     seed: int = Field(default=0, description="seed of initial weights and data sampling")
