@@ -145,7 +145,8 @@ def main() -> int:
     args = parser.parse_args()
     sizes = args.sizes or ([1] if args.quick else [1, 12])
     base = baseline_mb()
-    bound = STATED_OVERHEAD_MB + budget_mb()
+    budget = budget_mb()
+    bound = STATED_OVERHEAD_MB + budget
     print(f"baseline (import, model, no image): {base:,.0f} MB; bound {bound:,.0f} MB", flush=True)
     rows = []
     with tempfile.TemporaryDirectory(prefix="memnet-memory-") as tmp:
@@ -169,7 +170,6 @@ def main() -> int:
     from memnet import __version__
     from memnet.inference.memory import CPU_BUDGET_CAP
 
-    budget = (bound - STATED_OVERHEAD_MB) * 1e6
     tasks = ", ".join(args.tasks) + (" without the network" if args.no_network else "")
     title = SECTION.format(tasks=tasks, sizes=", ".join(map(str, sizes)))
     section = f"""{title}
@@ -181,7 +181,7 @@ Measured by `python benchmarks/memory_photo.py --sizes {" ".join(map(str, sizes)
 `memnet restore` process ({"bicubic/identity, no network" if args.no_network else "released default model"}, RGB photo, PNG out) and its peak RSS
 (ru_maxrss); *baseline* ({base:,.0f} MB) is the same command on a file that is not an image:
 Python, torch and the model, no pixels. The activation budget here was
-{budget / 2**20:,.0f} MiB (a quarter of free memory, at most {CPU_BUDGET_CAP / 2**30:g} GiB);
+{budget * 1e6 / 2**20:,.0f} MiB (a quarter of free memory, at most {CPU_BUDGET_CAP / 2**30:g} GiB);
 *within* checks each peak against it plus the fixed overhead the README states
 ({STATED_OVERHEAD_MB} MB).
 

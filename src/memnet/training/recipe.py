@@ -29,6 +29,7 @@ from pydantic import (
 
 from memnet.model import PRESETS, BranchWeightInit, MemNetConfig
 from memnet.tasks import task_class, task_classes
+from memnet.training.losses import LossScaling
 from memnet.training.recipe_files import RecipeError, apply_overrides, describe_error, read_yaml
 
 __all__ = [
@@ -245,7 +246,7 @@ class TrainSpec(Spec):
     batch_size: PositiveInt = Field(
         default=32, description="patches per step, over all processes together"
     )
-    loss: Literal["caffe", "mean", "l1"] = Field(
+    loss: LossScaling = Field(
         default="caffe",
         description="caffe: M+1 pixel sums / 2N (paper solver); mean: α-weighted MSE; "
         "l1: α-weighted mean absolute error",
