@@ -3,6 +3,7 @@ to a Restorer is only read."""
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,26 @@ def test_fixed_tiles_in_batches_count_every_window() -> None:
     units, calls = run_counting(restorer, np.random.default_rng(3).random((100, 90)))
     assert units == sum(sizes)
     assert_counts_to(units, calls)
+
+
+def test_a_windows_output_is_freed_before_the_next_window_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The plan counts one window's output at a time (planning.WINDOW_COPY_BYTES); holding the
+    # previous batch's while the next one runs would exceed it by a whole window.
+    restorer = Restorer(tiny(), tile=16, batch_size=1, device="cpu")
+    alive: list[weakref.ref[np.ndarray]] = []
+    run_batch = Restorer._run_batch
+
+    def watched(self: Restorer, *args: object, **kwargs: object) -> np.ndarray:
+        assert all(ref() is None for ref in alive), "an earlier window's output is still held"
+        out = run_batch(self, *args, **kwargs)  # type: ignore[arg-type]
+        alive.append(weakref.ref(out))
+        return out
+
+    monkeypatch.setattr(Restorer, "_run_batch", watched)
+    restorer(np.random.default_rng(4).random((40, 40), dtype=np.float32))
+    assert len(alive) == len(restorer.plan(40, 40).grid or []) > 1
 
 
 def test_self_ensemble_plans_all_eight_views(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -222,6 +222,9 @@ class Restorer:
                 out_rows = slice(rows.start + core_rows.start, rows.start + core_rows.stop)
                 out_cols = slice(cols.start + core_cols.start, cols.start + core_cols.stop)
                 output[out_rows, out_cols] = result[core_rows, core_cols]
+            # Freed before the next batch runs: the plan counts one window's output, not two
+            # (a streamed column's output is 4 bytes × its height × its width).
+            del restored, result, windows
         return output
 
     def restore_batch(
