@@ -122,7 +122,7 @@ def test_fixed_tiles_in_batches_count_every_window() -> None:
 def test_a_windows_output_is_freed_before_the_next_window_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The plan counts one window's output at a time (planning.WINDOW_COPY_BYTES); holding the
+    # The plan counts one window's output at a time (memory.WINDOW_COPY_BYTES); holding the
     # previous batch's while the next one runs would exceed it by a whole window.
     restorer = Restorer(tiny(), tile=16, batch_size=1, device="cpu")
     alive: list[weakref.ref[np.ndarray]] = []
