@@ -224,7 +224,7 @@ class Restorer:
                 output[out_rows, out_cols] = result[core_rows, core_cols]
             # Freed before the next batch runs: the plan counts one window's output, not two
             # (a streamed column's output is 4 bytes × its height × its width).
-            del restored, result, windows
+            del restored, result  # (the windows are views of `array`, which stays)
         return output
 
     def restore_batch(
