@@ -4,8 +4,9 @@
     python benchmarks/runtimes.py --edge 512 # another size
     python benchmarks/runtimes.py --quick    # 128², prints the table only (~2 min)
 
-For the default model (`memnet-sr`, M4R4C32) and the paper's m6r6, one gray plane of the size
-given (the network's input: for SR the bicubic-upscaled Y plane at output size) runs through:
+For the default model (`memnet-sr`, M4R4C32) and the released paper-size `memnet-sr-m6r6`
+(M6R6C64), one gray plane of the size given (the network's input: for SR the bicubic-upscaled Y
+plane at output size) runs through:
 
 - memnet: `memnet.Restorer`, what `memnet restore` and the Python API use (the optimised
   network, streamed over strips where the budget needs it);
@@ -42,7 +43,10 @@ from speed import ceiling, machine, timed
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "runtimes-results.md"
-MODELS = (("memnet-sr", "default model memnet-sr (M4R4C32)"), ("m6r6", "paper size m6r6"))
+MODELS = (
+    ("memnet-sr", "default model memnet-sr (M4R4C32)"),
+    ("memnet-sr-m6r6", "paper size memnet-sr-m6r6 (M6R6C64)"),
+)
 RUNTIMES = (
     ("memnet", "memnet Restorer"),
     ("eager", "PyTorch eager (plain module)"),
