@@ -61,7 +61,7 @@ def test_bands_give_the_whole_plane_result(
 def test_integer_rounding_in_bands_matches_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     values = RNG.random((40, 30, 3))
     whole = image_picture.to_integer(values, 16)
-    monkeypatch.setattr(image_picture, "WRITE_BAND_PIXELS", 100)
+    monkeypatch.setattr(image_picture, "BAND_PIXELS", 100)
     assert np.array_equal(image_picture.to_integer(values, 16), whole)
     assert np.array_equal(
         image_picture.to_integer(values.astype(np.float32), 8), image_picture.to_integer(values, 8)

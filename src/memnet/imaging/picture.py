@@ -18,11 +18,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from memnet.errors import MemNetError
+from memnet.imaging.planes import new_plane
 
 __all__ = [
+    "BAND_PIXELS",
     "MAX_PIXELS",
     "PIXEL_DTYPE",
-    "WRITE_BAND_PIXELS",
     "Picture",
     "picture_from_array",
     "picture_to_array",
@@ -38,8 +39,10 @@ MAX_PIXELS = 16384 * 16384
 # Decoded samples: float32 holds every 8- and 16-bit level exactly enough to round back to it
 # (its relative error, 6e-8, is far below half a 16-bit step, 7.6e-6) at half float64's memory.
 PIXEL_DTYPE = np.float32
-# Rows converted to integers at a time when writing: the float64 temporaries stay this small.
-WRITE_BAND_PIXELS = 1 << 20
+# Pixels per band of rows wherever a whole picture is converted (decoding, colour conversion,
+# bicubic, rounding to integers): their temporaries, a few times 24 bytes per pixel in float64,
+# stay near 100 MB whatever the image size.
+BAND_PIXELS = 1 << 20
 
 
 @dataclass
@@ -100,7 +103,8 @@ def unit_samples(
     samples: NDArray[np.generic], peak: float, dtype: type[np.floating]
 ) -> NDArray[np.floating]:
     """Integer samples → floats of `dtype` in [0, 1], in one buffer (divided in place)."""
-    values: NDArray[np.floating] = np.array(samples, dtype=dtype)
+    values: NDArray[np.floating] = new_plane(samples.shape, dtype)
+    values[...] = samples
     values /= dtype(peak)
     return values
 
@@ -122,9 +126,9 @@ def to_integer(values: NDArray[np.generic], bit_depth: int) -> NDArray[np.generi
     target = np.uint16 if bit_depth == 16 else np.uint8
     if values.dtype == target:
         return values
-    out = np.empty(values.shape, dtype=target)
+    out = new_plane(values.shape, target)
     row_pixels = max(1, values[:1].size)
-    step = max(1, WRITE_BAND_PIXELS // row_pixels)
+    step = max(1, BAND_PIXELS // row_pixels)
     for start in range(0, max(1, values.shape[0]), step):
         band = np.asarray(unit_rows(values, start, start + step), dtype=np.float64) * peak
         band += 0.5

@@ -27,7 +27,15 @@ from PIL import Image, UnidentifiedImageError
 
 from memnet.errors import MemNetError
 from memnet.imaging.formats import PNG_SIGNATURE
-from memnet.imaging.picture import MAX_PIXELS, PIXEL_DTYPE, Picture, split_channels, unit_samples
+from memnet.imaging.picture import (
+    BAND_PIXELS,
+    MAX_PIXELS,
+    PIXEL_DTYPE,
+    Picture,
+    split_channels,
+    unit_samples,
+)
+from memnet.imaging.planes import contiguous_plane, new_plane
 
 __all__ = ["orient", "picture_from_pil", "read_image", "read_luminance"]
 
@@ -283,15 +291,31 @@ def _picture_from_pil(
         elif mode in ("La", "RGBa"):  # premultiplied alpha
             image = image.convert("LA" if mode == "La" else "RGBA")
         if image.mode in ("LA", "RGBA"):
-            alpha = unit_samples(np.asarray(image.getchannel("A")), 255.0, dtype)
+            alpha = unit_samples(_samples(image.getchannel("A")), 255.0, dtype)
         wanted = "L" if image.mode in ("1", "L", "LA") else "RGB"
         # convert() copies even to the mode the image has: only convert what needs it
-        decoded = np.asarray(image if image.mode == wanted else image.convert(wanted))
+        decoded = _samples(image if image.mode == wanted else image.convert(wanted))
         pixels = decoded if samples else unit_samples(decoded, 255.0, dtype)
-    pixels = np.ascontiguousarray(orient(pixels, orientation))
+    pixels = contiguous_plane(orient(pixels, orientation))
     if alpha is not None:
-        alpha = np.ascontiguousarray(orient(alpha, orientation))
+        alpha = contiguous_plane(orient(alpha, orientation))
     return Picture(pixels, alpha, bit_depth, icc, mode, exif)
+
+
+def _samples(image: Image.Image) -> NDArray[np.uint8]:
+    """The 8-bit samples of a decoded L or RGB image, (H, W) or (H, W, 3), in a `new_plane`.
+
+    Copied a band of rows at a time: `np.asarray(image)` would first join a bytes copy of the
+    whole image, beside Pillow's own (4 bytes per RGB pixel), and leave both freed in the heap.
+    """
+    width, height = image.size
+    bands = len(image.getbands())
+    out = new_plane((height, width) if bands == 1 else (height, width, bands), np.uint8)
+    step = max(1, BAND_PIXELS // max(1, width))
+    for top in range(0, height, step):
+        bottom = min(top + step, height)
+        out[top:bottom] = np.asarray(image.crop((0, top, width, bottom)))
+    return out
 
 
 def _cmyk_to_rgb(image: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes | None]:

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from torch import nn
 
 from memnet import devices
+from memnet.imaging.planes import contiguous_plane, new_plane
 from memnet.inference.fast_network import InferenceMemNet, fused_conv_available
 from memnet.inference.memory import memory_budget, plain_bytes_per_pixel
 from memnet.inference.planning import PROGRESS_ROWS, Batch, Layout, Plan, Planner
@@ -182,7 +183,9 @@ class Restorer:
         if len(windows) == 1 and windows[0].dtype == np.float32 and windows[0].flags.c_contiguous:
             stacked = windows[0][None, None]  # a whole float32 image: no copy (read only)
         else:
-            stacked = np.stack([np.asarray(w, dtype=np.float32) for w in windows])[:, None]
+            stacked = new_plane((len(windows), 1, *windows[0].shape), np.float32)
+            for index, window in enumerate(windows):
+                stacked[index, 0] = window
         x = torch.from_numpy(stacked).to(self.device)
         height = batch.height
         reported = [0] * len(windows)
@@ -213,7 +216,7 @@ class Restorer:
         if layout.grid is None:
             (batch,) = layout.batches
             return self._run_batch([array], batch, progress)[0]
-        output = np.empty(array.shape, dtype=array.dtype)
+        output = new_plane(array.shape, array.dtype)
         for batch in layout.batches:
             windows = [array[rows, cols] for rows, cols, _, _ in batch.tiles]
             restored = self._run_batch(windows, batch, progress)
@@ -294,9 +297,10 @@ class Restorer:
 
         if not self.self_ensemble:
             return self._restore_once(array, plan.views[0], step)
-        accumulated = np.zeros(array.shape, dtype=np.float64)
+        accumulated = new_plane(array.shape, np.float64)
+        accumulated[...] = 0.0
         for k, layout in enumerate(plan.views):
-            view = np.ascontiguousarray(_dihedral(array, k))
+            view = contiguous_plane(_dihedral(array, k))
             accumulated += _dihedral_inverse(self._restore_once(view, layout, step), k)
         accumulated /= 8.0
         return accumulated.astype(array.dtype, copy=False)

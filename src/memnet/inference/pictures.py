@@ -28,7 +28,8 @@ from numpy.typing import NDArray
 
 from memnet.errors import MemNetError
 from memnet.imaging.color import ycbcr2rgb, ycbcr_channel
-from memnet.imaging.picture import MAX_PIXELS, Picture, to_integer, unit_rows
+from memnet.imaging.picture import BAND_PIXELS, MAX_PIXELS, Picture, to_integer, unit_rows
+from memnet.imaging.planes import new_plane
 from memnet.tasks import Task
 
 __all__ = [
@@ -50,9 +51,6 @@ MIN_SIDE = 8
 Network = Callable[[NDArray[np.floating]], NDArray[np.floating]]
 # Many planes of one size in, each restored plane out, in order.
 BatchNetwork = Callable[[list[NDArray[np.floating]]], list[NDArray[np.floating]]]
-# Pixels per band of rows in the colour conversion, bicubic and rounding steps: their float64
-# temporaries (a few times 24 bytes per pixel) stay near 100 MB whatever the image size.
-BAND_PIXELS = 1 << 20
 
 
 def check_color_mode(mode: str) -> None:
@@ -226,14 +224,17 @@ class _Output:
         """The whole result is `values` (floats of `dtype`): clipped in place, not copied but
         where `copy` says (never touch the input)."""
         assert self.depth is None
-        pixels = values.copy() if copy else values
+        pixels = values
+        if copy:
+            pixels = new_plane(values.shape, values.dtype)
+            pixels[...] = values
         self.pixels = np.clip(pixels, 0.0, 1.0, out=pixels)
 
     def store(self, index: tuple[slice | int, ...], values: NDArray[np.floating]) -> None:
         """Clipped [0, 1] `values` into `pixels[index]`: cast to `dtype`, then rounded."""
         if self.pixels is None:  # made at the first band: after the network input planes
             integer = np.uint16 if self.depth == 16 else np.uint8
-            self.pixels = np.empty(self.shape, dtype=self.dtype if self.depth is None else integer)
+            self.pixels = new_plane(self.shape, self.dtype if self.depth is None else integer)
         if self.depth is None:
             self.pixels[index] = values
         else:
@@ -291,7 +292,7 @@ class _Channels:
             pixels = unit_rows(self.picture.pixels, 0, self.picture.height)  # a view
             return pixels if self.space == "gray" else pixels[..., c]
         height, width = self.picture.height, self.picture.width
-        plane = np.empty((height, width), dtype=self.dtype)
+        plane = new_plane((height, width), self.dtype)
         for start, stop in _bands(height, width):
             plane[start:stop] = self.rows(c, start, stop)
         return plane
@@ -299,7 +300,7 @@ class _Channels:
     def prepared(self, task: Task, c: int, shape: tuple[int, int]) -> NDArray[np.floating]:
         """`task.prepare_input` of plane `c`, one new plane of `shape`, a band at a time: from
         the whole plane where the task resamples, else each band from its own rows."""
-        out = np.empty(shape, dtype=self.dtype)
+        out = new_plane(shape, self.dtype)
         source = self.plane(c) if task.resamples else None
         for start, stop in _bands(*shape):
             out[start:stop] = self.prepared_rows(task, c, start, stop, source)

@@ -18,9 +18,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from memnet.imaging.planes import new_plane
 from memnet.inference.fast_network import fused_conv_available
 from memnet.inference.memory import streamed_bytes_for_width
 from memnet.model import check_input
@@ -133,7 +135,8 @@ class _Strip:
         self.height = height = x.shape[2]
         config = net.config
         channels = config.channels
-        self.output = torch.empty_like(x)
+        # In pages of its own, like the planes around it (memnet.imaging.planes).
+        self.output = torch.from_numpy(new_plane(tuple(x.shape), np.float32))
         self.output_done = 0
         self.fenet_in = _Rows(x.shape[1], height, x, border=net.fenet.reach)
         self.memories = [_Rows(channels, height, x)]  # B0; the gate buffer of block m is B_m
