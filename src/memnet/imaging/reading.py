@@ -6,6 +6,9 @@ output; CMYK becomes sRGB through its profile. The bit depth of the source (8 or
 remembered so the output can match it. Pillow decodes 16-bit colour to 8 bits, so 16-bit colour
 PNGs are read with `pypng` and 16-bit TIFFs with `tifffile`. `samples=True` keeps 8-bit pixels
 as the decoded uint8 samples (what a restore reads a band at a time) instead of floats.
+
+Why one module: every path from a file to a `Picture` shares the size check, the orientation,
+the kept metadata and the one-line error, and each format's special case is a few lines.
 """
 
 from __future__ import annotations
