@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from memnet.errors import MemNetError
-from memnet.imaging.planes import new_plane
+from memnet.imaging.planes import copied_plane, new_plane
 
 __all__ = [
     "BAND_PIXELS",
@@ -103,8 +103,7 @@ def unit_samples(
     samples: NDArray[np.generic], peak: float, dtype: type[np.floating]
 ) -> NDArray[np.floating]:
     """Integer samples → floats of `dtype` in [0, 1], in one buffer (divided in place)."""
-    values: NDArray[np.floating] = new_plane(samples.shape, dtype)
-    values[...] = samples
+    values: NDArray[np.floating] = copied_plane(samples, dtype)
     values /= dtype(peak)
     return values
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-__all__ = ["OWN_PAGES_BYTES", "contiguous_plane", "new_plane"]
+__all__ = ["OWN_PAGES_BYTES", "contiguous_plane", "copied_plane", "new_plane"]
 
 # Arrays at least this large get their own mapping. Below it a hole is small and soon reused,
 # and the heap is cheaper than a mapping's system calls and first-touch page faults.
@@ -45,10 +45,13 @@ def new_plane(shape: tuple[int, ...], dtype: DTypeLike) -> NDArray[Any]:
     return np.frombuffer(pages, dtype=kind, count=count).reshape(shape)
 
 
-def contiguous_plane(array: NDArray[Any]) -> NDArray[Any]:
-    """`array` itself when it is C-contiguous, else a `new_plane` copy of it."""
-    if array.flags.c_contiguous:
-        return array
-    copy = new_plane(array.shape, array.dtype)
+def copied_plane(array: NDArray[Any], dtype: DTypeLike | None = None) -> NDArray[Any]:
+    """A C-contiguous `new_plane` copy of `array`, cast to `dtype` (default: its own)."""
+    copy = new_plane(array.shape, array.dtype if dtype is None else dtype)
     copy[...] = array
     return copy
+
+
+def contiguous_plane(array: NDArray[Any]) -> NDArray[Any]:
+    """`array` itself when it is C-contiguous, else a `copied_plane` of it."""
+    return array if array.flags.c_contiguous else copied_plane(array)

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from memnet.errors import MemNetError
 from memnet.imaging.color import ycbcr2rgb, ycbcr_channel
 from memnet.imaging.picture import BAND_PIXELS, MAX_PIXELS, Picture, to_integer, unit_rows
-from memnet.imaging.planes import new_plane
+from memnet.imaging.planes import copied_plane, new_plane
 from memnet.tasks import Task
 
 __all__ = [
@@ -224,10 +224,7 @@ class _Output:
         """The whole result is `values` (floats of `dtype`): clipped in place, not copied but
         where `copy` says (never touch the input)."""
         assert self.depth is None
-        pixels = values
-        if copy:
-            pixels = new_plane(values.shape, values.dtype)
-            pixels[...] = values
+        pixels = copied_plane(values) if copy else values
         self.pixels = np.clip(pixels, 0.0, 1.0, out=pixels)
 
     def store(self, index: tuple[slice | int, ...], values: NDArray[np.floating]) -> None:
