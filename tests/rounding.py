@@ -36,3 +36,31 @@ def widest_sum(config: MemNetConfig) -> int:
 def float32_bound(config: MemNetConfig, magnitude: float = 1.0) -> float:
     """Largest rounding difference expected between two float32 evaluations of a network."""
     return depth(config) * math.sqrt(widest_sum(config)) * EPS32 * max(magnitude, 1.0)
+
+
+def winograd_growth() -> float:
+    """How much larger one conv's rounding error is through Winograd F(4×4, 3×3) than direct.
+
+    The kernel rounds the transformed products M_ξ (the sums over channels, where most of its
+    roundings are) and then combines them with output coefficients Aᵀ_iξ₁·Aᵀ_jξ₂ up to 64. For
+    independent data and weights of one scale, M_ξ's size is ‖Bᵀ_ξ₁‖‖Bᵀ_ξ₂‖ (input transform)
+    times ‖G_ξ₁‖‖G_ξ₂‖ (weight transform); the random-walk sum of their rounding errors at output
+    (i, j) is then √Σ_ξ (Aᵀ_iξ₁ Aᵀ_jξ₂ ‖Bᵀ_ξ₁‖‖Bᵀ_ξ₂‖‖G_ξ₁‖‖G_ξ₂‖)² against the direct conv's
+    √9 taps. The largest over the tile's 16 outputs (the corner, 31.4) is the growth.
+    """
+    from memnet.inference.winograd import AT, BT, G
+
+    a, b, g = (torch.tensor(m, dtype=torch.float64) for m in (AT, BT, G))
+    scale = torch.linalg.norm(b, dim=1) * torch.linalg.norm(g, dim=1)  # per ξ of one side
+    per_side = a * scale  # [4, 6]: Aᵀ_iξ · ‖Bᵀ_ξ‖‖G_ξ‖
+    return float(torch.sqrt(torch.einsum("ik,jl->ij", per_side**2, per_side**2)).max() / 3)
+
+
+def inference_bound(config: MemNetConfig, magnitude: float = 1.0) -> float:
+    """`float32_bound` for memnet's fast inference network against the plain model: each 3×3
+    conv between memories may run as Winograd (memnet.inference.winograd) where this machine
+    has the kernel and the conv's channels suit it, and then rounds `winograd_growth` times more."""
+    from memnet.inference import winograd
+
+    fast = winograd.kernel() is not None and config.channels % 16 == 0
+    return float32_bound(config, magnitude) * (winograd_growth() if fast else 1.0)

@@ -11,7 +11,7 @@ from memnet.inference.engine import Restorer
 from memnet.inference.fast_network import InferenceMemNet
 from memnet.inference.planning import TileGrid, best_grid
 from memnet.model import PRESETS, MemNet, create_model
-from rounding import float32_bound
+from rounding import inference_bound
 
 
 def trained_like(name: str, seed: int = 0) -> MemNet:
@@ -47,7 +47,7 @@ def test_matches_the_plain_model(name: str) -> None:
         optimised = fast(x)
     assert optimised.shape == plain.shape
     # Folding and fusing reorder the sums: they may differ by float32 rounding, no more.
-    assert (optimised - plain).abs().max() <= float32_bound(fast.config, plain.abs().max().item())
+    assert (optimised - plain).abs().max() <= inference_bound(fast.config, plain.abs().max().item())
 
 
 def test_matches_without_fused_convolutions(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,7 +57,7 @@ def test_matches_without_fused_convolutions(monkeypatch: pytest.MonkeyPatch) -> 
     x = torch.rand(1, 1, 20, 17)
     with torch.inference_mode():
         plain = model(x)
-        bound = float32_bound(model.config, plain.abs().max().item())
+        bound = inference_bound(model.config, plain.abs().max().item())
         assert (InferenceMemNet(model)(x) - plain).abs().max() <= bound
 
 
@@ -69,7 +69,7 @@ def test_networks_without_biases_or_affines_fold_too() -> None:
     x = torch.rand(1, 1, 16, 16)
     with torch.inference_mode():
         plain = model(x)
-        bound = float32_bound(model.config, plain.abs().max().item())
+        bound = inference_bound(model.config, plain.abs().max().item())
         assert (InferenceMemNet(model)(x) - plain).abs().max() <= bound
 
 
@@ -82,7 +82,7 @@ def test_restorer_uses_it_by_default_and_matches_the_plain_path() -> None:
     assert fast._network is fast.optimized
     assert plain.optimized is None
     assert fast.bytes_per_pixel < plain.bytes_per_pixel
-    bound = float32_bound(model.config, np.abs(plain(image)).max())
+    bound = inference_bound(model.config, np.abs(plain(image)).max())
     assert np.abs(fast(image) - plain(image)).max() <= bound
     assert np.abs(fast(image) - Restorer(model, tile=0, device="cpu")(image)).max() <= bound
 

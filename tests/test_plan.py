@@ -20,7 +20,7 @@ from memnet.inference.memory import folded_bytes_per_pixel, streamed_bytes_for_w
 from memnet.inference.planning import PROGRESS_ROWS
 from memnet.model import MemNet, create_model
 from memnet.weights.files import save_weights
-from rounding import float32_bound
+from rounding import inference_bound
 
 needs_streaming = pytest.mark.skipif(not fused_conv_available(), reason="needs oneDNN")
 
@@ -104,7 +104,7 @@ def test_a_tiled_plan_reports_every_window(monkeypatch: pytest.MonkeyPatch, stre
     assert units >= windows
     assert_counts_to(units, calls)
     whole = Restorer(model, tile=0, stream=False, device="cpu")(image)
-    bound = float32_bound(model.config, np.abs(whole).max())
+    bound = inference_bound(model.config, np.abs(whole).max())
     assert np.abs(restorer(image) - whole).max() <= bound
 
 

@@ -19,7 +19,7 @@ from memnet.model import MemNet, MemNetConfig
 from memnet.tasks import Deblock, Denoise, SuperResolution
 from memnet.weights import zoo
 from memnet.weights.files import save_weights
-from rounding import float32_bound
+from rounding import inference_bound
 
 RNG = np.random.default_rng(11)
 
@@ -164,7 +164,7 @@ def test_load_network_output_is_tiled_exactly(tiny_weights: Path) -> None:
     tiled_restorer = memnet.load(tiny_weights, device="cpu", tile=12)
     image = RNG.random((40, 50))
     whole = model_restorer(image)
-    bound = float32_bound(MemNetConfig(blocks=2, recursions=2, channels=8), np.abs(whole).max())
+    bound = inference_bound(MemNetConfig(blocks=2, recursions=2, channels=8), np.abs(whole).max())
     assert np.abs(whole - tiled_restorer(image)).max() <= bound
     assert tiled_restorer.windows(picture_from_array(image)) > 1
 

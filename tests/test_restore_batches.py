@@ -17,7 +17,7 @@ from memnet.inference.engine import Restorer
 from memnet.inference.memory import picture_plane_bytes
 from memnet.model import MemNet
 from memnet.weights.files import save_weights
-from rounding import float32_bound
+from rounding import inference_bound
 
 HEIGHT, WIDTH = 32, 48
 
@@ -74,7 +74,7 @@ def test_a_batch_equals_restoring_each_image_alone(
         assert batched.dtype == single.dtype
         assert batched.shape == single.shape
         # The batched kernels may sum in another order: rounding, nothing more.
-        bound = float32_bound(model.config, float(np.abs(single).max()))
+        bound = inference_bound(model.config, float(np.abs(single).max()))
         assert float(np.abs(batched - single).max()) <= bound
 
 
@@ -160,7 +160,7 @@ def test_restore_batch_splits_colour_per_picture_and_stacks_the_planes(
     assert restorer.batch_size(images[0]) == 2
     together = restorer.restore_batch(images)
     assert passes == [2 * planes, 2 * planes, planes]  # 2 + 2 + 1 pictures
-    bound = float32_bound(engine.config)
+    bound = inference_bound(engine.config)
     for single, batched in zip(alone, together, strict=True):
         assert batched.shape == single.shape
         assert batched.dtype == single.dtype

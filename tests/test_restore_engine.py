@@ -13,7 +13,7 @@ from memnet.inference.engine import Restorer
 from memnet.inference.memory import plain_bytes_per_pixel
 from memnet.inference.planning import TileGrid
 from memnet.model import MemNet, create_model, exact_context
-from rounding import EPS32, float32_bound
+from rounding import EPS32, inference_bound
 
 
 def small_model(blocks: int = 2, recursions: int = 2, channels: int = 8) -> MemNet:
@@ -30,7 +30,7 @@ def test_batched_tiles_equal_whole_image_with_borders_and_corners() -> None:
     whole = Restorer(model, tile=0, device="cpu")(image)
     for batch in (1, 16):
         tiled = Restorer(model, tile=24, batch_size=batch, device="cpu")(image)
-        assert np.abs(whole - tiled).max() <= float32_bound(model.config, np.abs(whole).max())
+        assert np.abs(whole - tiled).max() <= inference_bound(model.config, np.abs(whole).max())
     grid = TileGrid(101, 90, 24, exact_context(model))
     assert len(grid) == 5 * 4  # several tiles in each direction, corners included
 
@@ -66,7 +66,7 @@ def test_m6r6_depth_tiles_are_exact_with_the_74px_context() -> None:
     whole = Restorer(model, tile=0, device="cpu")(image)
     tiled = Restorer(model, tile=56, device="cpu")(image)
     assert len(TileGrid(170, 150, 56, 74)) == 4 * 3
-    assert np.abs(whole - tiled).max() <= float32_bound(model.config, np.abs(whole).max())
+    assert np.abs(whole - tiled).max() <= inference_bound(model.config, np.abs(whole).max())
 
 
 @pytest.mark.slow
@@ -78,7 +78,7 @@ def test_true_m6r6_tiles_are_exact() -> None:
     image = np.random.default_rng(3).random((40, 260))
     whole = Restorer(model, tile=0, device="cpu")(image)
     tiled = Restorer(model, tile=56, device="cpu")(image)
-    assert np.abs(whole - tiled).max() <= float32_bound(model.config, np.abs(whole).max())
+    assert np.abs(whole - tiled).max() <= inference_bound(model.config, np.abs(whole).max())
 
 
 def test_automatic_tile_size_follows_the_memory_budget(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,7 +101,7 @@ def test_automatic_tile_size_follows_the_memory_budget(monkeypatch: pytest.Monke
     image = np.random.default_rng(4).random((150, 140))
     assert restorer.tile_count(150, 140) > 1
     whole = Restorer(model, tile=0, stream=False, device="cpu")(image)
-    assert np.abs(restorer(image) - whole).max() <= float32_bound(model.config, np.abs(whole).max())
+    assert np.abs(restorer(image) - whole).max() <= inference_bound(model.config, np.abs(whole).max())
 
 
 def test_memory_estimate_scales_with_the_network() -> None:
@@ -124,7 +124,7 @@ def test_self_ensemble_averages_the_eight_flips_and_rotations() -> None:
             out = plain(np.ascontiguousarray(view))
             out = out[:, ::-1] if flip else out
             manual += np.rot90(out, -k)
-    bound = float32_bound(model.config, np.abs(manual / 8).max())
+    bound = inference_bound(model.config, np.abs(manual / 8).max())
     assert np.abs(ensemble - manual / 8).max() <= bound
     # the eight views really differ: by far more than rounding could explain
     assert np.abs(ensemble - plain(image)).max() > 10 * bound

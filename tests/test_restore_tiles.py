@@ -8,7 +8,7 @@ import torch
 from memnet.inference.engine import Restorer
 from memnet.inference.planning import TileGrid
 from memnet.model import MemNet, exact_context
-from rounding import float32_bound
+from rounding import inference_bound
 
 
 def test_grid_covers_every_pixel_once() -> None:
@@ -29,7 +29,7 @@ def test_tiles_equal_whole_image_inference() -> None:
     whole = Restorer(model, tile=0, device="cpu")(image)
     tiled = Restorer(model, tile=24, device="cpu")(image)
     assert exact_context(model) == 10
-    bound = float32_bound(model.config, np.abs(whole).max())
+    bound = inference_bound(model.config, np.abs(whole).max())
     assert np.abs(whole - tiled).max() <= bound
     # too little context is visibly different, far beyond rounding: the test can fail
     short = Restorer(model, tile=24, tile_pad=2, device="cpu")(image)

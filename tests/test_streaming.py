@@ -16,7 +16,7 @@ from memnet.inference.memory import WINDOW_COPY_BYTES
 from memnet.inference.planning import PROGRESS_ROWS
 from memnet.inference.streaming import StreamedMemNet, _Rows, _Strip
 from memnet.model import PRESETS
-from rounding import float32_bound
+from rounding import inference_bound
 from test_inference_speedpath import preset_case, trained_like
 
 pytestmark = pytest.mark.skipif(not fused_conv_available(), reason="needs oneDNN's fused convs")
@@ -30,7 +30,7 @@ def test_streaming_matches_the_whole_image_pass_for_every_preset(name: str) -> N
         streamed = StreamedMemNet(fast, rows=5)(x)
     # The same arithmetic strip by strip; only oneDNN's choice of kernel for a strip's shape
     # (which differs between CPUs) can reorder a sum, so rounding is all that may differ.
-    bound = float32_bound(fast.config, plain.abs().max().item())
+    bound = inference_bound(fast.config, plain.abs().max().item())
     assert (streamed - whole).abs().max() <= bound
     assert (streamed - plain).abs().max() <= bound
 
@@ -42,7 +42,7 @@ def test_borders_and_strip_sizes(height: int, rows: int) -> None:
     x = torch.rand(2, 1, height, 11)
     with torch.inference_mode():
         whole = fast(x)
-        bound = float32_bound(fast.config, whole.abs().max().item())
+        bound = inference_bound(fast.config, whole.abs().max().item())
         assert (StreamedMemNet(fast, rows=rows)(x) - whole).abs().max() <= bound
 
 
@@ -97,7 +97,7 @@ def test_restorer_streams_and_splits_only_the_width(monkeypatch: pytest.MonkeyPa
     assert wide.memory_bytes <= budget
     image = np.random.default_rng(0).random((1000, 300))
     whole = Restorer(model, tile=0, stream=False, device="cpu")(image)
-    assert np.abs(restorer(image) - whole).max() <= float32_bound(model.config, np.abs(whole).max())
+    assert np.abs(restorer(image) - whole).max() <= inference_bound(model.config, np.abs(whole).max())
 
 
 def test_bad_input_is_refused() -> None:

@@ -27,6 +27,10 @@ def run(args: argparse.Namespace) -> int:
     if args.name:
         print(describe(args.name))
         return 0
+    from memnet.inference import winograd
+
     for line in overview():
         print(line)
+    # Asking builds the kernel on a machine's first run (a couple of seconds).
+    print(f"\nWinograd 3×3 conv kernel (CPU): {winograd.kernel_status()}")
     return 0

@@ -12,6 +12,9 @@
   the output; the weighted sum of branches is never materialised.
 - Activations are channels_last, which oneDNN's convolutions run fastest; on a CPU the residual
   and gate additions are done by the conv itself (oneDNN's sum post-op), not as separate passes.
+- On a CPU the 3×3 convs between memories run as Winograd F(4×4, 3×3) where that was measured
+  faster than the direct conv here (memnet.inference.winograd): 4× fewer multiplies, with the
+  ReLU and the residual add done as it writes, like oneDNN's post-ops.
 
 It returns only the weighted restoration (no per-branch outputs) and has no gradients.
 """
@@ -24,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from memnet.inference import winograd
 from memnet.inference.memory import folded_bytes_per_pixel
 from memnet.model import MemNet, MemNetConfig, MemoryBlock, PreActivation, check_input
 
@@ -135,13 +139,24 @@ class Conv(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.reach = weight.shape[-1] // 2  # rows (and columns) of context on each side
         self.padding = [self.reach, self.reach]
+        self.winograd = _winograd_conv(self.weight, self.bias)
 
     def _fused(self, x: Tensor) -> bool:
         # oneDNN's fused operators exist for CPU tensors only; autocast needs the plain path.
         return _FUSED is not None and x.device.type == "cpu" and x.dtype == self.weight.dtype
 
+    def _winograd(self, *tensors: Tensor) -> winograd.WinogradConv | None:
+        """The Winograd conv when it was chosen and takes every one of `tensors` in place
+        (and the weight is still the fp32 CPU one it was made from)."""
+        chosen = self.winograd
+        if chosen is None or self.weight.dtype != torch.float32 or self.weight.device.type != "cpu":
+            return None
+        return chosen if all(chosen.takes(t) for t in tensors) else None
+
     def forward(self, x: Tensor, *, relu: bool = False) -> Tensor:
         """conv(x), optionally ReLU'd."""
+        if (fast := self._winograd(x)) is not None:
+            return fast(x, self.reach, relu=relu)
         if self._fused(x):
             return fused_conv(x, self.weight, self.bias, self.padding, relu=relu)
         out = F.conv2d(x, self.weight, self.bias, padding=self.padding)
@@ -149,18 +164,35 @@ class Conv(nn.Module):
 
     def add(self, other: Tensor, x: Tensor) -> Tensor:
         """other + conv(x) as a new tensor (oneDNN adds it as the conv writes its output)."""
+        if (fast := self._winograd(x, other)) is not None:
+            return fast(x, self.reach, add=other)
         if self._fused(x) and other.dtype == x.dtype:
             return fused_conv(x, self.weight, self.bias, self.padding, add=other)
         return F.conv2d(x, self.weight, self.bias, padding=self.padding).add_(other)
 
     def strip(self, window: Tensor, *, relu: bool = False) -> Tensor:
         """conv of the rows of `window` that have `reach` rows of context above and below
-        (oneDNN, CPU fp32): zero padding along the columns only."""
+        (CPU fp32): zero padding along the columns only."""
+        if (fast := self._winograd(window)) is not None:
+            return fast(window, 0, relu=relu)
         return fused_conv(window, self.weight, self.bias, [0, self.reach], relu=relu)
 
     def strip_add_(self, target: Tensor, window: Tensor) -> None:
-        """target += `strip(window)`, added by oneDNN as it writes the conv's output."""
+        """target += `strip(window)`, added as the conv writes its output."""
+        if (fast := self._winograd(window, target)) is not None:
+            fast(window, 0, add=target, out=target)
+            return
         fused_conv(window, self.weight, self.bias, [0, self.reach], add=target, in_place=True)
+
+
+def _winograd_conv(weight: Tensor, bias: Tensor | None) -> winograd.WinogradConv | None:
+    """A Winograd form of a CPU fp32 conv where the kernel is here, takes the shape and was
+    measured faster than oneDNN's direct conv on this machine; else None (direct conv)."""
+    if weight.dtype != torch.float32 or weight.device.type != "cpu" or not winograd.suits(weight):
+        return None
+    if not winograd.faster_than_direct(weight.shape[1], weight.shape[0]):
+        return None
+    return winograd.WinogradConv(weight, bias)
 
 
 class GateShare(nn.Module):

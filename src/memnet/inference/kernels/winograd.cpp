@@ -1,0 +1,198 @@
+// Winograd F(4×4, 3×3) convolution for the 3×3, stride-1 convs of memnet's inference network:
+// fp32, channels_last (NHWC) batches, AVX2 + FMA, threads from the OpenMP runtime that PyTorch
+// has already loaded (the same libgomp.so.1, so both share one pool of threads).
+//
+// F(4×4, 3×3) computes a 4×4 output tile from a 6×6 input tile with 36 multiplies per channel
+// pair instead of 144 (Lavin & Gray 2016). The three stages run over blocks of tiles so that a
+// block's transformed input V and products M stay in the L2 cache; transforming the whole image
+// first and multiplying afterwards was measured slower than direct convolution
+// (benchmarks/winograd.md), because V and M then go through DRAM.
+//   V[ξ][tile][c] = (Bᵀ d B)_ξ                       input transform, 8 channels per vector
+//   M[ξ][tile][k] = Σ_c V[ξ][tile][c] · U[ξ][c][k]   36 GEMMs, own 6×16 micro-kernel
+//   y = Aᵀ M A + bias (+ add) (ReLU)                 output transform and the fused epilogue
+// U = G g Gᵀ is computed once per weight by the caller (memnet.inference.winograd, in float64).
+//
+// Plain C with no PyTorch headers, so that a machine's compiler builds it in seconds; the
+// caller passes data pointers of tensors it has checked (dtype, layout, sizes).
+#include <immintrin.h>
+#include <omp.h>
+#include <stdint.h>
+
+#include <algorithm>
+#include <memory>
+
+namespace {
+
+constexpr int M = 4;  // output tile side
+constexpr int T = 6;  // input tile side, M + 3 - 1
+
+constexpr float BT[T][T] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
+                            {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
+constexpr float AT[M][T] = {
+    {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
+
+// out[i·os] = Σ_j mat[i][j] in[j·is] over vectors; the compiler drops zero entries and turns
+// ±1 into adds because the loops are unrolled over constant matrices.
+template <int R, const float (&Mat)[R][T]>
+inline void apply(const __m256* in, int is, __m256* out, int os) {
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+    __m256 acc = _mm256_setzero_ps();
+#pragma GCC unroll 8
+    for (int j = 0; j < T; ++j) {
+      const float c = Mat[i][j];
+      if (c == 1.0f) {
+        acc = _mm256_add_ps(acc, in[j * is]);
+      } else if (c == -1.0f) {
+        acc = _mm256_sub_ps(acc, in[j * is]);
+      } else if (c != 0.0f) {
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(c), in[j * is], acc);
+      }
+    }
+    out[i * os] = acc;
+  }
+}
+
+struct Shape {
+  int64_t height_in, width, channels, out_channels, pad_rows;
+  int64_t height_out, tiles_h, tiles_w, tiles_per_image;
+};
+
+// Where tile `tile` (counted over the whole batch) starts: its image and its output row/column.
+struct Tile {
+  int64_t image, row, col;
+};
+
+inline Tile locate(const Shape& s, int64_t tile) {
+  const int64_t image = tile / s.tiles_per_image, local = tile % s.tiles_per_image;
+  return {image, (local / s.tiles_w) * M, (local % s.tiles_w) * M};
+}
+
+// V[ξ][i][c] for tiles t0 + i, i < t1 - t0; ld = rows of each ξ slice.
+void input_block(const float* x, const Shape& s, int64_t t0, int64_t t1, float* V, int64_t ld) {
+  const int64_t C = s.channels;
+  alignas(32) __m256 d[T * T], tmp[T * T];
+  const __m256 zero = _mm256_setzero_ps();
+  for (int64_t tile = t0; tile < t1; ++tile) {
+    const Tile at = locate(s, tile);
+    // Output row r reads input rows r - pad_rows .. r - pad_rows + 2; columns are zero-padded.
+    const int64_t r0 = at.row - s.pad_rows, c0 = at.col - 1;
+    const float* image = x + at.image * s.height_in * s.width * C;
+    const bool inside = r0 >= 0 && c0 >= 0 && r0 + T <= s.height_in && c0 + T <= s.width;
+    float* v = V + (tile - t0) * C;
+    for (int64_t ch = 0; ch < C; ch += 8) {
+      for (int i = 0; i < T; ++i) {
+        const int64_t r = r0 + i;
+        for (int j = 0; j < T; ++j) {
+          const int64_t c = c0 + j;
+          const bool valid = inside || (r >= 0 && r < s.height_in && c >= 0 && c < s.width);
+          d[i * T + j] = valid ? _mm256_loadu_ps(image + (r * s.width + c) * C + ch) : zero;
+        }
+      }
+      for (int j = 0; j < T; ++j) apply<T, BT>(d + j, T, tmp + j, T);              // Bᵀ d
+      for (int i = 0; i < T; ++i) apply<T, BT>(tmp + i * T, 1, d + i * T, 1);      // (Bᵀ d) B
+      for (int xi = 0; xi < T * T; ++xi) _mm256_storeu_ps(v + xi * ld * C + ch, d[xi]);
+    }
+  }
+}
+
+// Mo[n][K] = V[n][C] · U[C][K], n a multiple of 6, K a multiple of 16: a 6×16 block of
+// accumulators (12 of the 16 AVX registers) per pass over C.
+void gemm(const float* V, const float* U, float* Mo, int64_t n, int64_t C, int64_t K) {
+  for (int64_t j0 = 0; j0 < K; j0 += 16) {
+    for (int64_t r0 = 0; r0 < n; r0 += 6) {
+      __m256 acc[6][2];
+      for (int i = 0; i < 6; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+      const float* v = V + r0 * C;
+      for (int64_t c = 0; c < C; ++c) {
+        const __m256 u0 = _mm256_loadu_ps(U + c * K + j0);
+        const __m256 u1 = _mm256_loadu_ps(U + c * K + j0 + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < 6; ++i) {
+          const __m256 b = _mm256_broadcast_ss(v + i * C + c);
+          acc[i][0] = _mm256_fmadd_ps(b, u0, acc[i][0]);
+          acc[i][1] = _mm256_fmadd_ps(b, u1, acc[i][1]);
+        }
+      }
+      for (int i = 0; i < 6; ++i) {
+        _mm256_storeu_ps(Mo + (r0 + i) * K + j0, acc[i][0]);
+        _mm256_storeu_ps(Mo + (r0 + i) * K + j0 + 8, acc[i][1]);
+      }
+    }
+  }
+}
+
+// y = Aᵀ M A + bias, then + add (which may be y itself), then ReLU, for tiles [t0, t1).
+void output_block(const float* Mb, const float* bias, const float* add, int relu, const Shape& s,
+                  int64_t t0, int64_t t1, int64_t ld, float* y) {
+  const int64_t K = s.out_channels;
+  alignas(32) __m256 m[T * T], tmp[M * T], o[M * M];
+  const __m256 zero = _mm256_setzero_ps();
+  for (int64_t tile = t0; tile < t1; ++tile) {
+    const Tile at = locate(s, tile);
+    const int64_t base = at.image * s.height_out * s.width * K;
+    const float* src = Mb + (tile - t0) * K;
+    for (int64_t k = 0; k < K; k += 8) {
+      for (int xi = 0; xi < T * T; ++xi) m[xi] = _mm256_loadu_ps(src + xi * ld * K + k);
+      for (int j = 0; j < T; ++j) apply<M, AT>(m + j, T, tmp + j, T);          // Aᵀ M
+      for (int i = 0; i < M; ++i) apply<M, AT>(tmp + i * T, 1, o + i * M, 1);  // (Aᵀ M) A
+      const __m256 b = bias ? _mm256_loadu_ps(bias + k) : zero;
+      for (int i = 0; i < M && at.row + i < s.height_out; ++i) {
+        for (int j = 0; j < M && at.col + j < s.width; ++j) {
+          const int64_t at_pixel = base + ((at.row + i) * s.width + at.col + j) * K + k;
+          __m256 value = _mm256_add_ps(o[i * M + j], b);
+          if (add) value = _mm256_add_ps(value, _mm256_loadu_ps(add + at_pixel));
+          if (relu) value = _mm256_max_ps(value, zero);
+          _mm256_storeu_ps(y + at_pixel, value);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+// How many tiles one block holds for C input and K output channels: V and M of a block take
+// 36·block·(C + K) floats, kept within `cache_bytes`; a multiple of 6 (the micro-kernel's rows).
+int64_t memnet_winograd_block(int64_t C, int64_t K, int64_t cache_bytes) {
+  const int64_t per_tile = T * T * (C + K) * static_cast<int64_t>(sizeof(float));
+  return std::max<int64_t>(6, cache_bytes / per_tile / 6 * 6);
+}
+
+// y[n][H_out][W][K] = conv(x[n][H_in][W][C]) with U[36][C][K], H_out = H_in + 2·pad_rows - 2:
+// pad_rows = 1 is a 'same' conv, 0 reads one row of context above and below from x itself
+// (a strip of a taller image). `bias` (K) and `add` (y's shape, may alias y) may be null.
+// C % 8 == 0 and K % 16 == 0; returns 0, or -1 when the shapes do not fit.
+int memnet_winograd_conv(const float* x, int64_t n, int64_t height_in, int64_t width, int64_t C,
+                         int64_t pad_rows, const float* U, int64_t K, const float* bias,
+                         const float* add, float* y, int relu, int threads, int64_t block) {
+  const int64_t height_out = height_in + 2 * pad_rows - 2;
+  if (C % 8 || K % 16 || block % 6 || block <= 0 || height_out <= 0 || width <= 0 || n <= 0)
+    return -1;
+  Shape s{height_in, width, C, K, pad_rows, height_out, (height_out + M - 1) / M,
+          (width + M - 1) / M, 0};
+  s.tiles_per_image = s.tiles_h * s.tiles_w;
+  const int64_t tiles = n * s.tiles_per_image;
+  const int64_t blocks = (tiles + block - 1) / block;
+  const int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, blocks)));
+#pragma omp parallel num_threads(workers)
+  {
+    // Each thread's own V and M; rows past a partial block's last tile are never written out.
+    std::unique_ptr<float[]> V(new float[T * T * block * C]());
+    std::unique_ptr<float[]> Mb(new float[T * T * block * K]);
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t t0 = b * block, t1 = std::min(t0 + block, tiles);
+      const int64_t rows = (t1 - t0 + 5) / 6 * 6;
+      input_block(x, s, t0, t1, V.get(), block);
+      for (int xi = 0; xi < T * T; ++xi)
+        gemm(V.get() + xi * block * C, U + xi * C * K, Mb.get() + xi * block * K, rows, C, K);
+      output_block(Mb.get(), bias, add, relu, s, t0, t1, block, y);
+    }
+  }
+  return 0;
+}
+
+}  // extern "C"

@@ -1,0 +1,335 @@
+"""Winograd F(4×4, 3×3) for the inference network's 3×3 convs on a CPU: fewer multiplies.
+
+A direct 3×3 conv runs near the cores' FMA peak (benchmarks/results.md), so only fewer
+multiplications make it faster: F(4×4, 3×3) does 36 per 4×4 output tile and channel pair where
+the direct conv does 144. The kernel (kernels/winograd.cpp, AVX2 + FMA, blocked so that its
+transformed tiles stay in the L2 cache) is plain C: this machine's C++ compiler builds it in a
+couple of seconds, once, into memnet's cache folder, and it is loaded with ctypes next to
+PyTorch's own OpenMP runtime. Without a compiler, AVX2 or FMA it is simply not used.
+
+It is used for a conv shape only where it was measured faster than oneDNN's direct conv on this
+machine (`faster_than_direct`, once per machine and shape, kept beside the built kernel), and
+`MEMNET_WINOGRAD=0` turns it off. Its rounding differs from the direct conv's: the transforms
+multiply by entries up to 8 (Aᵀ) and 5 (Bᵀ), so one conv's fp32 error is bounded by γ_k times
+a magnitude a few hundred times Σ|w||x| (`error_bound`); measured, it is a few times the direct
+conv's, and the released models' PSNR is unchanged (tests/test_winograd.py, benchmarks).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from functools import cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "SOURCE",
+    "WinogradConv",
+    "error_bound",
+    "faster_than_direct",
+    "kernel",
+    "kernel_status",
+    "rounding_depth",
+    "suits",
+    "weight_transform",
+]
+
+SOURCE = Path(__file__).with_name("kernels") / "winograd.cpp"
+UNIT_ROUNDOFF = 2.0**-24  # fp32, round to nearest
+# A block's transformed tiles (V and M) are kept within this much of the L2 cache per core.
+BLOCK_CACHE_BYTES = 448 << 10
+_COMPILER_FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
+
+# Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2016), F(4×4, 3×3):
+# y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A for a 6×6 input tile d and a 3×3 filter g.
+BT = [
+    [4, 0, -5, 0, 1, 0],
+    [0, -4, -4, 1, 1, 0],
+    [0, 4, -4, -1, 1, 0],
+    [0, -2, -1, 2, 1, 0],
+    [0, 2, -1, -2, 1, 0],
+    [0, 4, 0, -5, 0, 1],
+]
+G = [
+    [1 / 4, 0, 0],
+    [-1 / 6, -1 / 6, -1 / 6],
+    [-1 / 6, 1 / 6, -1 / 6],
+    [1 / 24, 1 / 12, 1 / 6],
+    [1 / 24, -1 / 12, 1 / 6],
+    [0, 0, 1],
+]
+AT = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
+
+
+def _cache_folder() -> Path:
+    """Where built kernels live: $MEMNET_CACHE_DIR, else $XDG_CACHE_HOME/memnet, ~/.cache/memnet."""
+    explicit = os.environ.get("MEMNET_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "memnet"
+
+
+def _cpu_has_avx2_fma() -> bool:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next(
+        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")),
+        [],
+    )
+    return "avx2" in flags and "fma" in flags
+
+
+def _compiler() -> str | None:
+    return shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
+
+
+def _kernel_folder(compiler: str) -> Path:
+    """One folder per source, flags, compiler and torch build: a change to any rebuilds."""
+    digest = hashlib.sha256(SOURCE.read_bytes())
+    for part in (*_COMPILER_FLAGS, compiler, torch.__version__, sys.platform):
+        digest.update(part.encode())
+    return _cache_folder() / "kernels" / f"winograd-{digest.hexdigest()[:16]}"
+
+
+def _build(compiler: str, target: Path) -> str | None:
+    """Compile the kernel to `target` (atomically); the compiler's complaint if it fails."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        built = Path(scratch) / target.name
+        try:
+            result = subprocess.run(
+                [compiler, *_COMPILER_FLAGS, "-o", str(built), str(SOURCE)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return str(error)
+        if result.returncode != 0:
+            return (result.stderr.strip().splitlines() or ["failed"])[-1]
+        os.replace(built, target)
+    return None
+
+
+@cache
+def _load() -> tuple[ctypes.CDLL | None, str]:
+    if os.environ.get("MEMNET_WINOGRAD", "1") == "0":
+        return None, "off (MEMNET_WINOGRAD=0)"
+    if not sys.platform.startswith("linux") or not _cpu_has_avx2_fma():
+        return None, "not used: needs Linux on a CPU with AVX2 and FMA"
+    compiler = _compiler()
+    if compiler is None:
+        return None, "not used: no C++ compiler found (set CXX)"
+    folder = _kernel_folder(compiler)
+    library = folder / "libmemnet_winograd.so"
+    try:
+        if not library.exists():
+            problem = _build(compiler, library)
+            if problem is not None:
+                return None, f"not used: the kernel did not build ({problem})"
+        lib = ctypes.CDLL(str(library))
+    except OSError as error:
+        return None, f"not used: {error}"
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    lib.memnet_winograd_conv.restype = ctypes.c_int
+    lib.memnet_winograd_conv.argtypes = [
+        ptr,
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        ptr,
+        i64,
+        ptr,
+        ptr,
+        ptr,
+        ctypes.c_int,
+        ctypes.c_int,
+        i64,
+    ]
+    lib.memnet_winograd_block.restype = i64
+    lib.memnet_winograd_block.argtypes = [i64, i64, i64]
+    return lib, f"available, used where measured faster than the direct conv (built in {folder})"
+
+
+def kernel() -> ctypes.CDLL | None:
+    """The loaded kernel (built on first use), or None where it cannot be used."""
+    return _load()[0]
+
+
+def kernel_status() -> str:
+    """A line on whether the Winograd kernel is used here, and why not."""
+    return _load()[1]
+
+
+def suits(weight: Tensor) -> bool:
+    """Whether a conv weight [K, C, 3, 3] has a shape the kernel takes (C % 8, K % 16)."""
+    k, c, kh, kw = weight.shape
+    return (kh, kw) == (3, 3) and c % 8 == 0 and k % 16 == 0
+
+
+def weight_transform(weight: Tensor) -> Tensor:
+    """U[ξ][c][k] = (G g_kc Gᵀ)_ξ for a [K, C, 3, 3] weight, in float64, then rounded to fp32."""
+    g = torch.tensor(G, dtype=torch.float64)
+    u = torch.einsum("ij,kcjl,ml->imkc", g, weight.detach().double().cpu(), g)  # [6, 6, K, C]
+    return u.reshape(36, *u.shape[2:]).transpose(1, 2).contiguous().float()
+
+
+def _pointer(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class WinogradConv:
+    """One 3×3 conv's transformed weight, run by the kernel on channels_last fp32 CPU tensors."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+        lib = kernel()
+        assert lib is not None
+        assert suits(weight)
+        self.out_channels, self.in_channels = weight.shape[0], weight.shape[1]
+        self.u = weight_transform(weight)
+        self.bias = None if bias is None else bias.detach().float().contiguous().cpu()
+        self.block = int(
+            lib.memnet_winograd_block(self.in_channels, self.out_channels, BLOCK_CACHE_BYTES)
+        )
+
+    @staticmethod
+    def takes(x: Tensor) -> bool:
+        """Whether `x` is a tensor the kernel reads in place: fp32, CPU, channels_last."""
+        return (
+            x.dtype == torch.float32
+            and x.device.type == "cpu"
+            and x.dim() == 4
+            and x.is_contiguous(memory_format=torch.channels_last)
+        )
+
+    def __call__(
+        self,
+        x: Tensor,
+        pad_rows: int,
+        *,
+        relu: bool = False,
+        add: Tensor | None = None,
+        out: Tensor | None = None,
+    ) -> Tensor:
+        """conv(x) with zero padding of one column each side and `pad_rows` rows each side
+        (0: x carries its own row of context), + `add`, ReLU'd; written into `out` if given
+        (`out` may be `add`). Every tensor is a channels_last fp32 CPU tensor."""
+        lib = kernel()
+        assert lib is not None
+        n, c, height, width = x.shape
+        shape = (n, self.out_channels, height + 2 * pad_rows - 2, width)
+        if out is None:
+            out = torch.empty(shape, dtype=torch.float32, memory_format=torch.channels_last)
+        status = lib.memnet_winograd_conv(
+            x.data_ptr(), n, height, width, c, pad_rows,
+            self.u.data_ptr(), self.out_channels, _pointer(self.bias), _pointer(add),
+            out.data_ptr(), int(relu), torch.get_num_threads(), self.block,
+        )  # fmt: skip
+        if status != 0:
+            raise ValueError(f"Winograd conv cannot take a {tuple(x.shape)} input")
+        return out
+
+
+def _median_seconds(run: object, repeats: int) -> float:
+    assert callable(run)
+    run()  # warm-up: first-touch pages, oneDNN's primitive cache
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _measure(channels: int, out_channels: int, threads: int) -> bool:
+    """Time both kernels on a typical streamed strip (16 rows of a 512-wide image)."""
+    from memnet.inference.fast_network import fused_conv, fused_conv_available
+
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(out_channels, channels, 3, 3, generator=generator) * 0.05
+    bias = torch.zeros(out_channels)
+    x = torch.randn(1, channels, 18, 512, generator=generator).contiguous(
+        memory_format=torch.channels_last
+    )
+    winograd = WinogradConv(weight, bias)
+    if fused_conv_available():
+        direct = _median_seconds(lambda: fused_conv(x, weight, bias, [0, 1]), 7)
+    else:
+        direct = _median_seconds(lambda: F.conv2d(x, weight, bias, padding=(0, 1)), 7)
+    fast = _median_seconds(lambda: winograd(x, 0), 7)
+    return fast < direct
+
+
+def faster_than_direct(channels: int, out_channels: int) -> bool:
+    """Whether the kernel beats oneDNN's direct conv for this shape here: measured once per
+    machine, shape and thread count, and kept beside the built kernel (so every run of this
+    machine takes the same path and gives the same result)."""
+    if kernel() is None:
+        return False
+    threads = torch.get_num_threads()
+    key = f"{channels}x{out_channels}@{threads}"
+    record = _cache_folder() / "kernels" / "winograd-decisions.json"
+    try:
+        decisions = json.loads(record.read_text())
+    except (OSError, ValueError):
+        decisions = {}
+    if key not in decisions:
+        decisions[key] = _measure(channels, out_channels, threads)
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=record.parent, delete=False) as file:
+                json.dump(decisions, file)
+            os.replace(file.name, record)
+        except OSError:
+            pass  # a read-only cache only means measuring again next time
+    return bool(decisions[key])
+
+
+def rounding_depth(channels: int) -> int:
+    """The longest chain of fp32 roundings behind one output: two passes of Bᵀ (at most 4
+    non-zeros per row each, 2 roundings per entry with the add), U rounded from float64, the
+    GEMM's C-term sum, two passes of Aᵀ (up to 5 non-zeros), the bias. Each term's relative
+    error is then at most γ_k (Higham, Accuracy and Stability of Numerical Algorithms, §3.1)."""
+    per_row = lambda rows: max(sum(1 for v in row if v) for row in rows)  # noqa: E731
+    return 2 * per_row(BT) + 1 + channels + 2 * per_row(AT) + 1
+
+
+def error_bound(x: Tensor, weight: Tensor, bias: Tensor | None, pad_rows: int = 1) -> Tensor:
+    """Componentwise bound on |fp32 Winograd − exact conv| in float64: γ_k times the absolute
+    chain |Aᵀ|[Σ_c (|G||g||G|ᵀ) ⊙ (|Bᵀ||d||B|)]|A| (+ |bias|) of every output."""
+    k = rounding_depth(weight.shape[1])
+    gamma = k * UNIT_ROUNDOFF / (1 - k * UNIT_ROUNDOFF)
+    bt, g, at = (torch.tensor(m, dtype=torch.float64).abs() for m in (BT, G, AT))
+    d = x.double().abs()
+    if pad_rows:
+        d = F.pad(d, (0, 0, pad_rows, pad_rows))
+    n, _, height, width = d.shape
+    out_h, out_w = height - 2, width
+    th, tw = -(-out_h // 4), -(-out_w // 4)
+    d = F.pad(d, (1, tw * 4 + 1 - width, 0, th * 4 + 2 - height))
+    tiles = d.unfold(2, 6, 4).unfold(3, 6, 4)  # [N, C, th, tw, 6, 6]
+    v = torch.einsum("ij,ncabjk,lk->ncabil", bt, tiles, bt)
+    u = torch.einsum("ij,kcjl,ml->kcim", g, weight.double().abs(), g)
+    y = torch.einsum("ij,nkabjl,ml->nkaibm", at, torch.einsum("ncabij,kcij->nkabij", v, u), at)
+    y = y.reshape(n, -1, th * 4, tw * 4)[:, :, :out_h, :out_w]
+    if bias is not None:
+        y = y + bias.double().abs().view(1, -1, 1, 1)
+    return gamma * y
