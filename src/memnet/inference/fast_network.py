@@ -177,6 +177,13 @@ class Conv(nn.Module):
             return fast(window, 0, relu=relu)
         return fused_conv(window, self.weight, self.bias, [0, self.reach], relu=relu)
 
+    def strip_into(self, target: Tensor, window: Tensor, *, relu: bool = False) -> None:
+        """target = `strip(window)`: written in place by the Winograd kernel, else copied."""
+        if (fast := self._winograd(window, target)) is not None:
+            fast(window, 0, relu=relu, out=target)
+            return
+        target.copy_(self.strip(window, relu=relu))
+
     def strip_add_(self, target: Tensor, window: Tensor) -> None:
         """target += `strip(window)`, added as the conv writes its output."""
         if (fast := self._winograd(window, target)) is not None:

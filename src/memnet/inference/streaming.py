@@ -36,6 +36,9 @@ __all__ = ["StreamedMemNet", "default_strip_rows", "streaming_available"]
 # per-call overhead, taller ones fall out of the CPU's cache.
 STRIP_PIXELS = 16384
 MIN_STRIP_ROWS, MAX_STRIP_ROWS = 4, 64
+# Strip heights are whole Winograd tiles (memnet.inference.winograd computes 4 rows at a time):
+# a 14-row strip would compute 16 and drop 2.
+STRIP_ROW_MULTIPLE = 4
 
 
 def streaming_available(x: Tensor) -> bool:
@@ -45,7 +48,9 @@ def streaming_available(x: Tensor) -> bool:
 
 def default_strip_rows(width: int) -> int:
     """Rows per step for an image `width` pixels wide."""
-    return max(MIN_STRIP_ROWS, min(MAX_STRIP_ROWS, -(-STRIP_PIXELS // max(1, width))))
+    rows = -(-STRIP_PIXELS // max(1, width))
+    rows = -(-rows // STRIP_ROW_MULTIPLE) * STRIP_ROW_MULTIPLE
+    return max(MIN_STRIP_ROWS, min(MAX_STRIP_ROWS, rows))
 
 
 class _Rows:
@@ -197,6 +202,12 @@ class _Strip:
         """conv(source) for rows start .. stop, read with the conv's rows of context."""
         return conv.strip(source.view(start - conv.reach, stop + conv.reach), relu=relu)
 
+    def _conv_into(
+        self, conv: Conv, source: _Rows, start: int, stop: int, target: Tensor, relu: bool
+    ) -> None:
+        """target = conv(source) for rows start .. stop, written straight into `target`."""
+        conv.strip_into(target, source.view(start - conv.reach, stop + conv.reach), relu=relu)
+
     def _conv_add_(self, conv: Conv, source: _Rows, start: int, stop: int, target: Tensor) -> None:
         """target += conv(source rows start .. stop), as oneDNN writes the conv's output."""
         conv.strip_add_(target, source.view(start - conv.reach, stop + conv.reach))
@@ -236,9 +247,8 @@ class _Strip:
             # conv_a with the folded BatchNorm and its ReLU.
             start, stop = self._span(inner.done, pre.readable(1))
             if stop > start:
-                inner.append(stop - start).copy_(
-                    self._conv(block.conv_a[r], pre, start, stop, relu=True)
-                )
+                target = inner.append(stop - start)
+                self._conv_into(block.conv_a[r], pre, start, stop, target, relu=True)
                 inner.finish(stop)
             # H_r = H_{r-1} + conv_b(...), updated in place; its gate share added at once.
             start, stop = self._span(done[r], min(inner.readable(1), source_done))
