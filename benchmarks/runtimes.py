@@ -9,7 +9,8 @@ For the default model (`memnet-sr`, M4R4C32) and the released paper-size `memnet
 plane at output size) runs through:
 
 - memnet: `memnet.Restorer`, what `memnet restore` and the Python API use (the optimised
-  network, streamed over strips where the budget needs it);
+  network, streamed over strips where the budget needs it, its 3×3 convs as Winograd F(4×4)
+  where memnet.inference.winograd measured that faster), and the same with direct convs only;
 - PyTorch eager: the plain `MemNet` module under `torch.inference_mode`, channels_last;
 - `torch.compile`: the plain module compiled by Inductor for this size (the compile itself is
   timed apart, as *first call*);
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -49,6 +51,7 @@ MODELS = (
 )
 RUNTIMES = (
     ("memnet", "memnet Restorer"),
+    ("memnet-direct", "memnet Restorer, direct convs only (MEMNET_WINOGRAD=0)"),
     ("eager", "PyTorch eager (plain module)"),
     ("compile", "torch.compile (Inductor)"),
     ("onnxruntime", "ONNX Runtime"),
@@ -98,7 +101,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     x = torch.from_numpy(image)[None, None]
     folder = tempfile.mkdtemp(prefix="memnet-runtimes-")
     precision = "fp32"
-    if runtime == "memnet":
+    if runtime.startswith("memnet"):
         from memnet.cpu_settings import retain_freed_memory
         from memnet.inference.engine import Restorer
 
@@ -179,10 +182,14 @@ def _as_array(output: Any) -> np.ndarray:
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    env = dict(os.environ)
+    if spec["runtime"] == "memnet-direct":
+        env["MEMNET_WINOGRAD"] = "0"
     done = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(spec)],
         capture_output=True,
         text=True,
+        env=env,
     )
     if done.returncode != 0:  # a runtime that fails on this model is a result, not a crash
         reason = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]

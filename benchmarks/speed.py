@@ -10,8 +10,9 @@ Rows:
   `stream=False` (whole windows, automatic tiling): Mpix/s, useful GFLOP/s (5.78 MFLOP per
   output pixel; context recomputed by tiles is not counted), % of the conv ceiling, peak RSS;
 - the plain eager reference (benchmarks/eager_reference.py) on the same images, whole;
-- training throughput of m6r6 through `memnet train`'s loop (batch 32 of 31×31 patches,
-  forward+backward counted as 3× forward), with the time each step waited for data;
+- training throughput of the paper-size m6r6 and the light m4r4c32 (the default model's
+  preset) through `memnet train`'s loop (batch 32 of 31×31 patches, forward+backward counted
+  as 3× forward), with the time each step waited for data;
 - the earlier PyTorch port's network (benchmarks/old_port.py) on the same 512² image.
 
 Every row runs in a fresh process, so each peak RSS (VmHWM) is its own; times are medians of
@@ -39,6 +40,8 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.md"
 PATCH = 31
 BATCH = 32
+# The presets whose training is measured, each with its recipe.
+TRAINING = (("m6r6", "sr-m6r6-cpu.yaml"), ("m4r4c32", "sr-cpu.yaml"))
 
 
 def timed(fn: Any, reps: int) -> list[float]:
@@ -86,7 +89,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
     kind, reps = spec["kind"], spec["reps"]
     torch.manual_seed(0)
-    model = create_model("m6r6").eval()
+    model = create_model(spec.get("preset", "m6r6")).eval()
     flop_px = summarize(model).mflop_per_pixel * 1e6
     out: dict[str, Any] = {"flop_per_pixel": flop_px}
     if kind == "restorer":
@@ -137,7 +140,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         from memnet.training.throughput import measure_throughput
 
         recipe = load_recipe(
-            str(HERE.parent / "configs" / "sr-m6r6-cpu.yaml"),
+            str(HERE.parent / "configs" / spec["recipe"]),
             [f"train.batch_size={BATCH}", f"data.patch_size={PATCH}", "train.threads=2"],
         )
         speed = measure_throughput(recipe, spec["steps"], warmup=2)
@@ -241,23 +244,29 @@ def report(results: dict[str, Any], quick: bool) -> str:
                 f"{pixels / eager['median_s'] / 1e6:.4f} | {g:.0f} | {pct(g)} | "
                 f"{eager['peak_rss_mb']:,.0f} MB | 1 (whole image) | 1.00× |"
             )
-    train = results["training"]
-    train_gflops = 3 * train["flop_per_pixel"] * PATCH**2 * train["patches_per_s"] / 1e9
     old = results["old_port"]
     old_pixels = old["edge"] ** 2
     old_gflops = old["flop_per_pixel"] * old_pixels / old["median_s"] / 1e9
     lines += [
         "",
-        "## m6r6 training",
+        "## Training",
         "",
-        "| batch | patches/s | step | GFLOP/s (3× forward) | % of ceiling | data wait per step |",
-        "|---|---|---|---|---|---|",
-        f"| {BATCH} × {PATCH}² | {train['patches_per_s']:.1f} | {train['step_ms'] / 1e3:.2f} s | "
-        f"{train_gflops:.0f} | {pct(train_gflops)} | {train['data_wait_ms']:.1f} ms |",
+        "| preset (recipe) | batch | patches/s | step | GFLOP/s (3× forward) | % of ceiling "
+        "| data wait per step |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for train in results["training"]:
+        train_gflops = 3 * train["flop_per_pixel"] * PATCH**2 * train["patches_per_s"] / 1e9
+        lines.append(
+            f"| {train['preset']} (configs/{train['recipe']}) | {BATCH} × {PATCH}² | "
+            f"{train['patches_per_s']:.1f} | {train['step_ms'] / 1e3:.2f} s | "
+            f"{train_gflops:.0f} | {pct(train_gflops)} | {train['data_wait_ms']:.1f} ms |"
+        )
+    steps = results["training"][0]["steps"]
+    lines += [
         "",
-        f"Recipe configs/sr-m6r6-cpu.yaml (batch {BATCH}, 2 threads), median of "
-        f"{train['steps']} steps after 2 warm-up steps, through memnet.training's own loop and "
-        f"data pipeline (a background thread makes a batch in {train['batch_ms']:.0f} ms).",
+        f"Batch {BATCH}, 2 threads, median of {steps} steps after 2 warm-up steps, through "
+        "memnet.training's own loop and data pipeline (a background thread makes the batches).",
         "",
         "## The earlier PyTorch port's network",
         "",
@@ -281,7 +290,7 @@ def report(results: dict[str, Any], quick: bool) -> str:
         "  strips (memnet.inference.streaming) recompute nothing.",
         "- *peak RSS* is the whole process (Python, torch, image buffers) at its high-water mark.",
         "- The eager reference is not run at 1024²: whole, it needs over 11 GB of activations.",
-        "- Past the conv ceiling: a Winograd prototype for these convs, measured in [winograd.md](winograd.md).",
+        "- Past the conv ceiling: the 3×3 convs as Winograd F(4×4, 3×3), measured in [winograd.md](winograd.md).",
         "",
     ]
     return "\n".join(lines)
@@ -324,9 +333,12 @@ def main() -> None:
             {"edge": e, **run_child({"kind": "eager", "edge": e, "reps": reps})}
         )
         keep(results)
-    results["training"] = run_child(
-        {"kind": "training", "steps": 2 if args.quick else 5, "reps": 1}
-    )
+    results["training"] = []
+    for preset, recipe in TRAINING:
+        spec = {"kind": "training", "preset": preset, "recipe": recipe, "reps": 1}
+        row = run_child({**spec, "steps": 2 if args.quick else 5})
+        results["training"].append({"preset": preset, "recipe": recipe, **row})
+        keep(results)
     keep(results)
     results["old_port"] = {
         "edge": old_edge,

@@ -101,7 +101,9 @@ def test_automatic_tile_size_follows_the_memory_budget(monkeypatch: pytest.Monke
     image = np.random.default_rng(4).random((150, 140))
     assert restorer.tile_count(150, 140) > 1
     whole = Restorer(model, tile=0, stream=False, device="cpu")(image)
-    assert np.abs(restorer(image) - whole).max() <= inference_bound(model.config, np.abs(whole).max())
+    assert np.abs(restorer(image) - whole).max() <= inference_bound(
+        model.config, np.abs(whole).max()
+    )
 
 
 def test_memory_estimate_scales_with_the_network() -> None:

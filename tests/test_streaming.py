@@ -97,7 +97,9 @@ def test_restorer_streams_and_splits_only_the_width(monkeypatch: pytest.MonkeyPa
     assert wide.memory_bytes <= budget
     image = np.random.default_rng(0).random((1000, 300))
     whole = Restorer(model, tile=0, stream=False, device="cpu")(image)
-    assert np.abs(restorer(image) - whole).max() <= inference_bound(model.config, np.abs(whole).max())
+    assert np.abs(restorer(image) - whole).max() <= inference_bound(
+        model.config, np.abs(whole).max()
+    )
 
 
 def test_bad_input_is_refused() -> None:

@@ -1,17 +1,21 @@
-"""Winograd prototype against oneDNN's direct 3×3 conv (the ceiling's kernel), in one run.
+"""memnet's Winograd F(4×4, 3×3) kernel against oneDNN's direct 3×3 conv, in one run.
 
-    OMP_NUM_THREADS=1 python benchmarks/winograd/bench.py           # print the tables
-    OMP_NUM_THREADS=1 python benchmarks/winograd/bench.py --write   # and write benchmarks/winograd-results.md
+    python benchmarks/winograd/bench.py           # print the tables
+    python benchmarks/winograd/bench.py --write   # and write benchmarks/winograd-results.md
 
-One thread. For each shape the four kernels run interleaved (A B C D A B C D ...), medians of
---reps each; "useful" GFLOP/s counts the direct conv's 2·9·C·K·H·W FLOPs for every kernel.
-Errors are against a float64 conv2d; the bound is prototype.error_bound (componentwise).
+Both kernels as the inference network calls them (memnet.inference.winograd.WinogradConv and
+memnet.inference.fast_network.fused_conv), on the layer shapes it runs: a streamed strip (16
+output rows and their 2 context rows of a 1224-wide photo, the strip height memnet picks there)
+and a whole 256² plane, for the default model's 32 channels and the paper size's 64, at 1 and 2
+threads. The two run interleaved (A B A B ...), medians of --reps each; "useful" GFLOP/s counts
+the direct conv's 2·9·C·K·H·W FLOPs for both. Then each kernel's fp32 error against a float64
+conv and against its bound, and the error of each released SR network end to end with and
+without it, against the float64 plain model.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 from datetime import date
@@ -22,124 +26,100 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).parent))
-import prototype
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from memnet.inference import fast_network, winograd
+from memnet.inference.fast_network import InferenceMemNet, fused_conv
+from memnet.weights.loading import load_model
+from speed import machine
 
-RESULTS = Path(__file__).parents[1] / "winograd-results.md"
-SHAPES = (
-    (64, 64, 512),
-    (64, 256, 256),
-    (64, 512, 512),
-    (32, 64, 512),
-    (32, 256, 256),
-    (32, 512, 512),
-)
-KERNELS = ("direct", "F(2×2) own GEMM", "F(4×4) own GEMM", "F(4×4) torch.bmm")
+RESULTS = Path(__file__).resolve().parents[1] / "winograd-results.md"
+# (channels, input rows, width, rows of zero padding): a streamed strip, then a whole plane.
+SHAPES = ((32, 18, 1224, 0), (64, 18, 1224, 0), (32, 256, 256, 1), (64, 256, 256, 1))
 
 
-def kernels(w: torch.Tensor, b: torch.Tensor) -> dict[str, Any]:
-    return {
-        "direct": lambda x: F.conv2d(x, w, b, padding=1),
-        "F(2×2) own GEMM": prototype.Winograd(w, b, 2, "own"),
-        "F(4×4) own GEMM": prototype.Winograd(w, b, 4, "own"),
-        "F(4×4) torch.bmm": prototype.Winograd(w, b, 4, "torch"),
-    }
-
-
-def timing(reps: int) -> list[str]:
-    rows = [
-        "| shape | kernel | median time | useful GFLOP/s | ratio to direct |",
-        "|---|---|---|---|---|",
-    ]
-    for c, h, w_ in SHAPES:
-        torch.manual_seed(0)
-        x = torch.randn(1, c, h, w_).contiguous(memory_format=torch.channels_last)
-        w, b = torch.randn(c, c, 3, 3) / (3 * c**0.5), torch.randn(c)
-        fns = kernels(w, b)
+def timing(reps: int, threads: int) -> list[str]:
+    torch.set_num_threads(threads)
+    rows = []
+    for c, h, w_, pad in SHAPES:
+        generator = torch.Generator().manual_seed(c)
+        x = torch.randn(1, c, h, w_, generator=generator)
+        x = x.contiguous(memory_format=torch.channels_last)
+        weight = torch.randn(c, c, 3, 3, generator=generator) / (3 * c**0.5)
+        bias = torch.randn(c, generator=generator)
+        fast = winograd.WinogradConv(weight, bias)
+        fns = {
+            "direct": lambda x=x, w=weight, b=bias, p=pad: fused_conv(x, w, b, [p, 1]),
+            "Winograd": lambda x=x, f=fast, p=pad: f(x, p),
+        }
         for fn in fns.values():
-            fn(x)  # warm-up
+            fn()  # warm-up
         times: dict[str, list[float]] = {k: [] for k in fns}
         for _ in range(reps):
             for name, fn in fns.items():
                 start = time.perf_counter()
-                fn(x)
+                fn()
                 times[name].append(time.perf_counter() - start)
-        flop = 2 * 9 * c * c * h * w_
+        flop = 2 * 9 * c * c * (h + 2 * pad - 2) * w_
         base = float(np.median(times["direct"]))
-        for name in KERNELS:
-            med = float(np.median(times[name]))
+        shape = f"1×{c}×{h}×{w_}" + (" (strip)" if pad == 0 else "")
+        for name, values in times.items():
+            median = float(np.median(values))
             rows.append(
-                f"| 1×{c}×{h}×{w_} | {name} | {med * 1e3:.1f} ms | {flop / med / 1e9:.1f} | {base / med:.2f}× |"
+                f"| {threads} | {shape} | {name} | {median * 1e3:.2f} ms | "
+                f"{flop / median / 1e9:.0f} | {base / median:.2f}× |"
             )
-        print("\n".join(rows[-4:]), flush=True)
+        print("\n".join(rows[-2:]), flush=True)
     return rows
 
 
 def errors() -> list[str]:
-    rows = [
-        "| C | kernel | max error | max error / bound | bound's magnitude / Σ·|w||x| (max) | rounding depth k |",
-        "|---|---|---|---|---|---|",
-    ]
+    rows = []
     for c in (32, 64):
-        torch.manual_seed(1)
-        x = torch.randn(1, c, 64, 64).contiguous(memory_format=torch.channels_last)
-        w, b = torch.randn(c, c, 3, 3) / (3 * c**0.5), torch.randn(c)
-        exact = F.conv2d(x.double(), w.double(), b.double(), padding=1)
-        direct = (F.conv2d(x, w, b, padding=1).double() - exact).abs().max().item()
-        rows.append(f"| {c} | direct (oneDNN) | {direct:.2e} | — | 1 | — |")
-        for m in (2, 4):
-            bound = prototype.error_bound(x, w, b, m)
-            k = prototype.rounding_depth(m, c)
-            factor = (bound / prototype.gamma(k) / prototype.direct_magnitude(x, w, b)).max().item()
-            err = (prototype.Winograd(w, b, m, "own")(x).double() - exact).abs()
-            rows.append(
-                f"| {c} | F({m}×{m}) own GEMM | {err.max().item():.2e} | {(err / bound).max().item():.4f} | {factor:.1f} | {k} |"
-            )
+        generator = torch.Generator().manual_seed(1)
+        x = torch.randn(1, c, 64, 64, generator=generator)
+        x = x.contiguous(memory_format=torch.channels_last)
+        weight = torch.randn(c, c, 3, 3, generator=generator) / (3 * c**0.5)
+        bias = torch.randn(c, generator=generator)
+        exact = F.conv2d(x.double(), weight.double(), bias.double(), padding=1)
+        direct = (fused_conv(x, weight, bias, [1, 1]).double() - exact).abs().max().item()
+        error = (winograd.WinogradConv(weight, bias)(x, 1).double() - exact).abs()
+        bound = winograd.error_bound(x, weight, bias)
+        rows.append(
+            f"| {c} | {direct:.2e} | {error.max().item():.2e} | "
+            f"{(error / bound).max().item():.4f} | {winograd.rounding_depth(c)} |"
+        )
     return rows
 
 
 def depth() -> list[str]:
-    """Plain m6r6 (untrained weights) on a 64² input with its 64→64 3×3 convs replaced, against float64."""
-    from memnet.model import create_model
-
-    torch.manual_seed(2)
-    model = create_model("m6r6").eval()
-    x = torch.rand(1, 1, 64, 64)
-    with torch.inference_mode():
-        exact = model.double()(x.double())
-        exact = exact[0] if isinstance(exact, tuple) else exact
-        model.float()
-        original = F.conv2d
-        rows = ["| 3×3 convs run by | max |error| of the output | mean |error| |", "|---|---|---|"]
-        for label, m in (("direct (oneDNN)", 0), ("F(2×2) own GEMM", 2), ("F(4×4) own GEMM", 4)):
-
-            def conv(
-                inp: torch.Tensor,
-                weight: torch.Tensor,
-                bias: Any = None,
-                *a: Any,
-                m: int = m,
-                **kw: Any,
-            ) -> torch.Tensor:
-                # the prototype needs C % 8 == 0 and K % 16 == 0: the 64→64 convs (first and
-                # last conv, 1→64 and 64→1, stay direct)
-                if (
-                    m
-                    and weight.shape[-1] == 3
-                    and weight.shape[1] % 8 == 0
-                    and weight.shape[0] % 16 == 0
-                ):
-                    return prototype.Winograd(weight, bias, m, "own")(inp)
-                return original(inp, weight, bias, *a, **kw)
-
-            F.conv2d = conv  # type: ignore[assignment]
-            try:
-                out = model(x)
-            finally:
-                F.conv2d = original
-            out = out[0] if isinstance(out, tuple) else out
-            err = (out.double() - exact).abs()
-            rows.append(f"| {label} | {err.max().item():.2e} | {err.mean().item():.2e} |")
+    """Each released SR network on a 96² plane: its inference form with and without Winograd,
+    against the plain model in float64."""
+    rows = []
+    x = torch.rand(1, 1, 96, 96, generator=torch.Generator().manual_seed(2))
+    for name in ("memnet-sr", "memnet-sr-m6r6"):
+        model = load_model(name).network
+        assert model is not None
+        with torch.inference_mode():
+            exact = model.double()(x.double())
+            model.float()
+            errs: dict[str, Any] = {}
+            for label, chooser in (("direct", None), ("Winograd", True)):
+                original = fast_network._winograd_conv
+                if chooser is None:
+                    fast_network._winograd_conv = lambda weight, bias: None  # type: ignore[assignment]
+                else:
+                    fast_network._winograd_conv = lambda weight, bias: (  # type: ignore[assignment]
+                        winograd.WinogradConv(weight, bias) if winograd.suits(weight) else None
+                    )
+                try:
+                    out = InferenceMemNet(model)(x)
+                finally:
+                    fast_network._winograd_conv = original  # type: ignore[assignment]
+                errs[label] = (out.double() - exact).abs()
+        rows.append(
+            f"| {name} | {errs['direct'].max().item():.2e} | {errs['direct'].mean().item():.2e} | "
+            f"{errs['Winograd'].max().item():.2e} | {errs['Winograd'].mean().item():.2e} |"
+        )
     return rows
 
 
@@ -147,38 +127,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--reps", type=int, default=7)
+    parser.add_argument("--reps", type=int, default=15)
     parser.add_argument("--write", action="store_true", help=f"write {RESULTS.name}")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    if prototype.extension() is None:
-        sys.exit("no C++ compiler: the Winograd prototype cannot be built")
+    if winograd.kernel() is None:
+        sys.exit(f"Winograd kernel: {winograd.kernel_status()}")
     with torch.inference_mode():
+        timed = timing(args.reps, 1) + timing(args.reps, 2)
         err = errors()
-        print("\n".join(err), flush=True)
         deep = depth()
-        print("\n".join(deep), flush=True)
-        tim = timing(args.reps)
-    header = (
-        f"Measured by `OMP_NUM_THREADS=1 python benchmarks/winograd/bench.py --write` on {date.today()}: "
-        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, "
-        f"medians of {args.reps} interleaved repetitions, at nice 0 on a machine shared with two "
-        "nice-10 training jobs."
-    )
     text = "\n".join(
         [
-            header,
+            f"Measured by `python benchmarks/winograd/bench.py --write` on {date.today()}: "
+            f"{machine()}; medians of {args.reps} interleaved repetitions.",
             "",
-            "### Time",
+            "### Time, one conv",
             "",
-            *tim,
+            "| threads | shape | kernel | median time | useful GFLOP/s | ratio to direct |",
+            "|---|---|---|---|---|---|",
+            *timed,
             "",
-            "### fp32 error, one conv (64² input)",
+            "### fp32 error, one conv (64² input, against float64)",
             "",
+            "| C | direct (oneDNN) max error | Winograd max error | Winograd error / its bound "
+            "(max) | rounding depth k |",
+            "|---|---|---|---|---|",
             *err,
             "",
-            "### Error over the depth of m6r6 (64² input, untrained weights, the 64→64 convs replaced)",
+            "### Error of the released SR networks (96² plane, against the float64 plain model)",
             "",
+            "| model | direct: max | direct: mean | Winograd: max | Winograd: mean |",
+            "|---|---|---|---|---|",
             *deep,
             "",
         ]

@@ -14,7 +14,9 @@
   and gate additions are done by the conv itself (oneDNN's sum post-op), not as separate passes.
 - On a CPU the 3×3 convs between memories run as Winograd F(4×4, 3×3) where that was measured
   faster than the direct conv here (memnet.inference.winograd): 4× fewer multiplies, with the
-  ReLU and the residual add done as it writes, like oneDNN's post-ops.
+  ReLU and the residual add done as it writes, like oneDNN's post-ops. Each gate share's
+  BatchNorm, ReLU and 1×1 conv run as one kernel (kernels/gates.cpp) that never writes the
+  activated memory out.
 
 It returns only the weighted restoration (no per-branch outputs) and has no gradients.
 """
@@ -27,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from memnet.inference import winograd
+from memnet.inference import native, winograd
+from memnet.inference.gates import fused_gate_share
 from memnet.inference.memory import folded_bytes_per_pixel
 from memnet.model import MemNet, MemNetConfig, MemoryBlock, PreActivation, check_input
 
@@ -249,6 +252,18 @@ class GateShare(nn.Module):
         return total
 
 
+def _native_share(
+    target: Tensor, memory: Tensor, pre: Affine, conv: GateShare, *, accumulate: bool
+) -> bool:
+    """target (+)= the share of `memory` by memnet's fused kernel; False where it cannot."""
+    rows, out = _pixels(memory), _pixels(target)
+    if rows is None or out is None:
+        return False
+    return fused_gate_share(
+        out, rows, pre.scale, pre.shift, conv.matrix, conv.bias, accumulate=accumulate
+    )
+
+
 class FoldedBlock(nn.Module):
     """Memory block m: folded recursions and its gate conv split per memory."""
 
@@ -276,10 +291,30 @@ class FoldedBlock(nn.Module):
 
     def share(self, gate: Tensor | None, index: int, memory: Tensor) -> Tensor:
         """Add memory `index`'s share of the gate conv into `gate` (started when None)."""
-        activated = self.gate_pre[index](memory)
-        conv = self.gate_conv[index]
+        if gate is not None:
+            self.share_into_(gate, index, memory, first=False)
+            return gate
+        if native.library() is not None and memory.device.type == "cpu":
+            n, _, h, w = memory.shape
+            out_channels = self.gate_conv[index].matrix.shape[1]
+            gate = torch.empty(
+                (n, out_channels, h, w), dtype=memory.dtype, memory_format=torch.channels_last
+            )
+            self.share_into_(gate, index, memory, first=True)
+            return gate
         # The first share (index 0) carries the gate's bias.
-        return conv(activated) if gate is None else conv.add_(gate, activated)
+        return self.gate_conv[index](self.gate_pre[index](memory))
+
+    def share_into_(self, target: Tensor, index: int, memory: Tensor, *, first: bool) -> None:
+        """target = memory `index`'s share of the gate conv (`first`), else target += it."""
+        pre, conv = self.gate_pre[index], self.gate_conv[index]
+        if _native_share(target, memory, pre, conv, accumulate=not first):
+            return
+        activated = pre(memory)
+        if first:
+            conv.into_(target, activated)
+        else:
+            conv.add_(target, activated)
 
     def recurse(self, h: Tensor, gate: Tensor) -> Tensor:
         """Run the R recursions from h = B_{m-1}, adding each H_r into `gate`; returns B_m."""

@@ -264,11 +264,7 @@ class _Strip:
                 # The gate's rows start with the long-term memories' shares (B0 carries the bias).
                 share = gate.append(stop - start)
                 for j in range(m):
-                    activated = block.gate_pre[j](self.memories[j].view(start, stop))
-                    if j == 0:
-                        block.gate_conv[0].into_(share, activated)
-                    else:
-                        block.gate_conv[j].add_(share, activated)
+                    block.share_into_(share, j, self.memories[j].view(start, stop), first=j == 0)
             block.share(gate.view(start, stop), block.long_term + r, target)
             done[r] = stop
             if r == len(done) - 1:

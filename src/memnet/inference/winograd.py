@@ -3,9 +3,8 @@
 A direct 3×3 conv runs near the cores' FMA peak (benchmarks/results.md), so only fewer
 multiplications make it faster: F(4×4, 3×3) does 36 per 4×4 output tile and channel pair where
 the direct conv does 144. The kernel (kernels/winograd.cpp, AVX2 + FMA, blocked so that its
-transformed tiles stay in the L2 cache) is plain C: this machine's C++ compiler builds it in a
-couple of seconds, once, into memnet's cache folder, and it is loaded with ctypes next to
-PyTorch's own OpenMP runtime. Without a compiler, AVX2 or FMA it is simply not used.
+transformed tiles stay in the L2 cache) is one of memnet's own (memnet.inference.native):
+without a compiler, AVX2 or FMA it is simply not used.
 
 It is used for a conv shape only where it was measured faster than oneDNN's direct conv on this
 machine (`faster_than_direct`, once per machine and shape, kept beside the built kernel), and
@@ -18,24 +17,19 @@ conv's, and the released models' PSNR is unchanged (tests/test_winograd.py, benc
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import json
 import os
-import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from functools import cache
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from memnet.inference import native
+
 __all__ = [
-    "SOURCE",
     "WinogradConv",
     "error_bound",
     "faster_than_direct",
@@ -46,11 +40,12 @@ __all__ = [
     "weight_transform",
 ]
 
-SOURCE = Path(__file__).with_name("kernels") / "winograd.cpp"
 UNIT_ROUNDOFF = 2.0**-24  # fp32, round to nearest
-# A block's transformed tiles (V and M) are kept within this much of the L2 cache per core.
-BLOCK_CACHE_BYTES = 448 << 10
-_COMPILER_FLAGS = ["-O3", "-mavx2", "-mfma", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
+# A block's transformed tiles (V and M) are kept within this much of the L2 cache per core:
+# about half of a 512 KB L2, the rest holding the input rows being read and U. Measured on
+# streamed strips (benchmarks/winograd/bench.py), blocks of 12-30 tiles ran 10-25 % faster than
+# blocks filling the L2 (48 tiles at 32 channels).
+BLOCK_CACHE_BYTES = 224 << 10
 
 # Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (2016), F(4×4, 3×3):
 # y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A for a 6×6 input tile d and a 3×3 filter g.
@@ -73,110 +68,20 @@ G = [
 AT = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
 
 
-def _cache_folder() -> Path:
-    """Where built kernels live: $MEMNET_CACHE_DIR, else $XDG_CACHE_HOME/memnet, ~/.cache/memnet."""
-    explicit = os.environ.get("MEMNET_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "memnet"
-
-
-def _cpu_has_avx2_fma() -> bool:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    flags = next(
-        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")),
-        [],
-    )
-    return "avx2" in flags and "fma" in flags
-
-
-def _compiler() -> str | None:
-    return shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
-
-
-def _kernel_folder(compiler: str) -> Path:
-    """One folder per source, flags, compiler and torch build: a change to any rebuilds."""
-    digest = hashlib.sha256(SOURCE.read_bytes())
-    for part in (*_COMPILER_FLAGS, compiler, torch.__version__, sys.platform):
-        digest.update(part.encode())
-    return _cache_folder() / "kernels" / f"winograd-{digest.hexdigest()[:16]}"
-
-
-def _build(compiler: str, target: Path) -> str | None:
-    """Compile the kernel to `target` (atomically); the compiler's complaint if it fails."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-        built = Path(scratch) / target.name
-        try:
-            result = subprocess.run(
-                [compiler, *_COMPILER_FLAGS, "-o", str(built), str(SOURCE)],
-                capture_output=True,
-                text=True,
-                timeout=300,
-                check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as error:
-            return str(error)
-        if result.returncode != 0:
-            return (result.stderr.strip().splitlines() or ["failed"])[-1]
-        os.replace(built, target)
-    return None
-
-
-@cache
-def _load() -> tuple[ctypes.CDLL | None, str]:
-    if os.environ.get("MEMNET_WINOGRAD", "1") == "0":
-        return None, "off (MEMNET_WINOGRAD=0)"
-    if not sys.platform.startswith("linux") or not _cpu_has_avx2_fma():
-        return None, "not used: needs Linux on a CPU with AVX2 and FMA"
-    compiler = _compiler()
-    if compiler is None:
-        return None, "not used: no C++ compiler found (set CXX)"
-    folder = _kernel_folder(compiler)
-    library = folder / "libmemnet_winograd.so"
-    try:
-        if not library.exists():
-            problem = _build(compiler, library)
-            if problem is not None:
-                return None, f"not used: the kernel did not build ({problem})"
-        lib = ctypes.CDLL(str(library))
-    except OSError as error:
-        return None, f"not used: {error}"
-    i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    lib.memnet_winograd_conv.restype = ctypes.c_int
-    lib.memnet_winograd_conv.argtypes = [
-        ptr,
-        i64,
-        i64,
-        i64,
-        i64,
-        i64,
-        ptr,
-        i64,
-        ptr,
-        ptr,
-        ptr,
-        ctypes.c_int,
-        ctypes.c_int,
-        i64,
-    ]
-    lib.memnet_winograd_block.restype = i64
-    lib.memnet_winograd_block.argtypes = [i64, i64, i64]
-    return lib, f"available, used where measured faster than the direct conv (built in {folder})"
-
-
 def kernel() -> ctypes.CDLL | None:
-    """The loaded kernel (built on first use), or None where it cannot be used."""
-    return _load()[0]
+    """memnet's kernels (memnet.inference.native) where Winograd may be used, else None."""
+    if os.environ.get("MEMNET_WINOGRAD", "1") == "0":
+        return None
+    return native.library()
 
 
 def kernel_status() -> str:
     """A line on whether the Winograd kernel is used here, and why not."""
-    return _load()[1]
+    if os.environ.get("MEMNET_WINOGRAD", "1") == "0":
+        return "off (MEMNET_WINOGRAD=0)"
+    if native.library() is None:
+        return native.status()
+    return f"available, used where measured faster than the direct conv ({native.status()})"
 
 
 def suits(weight: Tensor) -> bool:
@@ -286,7 +191,7 @@ def faster_than_direct(channels: int, out_channels: int) -> bool:
         return False
     threads = torch.get_num_threads()
     key = f"{channels}x{out_channels}@{threads}"
-    record = _cache_folder() / "kernels" / "winograd-decisions.json"
+    record = native.cache_folder() / "kernels" / "winograd-decisions.json"
     try:
         decisions = json.loads(record.read_text())
     except (OSError, ValueError):

@@ -1,0 +1,138 @@
+"""memnet's own kernels: built once per machine, and the fused gate share exact to rounding."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from memnet.inference import fast_network, native
+from memnet.inference.fast_network import Affine, GateShare, InferenceMemNet
+from memnet.model import MemNet
+from rounding import inference_bound
+
+needs_library = pytest.mark.skipif(native.library() is None, reason=f"kernels: {native.status()}")
+U32 = 2.0**-24
+
+
+def channels_last(*shape: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(*shape, generator=generator).contiguous(memory_format=torch.channels_last)
+
+
+class _Pre(Affine):
+    """An Affine with given per-channel scale and shift."""
+
+    def __init__(self, scale: torch.Tensor, shift: torch.Tensor) -> None:
+        torch.nn.Module.__init__(self)
+        self.register_buffer("scale", scale)
+        self.register_buffer("shift", shift)
+
+
+def _gate_case(
+    channels: int, out_channels: int, width: int, bias: bool
+) -> tuple[_Pre, GateShare, torch.Tensor]:
+    generator = torch.Generator().manual_seed(channels + width)
+    pre = _Pre(
+        torch.rand(channels, generator=generator) + 0.5,
+        torch.randn(channels, generator=generator) * 0.2,
+    )
+    weight = torch.randn(out_channels, channels, 1, 1, generator=generator) * 0.2
+    conv = GateShare(weight, torch.randn(out_channels, generator=generator) if bias else None)
+    memory = channels_last(1, channels, 3, width, seed=1)
+    return pre, conv, memory
+
+
+def _exact(pre: _Pre, conv: GateShare, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The share in float64, and the magnitude its fp32 rounding is relative to."""
+    x = memory.double()
+    activated = (
+        x * pre.scale.double().view(1, -1, 1, 1) + pre.shift.double().view(1, -1, 1, 1)
+    ).clamp(min=0)
+    w = conv.weight.double()
+    bias = None if conv.bias is None else conv.bias.double()
+    exact = torch.nn.functional.conv2d(activated, w, bias)
+    magnitude = torch.nn.functional.conv2d(
+        activated.abs(), w.abs(), None if bias is None else bias.abs()
+    )
+    return exact, magnitude
+
+
+@needs_library
+@pytest.mark.parametrize(("channels", "out_channels"), [(32, 32), (64, 64), (8, 16), (64, 32)])
+@pytest.mark.parametrize("width", [1, 5, 6, 7, 131])  # pixel counts around the 6-pixel groups
+@pytest.mark.parametrize("bias", [True, False])
+def test_gate_share_is_the_activated_matrix_product(
+    channels: int, out_channels: int, width: int, bias: bool
+) -> None:
+    pre, conv, memory = _gate_case(channels, out_channels, width, bias)
+    exact, magnitude = _exact(pre, conv, memory)
+    # Each output is an FMA chain over C terms after one FMA for the activation: within
+    # γ_(C+2) of its absolute magnitude (Higham §3.1), and twice that with the sum it goes into.
+    gamma = (channels + 2) * U32 / (1 - (channels + 2) * U32)
+    shape = (1, out_channels, 3, width)
+    target = torch.empty(shape).contiguous(memory_format=torch.channels_last)
+    assert fast_network._native_share(target, memory, pre, conv, accumulate=False)
+    assert bool(((target.double() - exact).abs() <= gamma * magnitude).all())
+    start = channels_last(*shape, seed=2)
+    total = start.clone()
+    assert fast_network._native_share(total, memory, pre, conv, accumulate=True)
+    expected = start.double() + exact
+    slack = 2 * gamma * (magnitude + start.double().abs())
+    assert bool(((total.double() - expected).abs() <= slack).all())
+
+
+@needs_library
+def test_gate_share_declines_what_it_cannot_take() -> None:
+    pre, conv, memory = _gate_case(16, 8, 4, False)  # 8 outputs: not a multiple of 16
+    target = torch.empty(1, 8, 3, 4).contiguous(memory_format=torch.channels_last)
+    assert not fast_network._native_share(target, memory, pre, conv, accumulate=False)
+    pre, conv, memory = _gate_case(32, 32, 4, False)
+    nchw = torch.empty(1, 32, 3, 4)  # not channels_last: no (pixels, C) rows
+    assert not fast_network._native_share(nchw, memory, pre, conv, accumulate=False)
+
+
+def test_network_matches_the_plain_model_with_and_without_the_kernels(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = MemNet(2, 3, 32).eval()
+    x = torch.rand(1, 1, 31, 40)
+    with torch.inference_mode():
+        plain = model(x)
+        fast = InferenceMemNet(model)(x)
+    assert (fast - plain).abs().max() <= inference_bound(model.config, plain.abs().max().item())
+    # The same network in a process where the kernels are off: PyTorch's operators only.
+    code = (
+        "import torch; from memnet.inference import native; from memnet.model import MemNet\n"
+        "from memnet.inference.fast_network import InferenceMemNet\n"
+        "torch.manual_seed(0); model = MemNet(2, 3, 32).eval(); x = torch.rand(1, 1, 31, 40)\n"
+        "with torch.inference_mode(): y = InferenceMemNet(model)(x)\n"
+        f"torch.save(y, {str(tmp_path / 'y.pt')!r}); print(native.status())"
+    )
+    env = {**os.environ, "MEMNET_NATIVE": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "off (MEMNET_NATIVE=0)"
+    without = torch.load(tmp_path / "y.pt")
+    assert (without - plain).abs().max() <= inference_bound(model.config, plain.abs().max().item())
+
+
+@needs_library
+def test_library_is_built_once_and_reused(tmp_path: Path) -> None:
+    code = "from memnet.inference import native; print(native.status())"
+    env = {**os.environ, "MEMNET_CACHE_DIR": str(tmp_path)}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        for _ in range(2)
+    ]
+    built = list(tmp_path.glob("kernels/*/libmemnet_kernels.so"))
+    assert len(built) == 1
+    assert runs[0].stdout == runs[1].stdout == f"built in {built[0].parent}\n"
+    # Nothing half-written is left beside it.
+    assert [p.name for p in built[0].parent.iterdir()] == ["libmemnet_kernels.so"]
