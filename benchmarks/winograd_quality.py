@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 
 from memnet.evaluation.benchmark import evaluate, load_set
-from memnet.inference import fast_network, winograd
+from memnet.inference import winograd
 from memnet.inference.engine import Restorer
 from memnet.weights import zoo
 from memnet.weights.loading import load_model
@@ -31,19 +31,10 @@ LEVELS = {"sr": [2.0, 3.0, 4.0], "denoise": [25.0, 50.0], "jpeg": [10.0, 20.0]}
 
 
 def restorer(name: str, fast: bool) -> Restorer:
-    original = fast_network._winograd_conv
-    if fast:
-        fast_network._winograd_conv = lambda weight, bias: (  # type: ignore[assignment]
-            winograd.WinogradConv(weight, bias) if winograd.suits(weight) else None
-        )
-    else:
-        fast_network._winograd_conv = lambda weight, bias: None  # type: ignore[assignment]
-    try:
+    with winograd.forced(fast):
         model = load_model(name).network
         assert model is not None
         return Restorer(model, device="cpu")
-    finally:
-        fast_network._winograd_conv = original  # type: ignore[assignment]
 
 
 def main() -> int:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from memnet.evaluation.benchmark import evaluate, load_set
-from memnet.inference import fast_network, winograd
+from memnet.inference import winograd
 from memnet.inference.engine import Restorer
 from memnet.inference.fast_network import InferenceMemNet
 from memnet.model import MemNet, MemNetConfig
@@ -110,9 +111,10 @@ def test_the_kernel_refuses_shapes_it_cannot_take() -> None:
 
 
 @pytest.fixture
-def winograd_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+def winograd_chosen() -> Iterator[None]:
     """Every suitable conv takes the Winograd path, whatever this machine measured."""
-    monkeypatch.setattr(winograd, "faster_than_direct", lambda channels, out_channels: True)
+    with winograd.forced(True):
+        yield
 
 
 @needs_kernel
@@ -194,9 +196,7 @@ QUALITY_SET = {"sr": "Set5", "denoise": "Set12", "jpeg": "Classic5"}
 QUALITY_LEVELS = {"sr": [2.0, 3.0, 4.0], "denoise": [25.0, 50.0], "jpeg": [10.0, 20.0]}
 
 
-def _scores(
-    name: str, datasets: Path, monkeypatch: pytest.MonkeyPatch, *, fast: bool
-) -> list[float]:
+def _scores(name: str, datasets: Path, *, fast: bool) -> list[float]:
     entry = zoo.get(name)
     bench = load_set(QUALITY_SET[entry.task], datasets, kind=entry.task)
     # The paper-size network is 12× the work of the light ones: its smallest image keeps the
@@ -208,11 +208,7 @@ def _scores(
         names=tuple(bench.names[i] for i in keep),
         images=tuple(bench.images[i] for i in keep),
     )
-    with monkeypatch.context() as patch:
-        if fast:
-            patch.setattr(winograd, "faster_than_direct", lambda channels, out_channels: True)
-        else:
-            patch.setattr(fast_network, "_winograd_conv", lambda weight, bias: None)
+    with winograd.forced(fast):
         model = load_model(name).network
         assert model is not None
         restorer = Restorer(model, device="cpu")
@@ -227,11 +223,9 @@ def _scores(
 @needs_kernel
 @pytest.mark.datasets
 @pytest.mark.parametrize("name", sorted(zoo.REGISTRY))
-def test_released_models_score_the_same_with_winograd(
-    name: str, datasets: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    direct = _scores(name, datasets, monkeypatch, fast=False)
-    fast = _scores(name, datasets, monkeypatch, fast=True)
+def test_released_models_score_the_same_with_winograd(name: str, datasets: Path) -> None:
+    direct = _scores(name, datasets, fast=False)
+    fast = _scores(name, datasets, fast=True)
     assert all(abs(a - b) <= 0.01 for a, b in zip(direct, fast, strict=True)), (direct, fast)
 
 
@@ -240,3 +234,14 @@ def test_config_channels_of_the_released_models_suit_the_kernel() -> None:
     for name in zoo.REGISTRY:
         config: MemNetConfig = zoo.get(name).config
         assert config.channels % 16 == 0, name
+
+
+@needs_kernel
+def test_forced_choice_applies_inside_only() -> None:
+    model = MemNet(1, 2, 32).eval()
+    with winograd.forced(False):
+        assert InferenceMemNet(model).registered[0].conv_b.winograd is None
+        with winograd.forced(True):
+            assert InferenceMemNet(model).registered[0].conv_b.winograd is not None
+        assert InferenceMemNet(model).registered[0].conv_b.winograd is None
+    assert winograd._FORCED is None

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from memnet.inference import fast_network, winograd
+from memnet.inference import winograd
 from memnet.inference.fast_network import InferenceMemNet, fused_conv
 from memnet.weights.loading import load_model
 from speed import machine
@@ -103,18 +103,9 @@ def depth() -> list[str]:
             exact = model.double()(x.double())
             model.float()
             errs: dict[str, Any] = {}
-            for label, chooser in (("direct", None), ("Winograd", True)):
-                original = fast_network._winograd_conv
-                if chooser is None:
-                    fast_network._winograd_conv = lambda weight, bias: None  # type: ignore[assignment]
-                else:
-                    fast_network._winograd_conv = lambda weight, bias: (  # type: ignore[assignment]
-                        winograd.WinogradConv(weight, bias) if winograd.suits(weight) else None
-                    )
-                try:
+            for label, use in (("direct", False), ("Winograd", True)):
+                with winograd.forced(use):
                     out = InferenceMemNet(model)(x)
-                finally:
-                    fast_network._winograd_conv = original  # type: ignore[assignment]
                 errs[label] = (out.double() - exact).abs()
         rows.append(
             f"| {name} | {errs['direct'].max().item():.2e} | {errs['direct'].mean().item():.2e} | "

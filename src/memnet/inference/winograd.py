@@ -22,6 +22,8 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +35,7 @@ __all__ = [
     "WinogradConv",
     "error_bound",
     "faster_than_direct",
+    "forced",
     "kernel",
     "kernel_status",
     "rounding_depth",
@@ -183,12 +186,29 @@ def _measure(channels: int, out_channels: int, threads: int) -> bool:
     return fast < direct
 
 
+_FORCED: bool | None = None  # set by `forced`: the choice, whatever was measured
+
+
+@contextmanager
+def forced(use: bool) -> Iterator[None]:
+    """Inside, every network built takes Winograd for each conv it suits (`use`) or none,
+    whatever this machine measured: for comparing the two paths (tests, benchmarks)."""
+    global _FORCED
+    before, _FORCED = _FORCED, use
+    try:
+        yield
+    finally:
+        _FORCED = before
+
+
 def faster_than_direct(channels: int, out_channels: int) -> bool:
     """Whether the kernel beats oneDNN's direct conv for this shape here: measured once per
     machine, shape and thread count, and kept beside the built kernel (so every run of this
     machine takes the same path and gives the same result)."""
     if kernel() is None:
         return False
+    if _FORCED is not None:
+        return _FORCED
     threads = torch.get_num_threads()
     key = f"{channels}x{out_channels}@{threads}"
     record = native.cache_folder() / "kernels" / "winograd-decisions.json"
