@@ -14,10 +14,11 @@ from memnet.model import PRESETS, MemNet, create_model
 from rounding import inference_bound
 
 
-def trained_like(name: str, seed: int = 0) -> MemNet:
-    """A preset whose BatchNorms hold real statistics and non-trivial affines, as after training."""
+def trained_like(name: str, seed: int = 0, **overrides: int) -> MemNet:
+    """A preset (with `overrides` of its config) whose BatchNorms hold real statistics and
+    non-trivial affines, as after training."""
     torch.manual_seed(seed)
-    model = create_model(name)
+    model = create_model(name, **overrides)
     for module in model.modules():
         if isinstance(module, torch.nn.BatchNorm2d):
             module.momentum = None  # cumulative: the statistics of the calibration batch

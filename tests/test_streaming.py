@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from memnet.inference import engine
+from memnet.inference import engine, winograd
 from memnet.inference.engine import Restorer
 from memnet.inference.fast_network import InferenceMemNet, fused_conv_available
 from memnet.inference.memory import WINDOW_COPY_BYTES
 from memnet.inference.planning import PROGRESS_ROWS
-from memnet.inference.streaming import StreamedMemNet, _Rows, _Strip
+from memnet.inference.streaming import StreamedMemNet, _Rows, _Strip, folds_activation
 from memnet.model import PRESETS
 from rounding import inference_bound
 from test_inference_speedpath import preset_case, trained_like
@@ -44,6 +44,33 @@ def test_borders_and_strip_sizes(height: int, rows: int) -> None:
         whole = fast(x)
         bound = inference_bound(fast.config, whole.abs().max().item())
         assert (StreamedMemNet(fast, rows=rows)(x) - whole).abs().max() <= bound
+
+
+@pytest.mark.parametrize("use_winograd", [True, False])
+@pytest.mark.parametrize(
+    ("height", "rows"), [(1, 4), (2, 1), (5, 4), (9, 1), (9, 4), (13, 64), (40, 3)]
+)
+def test_conv_a_reads_h_activated_or_an_activated_copy(
+    use_winograd: bool, height: int, rows: int
+) -> None:
+    # With the Winograd kernel each conv_a activates H as it reads it, padding the image's top
+    # and bottom with zero rows itself; without, the stream keeps an activated copy of H with
+    # zero border rows. Both must be the whole-image pass, at every border and strip height.
+    if use_winograd and winograd.kernel() is None:
+        pytest.skip(f"Winograd kernel: {winograd.kernel_status()}")
+    model = trained_like("tiny", seed=2, channels=16)  # the smallest width the kernel takes
+    with winograd.forced(use_winograd):
+        fast = InferenceMemNet(model)
+    assert folds_activation(fast) is use_winograd
+    x = torch.rand(2, 1, height, 13)
+    with torch.inference_mode():
+        plain = model(x)
+        streamed = StreamedMemNet(fast, rows=rows)
+        result = streamed(x)
+    bound = inference_bound(fast.config, plain.abs().max().item())
+    assert (result - plain).abs().max() <= bound
+    assert (result - fast(x)).abs().max() <= bound
+    assert streamed.peak_bytes <= streamed.bytes_for_width(13)
 
 
 def test_memory_depends_on_the_width_not_the_height() -> None:

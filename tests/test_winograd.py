@@ -66,6 +66,36 @@ def test_kernel_is_within_its_fp32_bound_elementwise(
 
 
 @needs_kernel
+@pytest.mark.parametrize("pad_rows", [(1, 0), (0, 1), (1, 1), (0, 0)])
+def test_input_activated_as_it_is_read(pad_rows: tuple[int, int]) -> None:
+    # conv(relu(scale·x + shift)) padded with zero rows only where pad_rows says: a strip at
+    # the image's top, its bottom, a whole image, a strip inside it.
+    channels = 32
+    weight = channels_last(channels, channels, 3, 3, seed=1) * 0.05
+    bias = torch.randn(channels, generator=torch.Generator().manual_seed(2)) * 0.1
+    generator = torch.Generator().manual_seed(5)
+    scale = torch.rand(channels, generator=generator) + 0.5
+    shift = torch.rand(channels, generator=generator) - 0.5  # relu(shift) > 0 for some
+    x = channels_last(1, channels, 11, 14)
+    conv = winograd.WinogradConv(weight, bias)
+    y = conv(x, pad_rows, pre=(scale, shift))
+    per_channel = (1, -1, 1, 1)
+    activated = x.double() * scale.double().view(per_channel) + shift.double().view(per_channel)
+    activated = activated.clamp(min=0)
+    top, bottom = pad_rows
+    exact = F.conv2d(F.pad(activated, (1, 1, top, bottom)), weight.double(), bias.double())
+    assert y.shape == exact.shape
+    bound = winograd.error_bound(activated, weight, bias, pad_rows, activated=True)
+    assert bool(((y.double() - exact).abs() <= bound).all())
+    if top or bottom:
+        # Activating the zero rows (relu(shift) where they should stay 0) breaks the bound.
+        wrong = F.pad(x.double(), (0, 0, top, bottom)) * scale.double().view(per_channel)
+        wrong = (wrong + shift.double().view(per_channel)).clamp(min=0)
+        wrong = F.conv2d(F.pad(wrong, (1, 1, 0, 0)), weight.double(), bias.double())
+        assert bool(((wrong - exact).abs() > bound).any())
+
+
+@needs_kernel
 def test_a_wrong_weight_transform_breaks_the_bound() -> None:
     weight = channels_last(32, 32, 3, 3, seed=1) * 0.05
     bias = torch.zeros(32)

@@ -22,7 +22,13 @@ from memnet.fsutil import atomic_path, atomic_write_bytes
 from memnet.imaging.formats import ALPHA_FORMATS, FORMAT_BY_SUFFIX, PNG_SIGNATURE, WIDE_FORMATS
 from memnet.imaging.picture import Picture, picture_to_array, to_integer
 
-__all__ = ["keeps_alpha", "picture_to_pil", "sample_depth", "write_image"]
+__all__ = ["PNG_COMPRESS_LEVEL", "keeps_alpha", "picture_to_pil", "sample_depth", "write_image"]
+
+# zlib level of every PNG written. Measured on 30 photos of BSD100 and LIVE1 upscaled x3
+# (Pillow 12, 1 core): level 1 encodes 5x faster than Pillow's default 6 (3.3 s against 16.2 s)
+# for files 13 % larger (68.5 against 60.4 MB) - a 12-Mpx restore spent 5 s of its 44 s in the
+# encoder at level 6. PNG is lossless at every level: only the file size differs.
+PNG_COMPRESS_LEVEL = 1
 
 
 def sample_depth(picture: Picture, path: str | os.PathLike[str]) -> int:
@@ -61,7 +67,7 @@ def _encode_png16(picture: Picture) -> bytes:
         greyscale=planes in (1, 2),
         alpha=planes in (2, 4),
         bitdepth=16,
-        compression=6,
+        compression=PNG_COMPRESS_LEVEL,
     )
     buffer = io.BytesIO()
     writer.write_array(buffer, samples.reshape(-1))
@@ -145,6 +151,8 @@ def write_image(picture: Picture, path: str | os.PathLike[str], *, quality: int 
             options["exif"] = picture.exif
         if fmt in ("JPEG", "WEBP"):
             options["quality"] = int(quality)
+        if fmt == "PNG":
+            options["compress_level"] = PNG_COMPRESS_LEVEL
         with atomic_path(path) as tmp:
             image.save(tmp, format=fmt, **options)
     except OSError as error:

@@ -14,7 +14,8 @@
   and gate additions are done by the conv itself (oneDNN's sum post-op), not as separate passes.
 - On a CPU the 3×3 convs between memories run as Winograd F(4×4, 3×3) where that was measured
   faster than the direct conv here (memnet.inference.winograd): 4× fewer multiplies, with the
-  ReLU and the residual add done as it writes, like oneDNN's post-ops. Each gate share's
+  ReLU and the residual add done as it writes, like oneDNN's post-ops, and each recursion's
+  first BatchNorm + ReLU applied as it reads H (the activated H is never written out). Each gate share's
   BatchNorm, ReLU and 1×1 conv run as one kernel (kernels/gates.cpp) that never writes the
   activated memory out.
 
@@ -156,10 +157,20 @@ class Conv(nn.Module):
             return None
         return chosen if all(chosen.takes(t) for t in tensors) else None
 
-    def forward(self, x: Tensor, *, relu: bool = False) -> Tensor:
-        """conv(x), optionally ReLU'd."""
+    def fuses(self, pre: Affine) -> bool:
+        """Whether this conv reads `pre`(x) straight from x (the Winograd kernel activates each
+        input sample as it loads it), so that the activated tensor is never written out."""
+        return self._winograd() is not None and _activation(pre) is not None
+
+    def forward(self, x: Tensor, *, relu: bool = False, pre: Affine | None = None) -> Tensor:
+        """conv(x) — conv(pre(x)) with `pre` — optionally ReLU'd."""
         if (fast := self._winograd(x)) is not None:
-            return fast(x, self.reach, relu=relu)
+            activation = None if pre is None else _activation(pre)
+            if pre is not None and activation is None:
+                x = pre(x)
+            return fast(x, self.reach, relu=relu, pre=activation)
+        if pre is not None:
+            x = pre(x)
         if self._fused(x):
             return fused_conv(x, self.weight, self.bias, self.padding, relu=relu)
         out = F.conv2d(x, self.weight, self.bias, padding=self.padding)
@@ -187,12 +198,34 @@ class Conv(nn.Module):
             return
         target.copy_(self.strip(window, relu=relu))
 
+    def strip_activated_into(
+        self, target: Tensor, window: Tensor, pad_rows: tuple[int, int], pre: Affine, *, relu: bool
+    ) -> None:
+        """target = conv(pre(window)), ReLU'd, where `fuses(pre)`: `window` holds the rows of
+        context it has, and (above, below) `pad_rows` zero rows stand in for those it has not
+        (the image's edges)."""
+        fast = self._winograd(window, target)
+        activation = _activation(pre)
+        assert fast is not None, "only where fuses(pre)"
+        assert activation is not None, "only where fuses(pre)"
+        fast(window, pad_rows, pre=activation, relu=relu, out=target)
+
     def strip_add_(self, target: Tensor, window: Tensor) -> None:
         """target += `strip(window)`, added as the conv writes its output."""
         if (fast := self._winograd(window, target)) is not None:
             fast(window, 0, add=target, out=target)
             return
         fused_conv(window, self.weight, self.bias, [0, self.reach], add=target, in_place=True)
+
+
+def _activation(pre: Affine) -> tuple[Tensor, Tensor] | None:
+    """`pre`'s (scale, shift) as the Winograd kernel reads them (fp32 CPU vectors), else None."""
+    scale, shift = pre.scale, pre.shift
+    usable = all(
+        t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous()
+        for t in (scale, shift)
+    )
+    return (scale, shift) if usable else None
 
 
 def _winograd_conv(weight: Tensor, bias: Tensor | None) -> winograd.WinogradConv | None:
@@ -319,7 +352,7 @@ class FoldedBlock(nn.Module):
     def recurse(self, h: Tensor, gate: Tensor) -> Tensor:
         """Run the R recursions from h = B_{m-1}, adding each H_r into `gate`; returns B_m."""
         for r, (pre, conv_a) in enumerate(zip(self.pre_a, self.conv_a, strict=True)):
-            inner = conv_a(pre(h), relu=True)
+            inner = conv_a(h, relu=True, pre=pre)
             # oneDNN adds the residual as it writes the conv's output (a post-op): cheaper than
             # updating H in place, which it would run as a separate pass.
             h = self.conv_b.add(h, inner)

@@ -62,19 +62,25 @@ def folded_bytes_per_pixel(config: MemNetConfig, element_bytes: int = 4) -> int:
 
 
 def streamed_bytes_for_width(
-    config: MemNetConfig, width: int, rows: int, element_bytes: int = 4
+    config: MemNetConfig,
+    width: int,
+    rows: int,
+    element_bytes: int = 4,
+    *,
+    activated_copies: bool = True,
 ) -> int:
     """Upper bound of the streamed pipeline's memory for one image `width` pixels wide, any
     height, in strips of `rows` rows.
 
     Counted in rows of W × C values: every conv input keeps a strip plus a few rows of halo and
-    slack (2·R·M + 2 of them), the gates and H buffers a strip each, and each long-term memory
-    B_j the rows between its writer and the last block's gate, twice over for slack; three
-    strips cover the transient conv outputs. tests/test_streaming.py checks it against the
-    measured peak.
+    slack (2·R·M + 2 of them, R·M + 2 where each conv_a activates H as it reads it and no
+    activated copy is kept: `activated_copies=False`), the gates and H buffers a strip each,
+    and each long-term memory B_j the rows between its writer and the last block's gate, twice
+    over for slack; three strips cover the transient conv outputs. tests/test_streaming.py
+    checks it against the measured peak.
     """
     blocks, recursions = config.blocks, config.recursions
-    halo_buffers = 2 * recursions * blocks + 2
+    halo_buffers = (2 if activated_copies else 1) * recursions * blocks + 2
     fixed = 2 * recursions * blocks * (blocks - 1) + 4 * recursions * blocks + 6 * halo_buffers
     per_strip_row = halo_buffers + 3 * blocks + 7
     return width * config.channels * element_bytes * (fixed + rows * per_strip_row)

@@ -33,7 +33,26 @@ _I64, _PTR, _INT = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
 _SIGNATURES = {
     "memnet_winograd_conv": (
         _INT,
-        [_PTR, _I64, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, _PTR, _PTR, _INT, _INT, _I64],
+        # x, n, height, width, C, pad_top, pad_bottom, scale, shift, U, K, bias, add, y, ...
+        [
+            _PTR,
+            _I64,
+            _I64,
+            _I64,
+            _I64,
+            _I64,
+            _I64,
+            _PTR,
+            _PTR,
+            _PTR,
+            _I64,
+            _PTR,
+            _PTR,
+            _PTR,
+            _INT,
+            _INT,
+            _I64,
+        ],
     ),
     "memnet_winograd_block": (_I64, [_I64, _I64, _I64]),
     "memnet_gate_share": (_INT, [_PTR, _I64, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _PTR, _INT, _INT]),

@@ -267,6 +267,8 @@ class Planner:
         return None if columns == 1 else TileGrid(height, width, height, self.pad, tile_w)
 
     def _streamed_bytes(self, width: int) -> int:
+        # Counting the activated copies that a stream without the Winograd kernel keeps: the
+        # bound holds whichever path the network takes.
         return streamed_bytes_for_width(self.config, width, default_strip_rows(width))
 
     def _batch_size(self, window_pixels: int, budget: int) -> int:

@@ -30,7 +30,7 @@ from memnet.model import check_input
 if TYPE_CHECKING:
     from memnet.inference.fast_network import Affine, Conv, FoldedBlock, InferenceMemNet
 
-__all__ = ["StreamedMemNet", "default_strip_rows", "streaming_available"]
+__all__ = ["StreamedMemNet", "default_strip_rows", "folds_activation", "streaming_available"]
 
 # Strips of about this many pixels were fastest (benchmarks/strips.py): smaller ones pay more
 # per-call overhead, taller ones fall out of the CPU's cache.
@@ -51,6 +51,16 @@ def default_strip_rows(width: int) -> int:
     rows = -(-STRIP_PIXELS // max(1, width))
     rows = -(-rows // STRIP_ROW_MULTIPLE) * STRIP_ROW_MULTIPLE
     return max(MIN_STRIP_ROWS, min(MAX_STRIP_ROWS, rows))
+
+
+def folds_activation(net: InferenceMemNet) -> bool:
+    """Whether every conv_a activates its input as it reads it (Conv.fuses): the stream then
+    keeps no activated copy of H (memory.streamed_bytes_for_width's `activated_copies`)."""
+    return all(
+        conv.fuses(pre)
+        for block, _ in net.branches
+        for conv, pre in zip(block.conv_a, block.pre_a, strict=True)
+    )
 
 
 class _Rows:
@@ -149,9 +159,16 @@ class _Strip:
         self.pre_bufs: list[list[_Rows]] = []
         self.inner_bufs: list[list[_Rows]] = []
         self.h_done: list[list[int]] = []  # [block][r]: finished rows of H_r
+        # Where every conv_a activates its input as it reads it (Conv.fuses), it reads H (or
+        # B_{m-1}) itself and no activated copy is kept; else each recursion keeps pre_a(H).
+        self.fold_pre = folds_activation(net)
         for _ in range(config.blocks):
             self.h_bufs.append(_Rows(channels, height, x))
-            self.pre_bufs.append([_Rows(channels, height, x, 1) for _ in range(config.recursions)])
+            self.pre_bufs.append(
+                []
+                if self.fold_pre
+                else [_Rows(channels, height, x, 1) for _ in range(config.recursions)]
+            )
             self.inner_bufs.append(
                 [_Rows(channels, height, x, 1) for _ in range(config.recursions)]
             )
@@ -167,13 +184,16 @@ class _Strip:
         self.fenet_in.readers.append(_done_of(self.memories[0], -1))
         for m in range(1, blocks + 1):
             pres, inners, done = self.pre_bufs[m - 1], self.inner_bufs[m - 1], self.h_done[m - 1]
-            for r in range(len(pres)):
-                pres[r].readers.append(_done_of(inners[r], -1))
+            for r in range(len(inners)):
+                if pres:
+                    pres[r].readers.append(_done_of(inners[r], -1))
                 inners[r].readers.append(_entry(done, r, -1))
+            # H is overwritten by each recursion in turn, never before the next one has read
+            # it: H_r's rows end one above the first row its conv_a reads next.
             self.h_bufs[m - 1].readers.append(_entry(done, -1, 0))
             # B_{m-1} is read by block m's first recursion and every later block's gate.
             memory = self.memories[m - 1]
-            memory.readers.append(_done_of(pres[0], 0))
+            memory.readers.append(_done_of(pres[0], 0) if pres else _done_of(inners[0], -1))
             for k in range(m, blocks + 1):
                 memory.readers.append(_entry(self.h_done[k - 1], 0, 0))
             self.memories[m].readers.append(_entry(self.branch_done, m - 1, 0))
@@ -236,20 +256,24 @@ class _Strip:
         previous, gate = self.memories[m - 1], self.memories[m]
         h_buf, done = self.h_bufs[m - 1], self.h_done[m - 1]
         for r in range(len(done)):
-            pre, inner = self.pre_bufs[m - 1][r], self.inner_bufs[m - 1][r]
+            inner = self.inner_bufs[m - 1][r]
             source_done = previous.done if r == 0 else done[r - 1]
-            # pre_a: BN+ReLU of H_{r-1} (B_{m-1} for the first recursion).
-            start, stop = self._span(pre.done, source_done)
-            if stop > start:
-                source = previous.view(start, stop) if r == 0 else h_buf.view(start, stop)
-                block.pre_a[r].into_(pre.append(stop - start), source)
-                pre.finish(stop)
-            # conv_a with the folded BatchNorm and its ReLU.
-            start, stop = self._span(inner.done, pre.readable(1))
-            if stop > start:
-                target = inner.append(stop - start)
-                self._conv_into(block.conv_a[r], pre, start, stop, target, relu=True)
-                inner.finish(stop)
+            # conv_a of pre_a(H_{r-1}) (B_{m-1} for the first recursion), with the folded
+            # BatchNorm and its ReLU.
+            if self.fold_pre:
+                self._conv_a_activated(block, r, previous if r == 0 else h_buf, source_done, inner)
+            else:
+                pre = self.pre_bufs[m - 1][r]
+                start, stop = self._span(pre.done, source_done)
+                if stop > start:
+                    source = previous.view(start, stop) if r == 0 else h_buf.view(start, stop)
+                    block.pre_a[r].into_(pre.append(stop - start), source)
+                    pre.finish(stop)
+                start, stop = self._span(inner.done, pre.readable(1))
+                if stop > start:
+                    target = inner.append(stop - start)
+                    self._conv_into(block.conv_a[r], pre, start, stop, target, relu=True)
+                    inner.finish(stop)
             # H_r = H_{r-1} + conv_b(...), updated in place; its gate share added at once.
             start, stop = self._span(done[r], min(inner.readable(1), source_done))
             if stop <= start:
@@ -269,6 +293,23 @@ class _Strip:
             done[r] = stop
             if r == len(done) - 1:
                 gate.finish(stop)
+
+    def _conv_a_activated(
+        self, block: FoldedBlock, r: int, source: _Rows, source_done: int, inner: _Rows
+    ) -> None:
+        """inner = conv_a(pre_a(source)) for its next rows, activated as the conv reads them:
+        rows of context come from `source` where the image has them, zero rows elsewhere."""
+        limit = self.height if source_done == self.height else source_done - 1
+        start, stop = self._span(inner.done, limit)
+        if stop <= start:
+            return
+        lo, hi = max(start - 1, 0), min(stop + 1, self.height)
+        pad_rows = (int(start == 0), int(stop == self.height))
+        target = inner.append(stop - start)
+        block.conv_a[r].strip_activated_into(
+            target, source.view(lo, hi), pad_rows, block.pre_a[r], relu=True
+        )
+        inner.finish(stop)
 
     def _branch(self, m: int, rec_pre: Affine) -> None:
         memory = self.memories[m]
@@ -318,7 +359,13 @@ class StreamedMemNet:
         """Upper bound of the activation memory for one image `width` pixels wide, any height
         (memnet.inference.memory.streamed_bytes_for_width at this width's strip rows)."""
         rows = self.rows_for(width)
-        return streamed_bytes_for_width(self.net.config, width, rows, element_bytes)
+        return streamed_bytes_for_width(
+            self.net.config,
+            width,
+            rows,
+            element_bytes,
+            activated_copies=not folds_activation(self.net),
+        )
 
     @torch.inference_mode()
     def __call__(

@@ -131,23 +131,28 @@ class WinogradConv:
     def __call__(
         self,
         x: Tensor,
-        pad_rows: int,
+        pad_rows: int | tuple[int, int],
         *,
+        pre: tuple[Tensor, Tensor] | None = None,
         relu: bool = False,
         add: Tensor | None = None,
         out: Tensor | None = None,
     ) -> Tensor:
-        """conv(x) with zero padding of one column each side and `pad_rows` rows each side
-        (0: x carries its own row of context), + `add`, ReLU'd; written into `out` if given
-        (`out` may be `add`). Every tensor is a channels_last fp32 CPU tensor."""
+        """conv(x) with zero padding of one column each side and `pad_rows` rows each side, or
+        (above, below) rows (0: x carries that row of context itself), + `add`, ReLU'd; written
+        into `out` if given (`out` may be `add`). `pre` = (scale, shift): the conv reads
+        relu(scale·x + shift) instead of x (an eval BatchNorm + ReLU, never written out) and
+        pads that with zeros. Every tensor is a channels_last fp32 CPU tensor."""
         lib = kernel()
         assert lib is not None
+        top, bottom = (pad_rows, pad_rows) if isinstance(pad_rows, int) else pad_rows
         n, c, height, width = x.shape
-        shape = (n, self.out_channels, height + 2 * pad_rows - 2, width)
+        shape = (n, self.out_channels, height + top + bottom - 2, width)
         if out is None:
             out = torch.empty(shape, dtype=torch.float32, memory_format=torch.channels_last)
+        scale, shift = pre if pre is not None else (None, None)
         status = lib.memnet_winograd_conv(
-            x.data_ptr(), n, height, width, c, pad_rows,
+            x.data_ptr(), n, height, width, c, top, bottom, _pointer(scale), _pointer(shift),
             self.u.data_ptr(), self.out_channels, _pointer(self.bias), _pointer(add),
             out.data_ptr(), int(relu), torch.get_num_threads(), self.block,
         )  # fmt: skip
@@ -237,15 +242,24 @@ def rounding_depth(channels: int) -> int:
     return 2 * per_row(BT) + 1 + channels + 2 * per_row(AT) + 1
 
 
-def error_bound(x: Tensor, weight: Tensor, bias: Tensor | None, pad_rows: int = 1) -> Tensor:
+def error_bound(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    pad_rows: int | tuple[int, int] = 1,
+    *,
+    activated: bool = False,
+) -> Tensor:
     """Componentwise bound on |fp32 Winograd − exact conv| in float64: γ_k times the absolute
-    chain |Aᵀ|[Σ_c (|G||g||G|ᵀ) ⊙ (|Bᵀ||d||B|)]|A| (+ |bias|) of every output."""
-    k = rounding_depth(weight.shape[1])
+    chain |Aᵀ|[Σ_c (|G||g||G|ᵀ) ⊙ (|Bᵀ||d||B|)]|A| (+ |bias|) of every output. `pad_rows` as
+    the kernel takes it; `activated`: x is the exact activation the kernel computed from its
+    input (`pre`), whose fp32 rounding adds one more to each chain (k + 1)."""
+    k = rounding_depth(weight.shape[1]) + int(activated)
     gamma = k * UNIT_ROUNDOFF / (1 - k * UNIT_ROUNDOFF)
     bt, g, at = (torch.tensor(m, dtype=torch.float64).abs() for m in (BT, G, AT))
     d = x.double().abs()
-    if pad_rows:
-        d = F.pad(d, (0, 0, pad_rows, pad_rows))
+    top, bottom = (pad_rows, pad_rows) if isinstance(pad_rows, int) else pad_rows
+    d = F.pad(d, (0, 0, top, bottom))
     n, _, height, width = d.shape
     out_h, out_w = height - 2, width
     th, tw = -(-out_h // 4), -(-out_w // 4)

@@ -54,7 +54,7 @@ inline void apply(const __m256* in, int is, __m256* out, int os) {
 }
 
 struct Shape {
-  int64_t height_in, width, channels, out_channels, pad_rows;
+  int64_t height_in, width, channels, out_channels, pad_top;
   int64_t height_out, tiles_h, tiles_w, tiles_per_image;
 };
 
@@ -68,25 +68,32 @@ inline Tile locate(const Shape& s, int64_t tile) {
   return {image, (local / s.tiles_w) * M, (local % s.tiles_w) * M};
 }
 
-// V[ξ][i][c] for tiles t0 + i, i < t1 - t0; ld = rows of each ξ slice.
-void input_block(const float* x, const Shape& s, int64_t t0, int64_t t1, float* V, int64_t ld) {
+// V[ξ][i][c] for tiles t0 + i, i < t1 - t0; ld = rows of each ξ slice. With `scale` and
+// `shift` (C each) every input sample is first activated, relu(scale·x + shift) (an eval
+// BatchNorm and its ReLU), and the zero padding stays zero.
+void input_block(const float* x, const float* scale, const float* shift, const Shape& s,
+                 int64_t t0, int64_t t1, float* V, int64_t ld) {
   const int64_t C = s.channels;
   alignas(32) __m256 d[T * T], tmp[T * T];
   const __m256 zero = _mm256_setzero_ps();
   for (int64_t tile = t0; tile < t1; ++tile) {
     const Tile at = locate(s, tile);
-    // Output row r reads input rows r - pad_rows .. r - pad_rows + 2; columns are zero-padded.
-    const int64_t r0 = at.row - s.pad_rows, c0 = at.col - 1;
+    // Output row r reads input rows r - pad_top .. r - pad_top + 2; columns are zero-padded.
+    const int64_t r0 = at.row - s.pad_top, c0 = at.col - 1;
     const float* image = x + at.image * s.height_in * s.width * C;
     const bool inside = r0 >= 0 && c0 >= 0 && r0 + T <= s.height_in && c0 + T <= s.width;
     float* v = V + (tile - t0) * C;
     for (int64_t ch = 0; ch < C; ch += 8) {
+      const __m256 a = scale ? _mm256_loadu_ps(scale + ch) : zero;
+      const __m256 b = shift ? _mm256_loadu_ps(shift + ch) : zero;
       for (int i = 0; i < T; ++i) {
         const int64_t r = r0 + i;
         for (int j = 0; j < T; ++j) {
           const int64_t c = c0 + j;
           const bool valid = inside || (r >= 0 && r < s.height_in && c >= 0 && c < s.width);
-          d[i * T + j] = valid ? _mm256_loadu_ps(image + (r * s.width + c) * C + ch) : zero;
+          __m256 value = valid ? _mm256_loadu_ps(image + (r * s.width + c) * C + ch) : zero;
+          if (scale && valid) value = _mm256_max_ps(_mm256_fmadd_ps(value, a, b), zero);
+          d[i * T + j] = value;
         }
       }
       for (int j = 0; j < T; ++j) apply<T, BT>(d + j, T, tmp + j, T);              // Bᵀ d
@@ -161,17 +168,21 @@ int64_t memnet_winograd_block(int64_t C, int64_t K, int64_t cache_bytes) {
   return std::max<int64_t>(6, cache_bytes / per_tile / 6 * 6);
 }
 
-// y[n][H_out][W][K] = conv(x[n][H_in][W][C]) with U[36][C][K], H_out = H_in + 2·pad_rows - 2:
-// pad_rows = 1 is a 'same' conv, 0 reads one row of context above and below from x itself
-// (a strip of a taller image). `bias` (K) and `add` (y's shape, may alias y) may be null.
-// C % 8 == 0 and K % 16 == 0; returns 0, or -1 when the shapes do not fit.
+// y[n][H_out][W][K] = conv(x[n][H_in][W][C]) with U[36][C][K], H_out = H_in + pad_top +
+// pad_bottom - 2: one zero row padded above (pad_top = 1) or below, else x carries that row of
+// context itself (a strip of a taller image); 1, 1 is a 'same' conv. `scale` and `shift` (C,
+// both or neither) activate the input first, relu(scale·x + shift); `bias` (K) and `add`
+// (y's shape, may alias y) may be null. C % 8 == 0 and K % 16 == 0; returns 0, or -1 when the
+// shapes do not fit.
 int memnet_winograd_conv(const float* x, int64_t n, int64_t height_in, int64_t width, int64_t C,
-                         int64_t pad_rows, const float* U, int64_t K, const float* bias,
+                         int64_t pad_top, int64_t pad_bottom, const float* scale,
+                         const float* shift, const float* U, int64_t K, const float* bias,
                          const float* add, float* y, int relu, int threads, int64_t block) {
-  const int64_t height_out = height_in + 2 * pad_rows - 2;
-  if (C % 8 || K % 16 || block % 6 || block <= 0 || height_out <= 0 || width <= 0 || n <= 0)
+  const int64_t height_out = height_in + pad_top + pad_bottom - 2;
+  if (C % 8 || K % 16 || block % 6 || block <= 0 || height_out <= 0 || width <= 0 || n <= 0 ||
+      pad_top < 0 || pad_top > 1 || pad_bottom < 0 || pad_bottom > 1 || !scale != !shift)
     return -1;
-  Shape s{height_in, width, C, K, pad_rows, height_out, (height_out + M - 1) / M,
+  Shape s{height_in, width, C, K, pad_top, height_out, (height_out + M - 1) / M,
           (width + M - 1) / M, 0};
   s.tiles_per_image = s.tiles_h * s.tiles_w;
   const int64_t tiles = n * s.tiles_per_image;
@@ -186,7 +197,7 @@ int memnet_winograd_conv(const float* x, int64_t n, int64_t height_in, int64_t w
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t t0 = b * block, t1 = std::min(t0 + block, tiles);
       const int64_t rows = (t1 - t0 + 5) / 6 * 6;
-      input_block(x, s, t0, t1, V.get(), block);
+      input_block(x, scale, shift, s, t0, t1, V.get(), block);
       for (int xi = 0; xi < T * T; ++xi)
         gemm(V.get() + xi * block * C, U + xi * C * K, Mb.get() + xi * block * K, rows, C, K);
       output_block(Mb.get(), bias, add, relu, s, t0, t1, block, y);
