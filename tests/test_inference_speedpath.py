@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from memnet.inference import fast_network
+from memnet.inference import fast_layers
 from memnet.inference.engine import Restorer
 from memnet.inference.fast_network import InferenceMemNet
 from memnet.inference.planning import TileGrid, best_grid
@@ -54,7 +54,7 @@ def test_matches_the_plain_model(name: str) -> None:
 def test_matches_without_fused_convolutions(monkeypatch: pytest.MonkeyPatch) -> None:
     # The path other devices (and PyTorch builds without oneDNN) take.
     model = trained_like("tiny", seed=1)
-    monkeypatch.setattr(fast_network, "_FUSED", None)
+    monkeypatch.setattr(fast_layers, "_FUSED", None)
     x = torch.rand(1, 1, 20, 17)
     with torch.inference_mode():
         plain = model(x)

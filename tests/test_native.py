@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from memnet.inference import fast_network, native
-from memnet.inference.fast_network import Affine, GateShare, InferenceMemNet
+from memnet.inference import native
+from memnet.inference.fast_layers import Affine, GateShare, native_share
+from memnet.inference.fast_network import InferenceMemNet
 from memnet.model import MemNet
 from rounding import inference_bound
 
@@ -76,11 +77,11 @@ def test_gate_share_is_the_activated_matrix_product(
     gamma = (channels + 2) * U32 / (1 - (channels + 2) * U32)
     shape = (1, out_channels, 3, width)
     target = torch.empty(shape).contiguous(memory_format=torch.channels_last)
-    assert fast_network._native_share(target, memory, pre, conv, accumulate=False)
+    assert native_share(target, memory, pre, conv, accumulate=False)
     assert bool(((target.double() - exact).abs() <= gamma * magnitude).all())
     start = channels_last(*shape, seed=2)
     total = start.clone()
-    assert fast_network._native_share(total, memory, pre, conv, accumulate=True)
+    assert native_share(total, memory, pre, conv, accumulate=True)
     expected = start.double() + exact
     slack = 2 * gamma * (magnitude + start.double().abs())
     assert bool(((total.double() - expected).abs() <= slack).all())
@@ -90,10 +91,10 @@ def test_gate_share_is_the_activated_matrix_product(
 def test_gate_share_declines_what_it_cannot_take() -> None:
     pre, conv, memory = _gate_case(16, 8, 4, False)  # 8 outputs: not a multiple of 16
     target = torch.empty(1, 8, 3, 4).contiguous(memory_format=torch.channels_last)
-    assert not fast_network._native_share(target, memory, pre, conv, accumulate=False)
+    assert not native_share(target, memory, pre, conv, accumulate=False)
     pre, conv, memory = _gate_case(32, 32, 4, False)
     nchw = torch.empty(1, 32, 3, 4)  # not channels_last: no (pixels, C) rows
-    assert not fast_network._native_share(nchw, memory, pre, conv, accumulate=False)
+    assert not native_share(nchw, memory, pre, conv, accumulate=False)
 
 
 def test_network_matches_the_plain_model_with_and_without_the_kernels(tmp_path: Path) -> None:

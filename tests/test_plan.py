@@ -15,7 +15,7 @@ from memnet import cli, cpu_settings
 from memnet.imaging.picture import Picture
 from memnet.inference import engine
 from memnet.inference.engine import Restorer
-from memnet.inference.fast_network import fused_conv_available
+from memnet.inference.fast_layers import fused_conv_available
 from memnet.inference.memory import folded_bytes_per_pixel, streamed_bytes_for_width
 from memnet.inference.planning import PROGRESS_ROWS
 from memnet.model import MemNet, create_model

@@ -11,7 +11,8 @@ import torch
 
 from memnet.inference import engine, winograd
 from memnet.inference.engine import Restorer
-from memnet.inference.fast_network import InferenceMemNet, fused_conv_available
+from memnet.inference.fast_layers import fused_conv_available
+from memnet.inference.fast_network import InferenceMemNet
 from memnet.inference.memory import WINDOW_COPY_BYTES
 from memnet.inference.planning import PROGRESS_ROWS
 from memnet.inference.streaming import StreamedMemNet, _Rows, _Strip, folds_activation

@@ -4,7 +4,7 @@
     python benchmarks/winograd/bench.py --write   # and write benchmarks/winograd-results.md
 
 Both kernels as the inference network calls them (memnet.inference.winograd.WinogradConv and
-memnet.inference.fast_network.fused_conv), on the layer shapes it runs: a streamed strip (16
+memnet.inference.fast_layers.fused_conv), on the layer shapes it runs: a streamed strip (16
 output rows and their 2 context rows of a 1224-wide photo, the strip height memnet picks there)
 and a whole 256² plane, for the default model's 32 channels and the paper size's 64, at 1 and 2
 threads. The two run interleaved (A B A B ...), medians of --reps each; "useful" GFLOP/s counts
@@ -28,7 +28,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from memnet.inference import winograd
-from memnet.inference.fast_network import InferenceMemNet, fused_conv
+from memnet.inference.fast_layers import fused_conv
+from memnet.inference.fast_network import InferenceMemNet
 from memnet.weights.loading import load_model
 from speed import machine
 

@@ -20,7 +20,8 @@ from torch import nn
 
 from memnet import devices
 from memnet.imaging.planes import contiguous_plane, new_plane
-from memnet.inference.fast_network import InferenceMemNet, fused_conv_available
+from memnet.inference.fast_layers import fused_conv_available
+from memnet.inference.fast_network import InferenceMemNet
 from memnet.inference.memory import memory_budget, plain_bytes_per_pixel
 from memnet.inference.planning import PROGRESS_ROWS, Batch, Layout, Plan, Planner
 from memnet.inference.streaming import StreamedMemNet

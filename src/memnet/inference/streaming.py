@@ -23,12 +23,13 @@ import torch
 from torch import Tensor
 
 from memnet.imaging.planes import new_plane
-from memnet.inference.fast_network import fused_conv_available
+from memnet.inference.fast_layers import fused_conv_available
 from memnet.inference.memory import streamed_bytes_for_width
 from memnet.model import check_input
 
 if TYPE_CHECKING:
-    from memnet.inference.fast_network import Affine, Conv, FoldedBlock, InferenceMemNet
+    from memnet.inference.fast_layers import Affine, Conv
+    from memnet.inference.fast_network import FoldedBlock, InferenceMemNet
 
 __all__ = ["StreamedMemNet", "default_strip_rows", "folds_activation", "streaming_available"]
 

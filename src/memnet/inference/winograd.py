@@ -174,7 +174,7 @@ def _median_seconds(run: object, repeats: int) -> float:
 
 def _measure(channels: int, out_channels: int, threads: int) -> bool:
     """Time both kernels on a typical streamed strip (16 rows of a 512-wide image)."""
-    from memnet.inference.fast_network import fused_conv, fused_conv_available
+    from memnet.inference.fast_layers import fused_conv, fused_conv_available
 
     generator = torch.Generator().manual_seed(0)
     weight = torch.randn(out_channels, channels, 3, 3, generator=generator) * 0.05
