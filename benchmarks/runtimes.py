@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from memory import peak_rss_mb
-from speed import ceiling, machine, timed
+from speed import ceiling, kernels_line, machine, peak_line, timed
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "runtimes-results.md"
@@ -51,6 +51,7 @@ MODELS = (
 )
 RUNTIMES = (
     ("memnet", "memnet Restorer"),
+    ("memnet-avx2", "memnet Restorer, its AVX2 kernels (MEMNET_ISA=avx2)"),
     ("memnet-direct", "memnet Restorer, direct convs only (MEMNET_WINOGRAD=0)"),
     ("eager", "PyTorch eager (plain module)"),
     ("compile", "torch.compile (Inductor)"),
@@ -185,6 +186,8 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     env = dict(os.environ)
     if spec["runtime"] == "memnet-direct":
         env["MEMNET_WINOGRAD"] = "0"
+    if spec["runtime"] == "memnet-avx2":  # what a CPU without AVX-512 runs
+        env["MEMNET_ISA"] = "avx2"
     done = subprocess.run(
         [sys.executable, __file__, "--child", json.dumps(spec)],
         capture_output=True,
@@ -212,7 +215,8 @@ def report(results: dict[str, Any], command: str) -> str:
         f"Measured by `{command}` on {date.today().isoformat()}: {results['machine']}. "
         f"One {edge}×{edge} gray plane through the network, each row in a fresh process, "
         f"median of {results['reps']} repetitions after a warm-up call. Conv ceiling in the "
-        f"same run: {peak:.0f} GFLOP/s (3×3 conv 64→64, channels_last).",
+        f"same run: {peak:.0f} GFLOP/s (3×3 conv 64→64, channels_last). "
+        f"{peak_line(results['ceiling'])}. {results['kernels']}.",
         "",
     ]
     for model, title in MODELS:
@@ -268,6 +272,7 @@ def main() -> None:
         "edge": edge,
         "reps": reps,
         "ceiling": ceiling(reps),
+        "kernels": kernels_line(),
         "rows": {},
     }
     print(f"ceiling {results['ceiling']}", file=sys.stderr, flush=True)

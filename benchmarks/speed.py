@@ -25,8 +25,10 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -53,8 +55,35 @@ def timed(fn: Any, reps: int) -> list[float]:
     return times
 
 
+def fma_peak(threads: int) -> dict[str, float]:
+    """The cores' fp32 FMA peak in GFLOP/s on `threads` threads, per instruction set the CPU
+    has (benchmarks/fma_peak.cpp built by the machine's compiler; empty without one)."""
+    compiler = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    builds = {"avx2": ["-mavx2", "-mfma"], "avx512": ["-mavx512f", "-mavx2", "-mfma", "-DWIDE"]}
+    needs = {"avx2": {"avx2", "fma"}, "avx512": {"avx512f", "avx2", "fma"}}
+    peaks: dict[str, float] = {}
+    if compiler is None:
+        return peaks
+    with tempfile.TemporaryDirectory() as scratch:
+        for isa, isa_flags in builds.items():
+            if not needs[isa] <= flags:
+                continue
+            binary = Path(scratch) / isa
+            source = str(HERE / "fma_peak.cpp")
+            command = [compiler, "-O2", "-fopenmp", *isa_flags, "-o", str(binary), source]
+            subprocess.run(command, check=True)
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+            done = subprocess.run([str(binary)], env=env, capture_output=True, text=True)
+            peaks[isa] = float(done.stdout)
+    return peaks
+
+
 def ceiling(reps: int) -> dict[str, float]:
-    """GFLOP/s of the conv the network is made of, and of a large matmul."""
+    """GFLOP/s of the conv the network is made of, of a large matmul, and the FMA peak."""
     import torch
     import torch.nn.functional as F
 
@@ -67,11 +96,37 @@ def ceiling(reps: int) -> dict[str, float]:
         a, c = torch.randn(4096, 4096), torch.randn(4096, 4096)
         timed(lambda: a @ c, 1)
         mm = timed(lambda: a @ c, max(reps, 5))
+    peaks = fma_peak(torch.get_num_threads())
     return {
         "conv_gflops": conv_flop / float(np.median(conv)) / 1e9,
         "conv_best_gflops": conv_flop / min(conv) / 1e9,
         "matmul_gflops": 2 * 4096**3 / float(np.median(mm)) / 1e9,
+        **{f"fma_{isa}_gflops": value for isa, value in peaks.items()},
     }
+
+
+def widest_peak(ceil: dict[str, float]) -> float | None:
+    """The FMA peak of the widest vectors measured (None if none was)."""
+    peaks = [value for key, value in ceil.items() if key.startswith("fma_")]
+    return max(peaks) if peaks else None
+
+
+def kernels_line() -> str:
+    """Which build of memnet's own kernels the memnet rows ran, in words."""
+    from memnet.inference import native
+
+    return f"memnet's kernels: {native.status().split(' in /')[0]}"
+
+
+def peak_line(ceil: dict[str, float]) -> str:
+    """The FMA peak in words, for a results file: what no conv can pass."""
+    names = {"avx2": "AVX2", "avx512": "AVX-512"}
+    parts = [
+        f"{names[isa]} {ceil[f'fma_{isa}_gflops']:.0f} GFLOP/s"
+        for isa in names
+        if f"fma_{isa}_gflops" in ceil
+    ]
+    return "FMA peak of the cores: " + (", ".join(parts) if parts else "not measured (no compiler)")
 
 
 def picture(edge: int) -> np.ndarray:

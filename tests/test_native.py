@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,6 +18,8 @@ from memnet.model import MemNet
 from rounding import inference_bound
 
 needs_library = pytest.mark.skipif(native.library() is None, reason=f"kernels: {native.status()}")
+# The smallest channel counts the loaded build takes: one vector in, two vectors out.
+LANES = native.vector_lanes()
 U32 = 2.0**-24
 
 
@@ -64,7 +67,9 @@ def _exact(pre: _Pre, conv: GateShare, memory: torch.Tensor) -> tuple[torch.Tens
 
 
 @needs_library
-@pytest.mark.parametrize(("channels", "out_channels"), [(32, 32), (64, 64), (8, 16), (64, 32)])
+@pytest.mark.parametrize(
+    ("channels", "out_channels"), [(32, 32), (64, 64), (LANES, 2 * LANES), (64, 32)]
+)
 @pytest.mark.parametrize("width", [1, 5, 6, 7, 131])  # pixel counts around the 6-pixel groups
 @pytest.mark.parametrize("bias", [True, False])
 def test_gate_share_is_the_activated_matrix_product(
@@ -89,7 +94,7 @@ def test_gate_share_is_the_activated_matrix_product(
 
 @needs_library
 def test_gate_share_declines_what_it_cannot_take() -> None:
-    pre, conv, memory = _gate_case(16, 8, 4, False)  # 8 outputs: not a multiple of 16
+    pre, conv, memory = _gate_case(16, 8, 4, False)  # 8 outputs: fewer than two vectors
     target = torch.empty(1, 8, 3, 4).contiguous(memory_format=torch.channels_last)
     assert not native_share(target, memory, pre, conv, accumulate=False)
     pre, conv, memory = _gate_case(32, 32, 4, False)
@@ -134,6 +139,58 @@ def test_library_is_built_once_and_reused(tmp_path: Path) -> None:
     ]
     built = list(tmp_path.glob("kernels/*/libmemnet_kernels.so"))
     assert len(built) == 1
-    assert runs[0].stdout == runs[1].stdout == f"built in {built[0].parent}\n"
+    assert runs[0].stdout == runs[1].stdout
+    assert runs[0].stdout.endswith(f" in {built[0].parent}\n")
     # Nothing half-written is left beside it.
     assert [p.name for p in built[0].parent.iterdir()] == ["libmemnet_kernels.so"]
+
+
+_SAME_BITS = """
+import sys, numpy as np, torch
+from memnet.inference import native, winograd
+from memnet.inference.fast_network import InferenceMemNet
+from memnet.inference.streaming import StreamedMemNet
+from memnet.model import MemNet
+outputs = {}
+for channels in (32, 64):  # two vectors of K per block, and (AVX-512) four
+    torch.manual_seed(channels)
+    model = MemNet(2, 2, channels).eval()
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.uniform_(-0.2, 0.2)
+        bn.running_var.uniform_(0.5, 1.5)
+    with winograd.forced(True):
+        net = InferenceMemNet(model)
+    x = torch.rand(1, 1, 37, 53, generator=torch.Generator().manual_seed(1))
+    outputs[f"whole{channels}"] = net(x).numpy()
+    outputs[f"streamed{channels}"] = StreamedMemNet(net, rows=8)(x).numpy()
+np.savez(sys.argv[1], **outputs)
+print(native.isa())
+"""
+
+
+@needs_library
+@pytest.mark.skipif(native.isa() != "avx512", reason="no AVX-512 here: only the AVX2 build runs")
+def test_the_avx512_and_avx2_builds_give_the_same_bits(tmp_path: Path) -> None:
+    """Every lane does the same fp32 operations in the same order in both builds (simd.h), so
+    a network through either build gives the same output, bit for bit."""
+    results = {}
+    for isa in ("avx512", "avx2"):
+        env = {**os.environ, "MEMNET_ISA": isa}
+        done = subprocess.run(
+            [sys.executable, "-c", _SAME_BITS, str(tmp_path / f"{isa}.npz")],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert done.stdout.strip() == isa
+        results[isa] = np.load(tmp_path / f"{isa}.npz")
+    for name in results["avx2"].files:
+        assert np.array_equal(results["avx512"][name], results["avx2"][name]), name
+
+
+def test_an_instruction_set_is_asked_for_by_name() -> None:
+    code = "from memnet.inference import native; print(native.status())"
+    for asked, expected in (("sse", "not used: MEMNET_ISA must be one of avx2, avx512"),):
+        env = {**os.environ, "MEMNET_ISA": asked}
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert done.stdout.strip() == expected

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from memnet.inference import engine, winograd
+from memnet.inference import engine, native, winograd
 from memnet.inference.engine import Restorer
 from memnet.inference.fast_layers import fused_conv_available
 from memnet.inference.fast_network import InferenceMemNet
@@ -59,7 +59,8 @@ def test_conv_a_reads_h_activated_or_an_activated_copy(
     # zero border rows. Both must be the whole-image pass, at every border and strip height.
     if use_winograd and winograd.kernel() is None:
         pytest.skip(f"Winograd kernel: {winograd.kernel_status()}")
-    model = trained_like("tiny", seed=2, channels=16)  # the smallest width the kernel takes
+    # The smallest width the kernel takes: two vectors (16 channels for AVX2, 32 for AVX-512).
+    model = trained_like("tiny", seed=2, channels=2 * native.vector_lanes())
     with winograd.forced(use_winograd):
         fast = InferenceMemNet(model)
     assert folds_activation(fast) is use_winograd

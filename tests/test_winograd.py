@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from memnet.evaluation.benchmark import evaluate, load_set
-from memnet.inference import winograd
+from memnet.inference import native, winograd
 from memnet.inference.engine import Restorer
 from memnet.inference.fast_network import InferenceMemNet
 from memnet.model import MemNet, MemNetConfig
@@ -185,7 +185,7 @@ def test_decision_is_measured_once_and_kept(
     assert winograd.faster_than_direct(32, 32) == first
     assert measured == [(32, 32)]
     record = json.loads((tmp_path / "kernels" / "winograd-decisions.json").read_text())
-    assert record == {f"32x32@{torch.get_num_threads()}": first}
+    assert record == {f"32x32@{torch.get_num_threads()}/{native.isa()}": first}
 
 
 def test_switched_off_by_the_environment(tmp_path: Path) -> None:

@@ -88,9 +88,11 @@ def kernel_status() -> str:
 
 
 def suits(weight: Tensor) -> bool:
-    """Whether a conv weight [K, C, 3, 3] has a shape the kernel takes (C % 8, K % 16)."""
+    """Whether a conv weight [K, C, 3, 3] has a shape the kernel takes: C a multiple of its
+    vector (8 floats for AVX2, 16 for AVX-512), K of two vectors."""
     k, c, kh, kw = weight.shape
-    return (kh, kw) == (3, 3) and c % 8 == 0 and k % 16 == 0
+    lanes = native.vector_lanes()
+    return (kh, kw) == (3, 3) and c % lanes == 0 and k % (2 * lanes) == 0
 
 
 def weight_transform(weight: Tensor) -> Tensor:
@@ -208,14 +210,14 @@ def forced(use: bool) -> Iterator[None]:
 
 def faster_than_direct(channels: int, out_channels: int) -> bool:
     """Whether the kernel beats oneDNN's direct conv for this shape here: measured once per
-    machine, shape and thread count, and kept beside the built kernel (so every run of this
+    machine, shape, thread count and kernel build, and kept beside the built kernel (so every run of this
     machine takes the same path and gives the same result)."""
     if kernel() is None:
         return False
     if _FORCED is not None:
         return _FORCED
     threads = torch.get_num_threads()
-    key = f"{channels}x{out_channels}@{threads}"
+    key = f"{channels}x{out_channels}@{threads}/{native.isa()}"
     record = native.cache_folder() / "kernels" / "winograd-decisions.json"
     try:
         decisions = json.loads(record.read_text())

@@ -6,8 +6,9 @@
 // ops that is a BatchNorm+ReLU pass that writes a whole activated copy, then a GEMM that reads
 // it back; here each group of 6 pixels is activated into a small buffer in the L1 cache and
 // multiplied at once, so the memory is read once and the gate read and written once.
-// x: [pixels][C], out: [pixels][K] (channels_last rows), W: [C][K]; C % 8 == 0, K % 16 == 0.
-#include <immintrin.h>
+// x: [pixels][C], out: [pixels][K] (channels_last rows), W: [C][K]; C a multiple of
+// simd::lanes (8 for AVX2, 16 for AVX-512), K of twice that.
+#include "simd.h"
 #include <omp.h>
 #include <stdint.h>
 
@@ -15,67 +16,79 @@
 
 namespace {
 
-constexpr int ROWS = 6;       // pixels per micro-kernel pass: 12 of the 16 AVX registers
+using simd::vec;
+
+constexpr int ROWS = 6;         // pixels per micro-kernel pass
 constexpr int64_t MAX_C = 512;  // the activated buffer is ROWS × MAX_C floats on the stack
 
-// R pixels (R ≤ ROWS): activate into a[R][C], then out[R][K] (+)= a · W (+ bias).
-template <int R>
+// R pixels (R ≤ ROWS): activate into a[R][C], then out[R][K] (+)= a · W (+ bias), NV vectors
+// of K at a time: R·NV accumulators (NV = 2: 12 of AVX2's 16 registers; NV = 4: 24 of
+// AVX-512's 32, so that each load of W feeds 6 multiplies).
+template <int R, int NV>
 inline void rows(const float* x, int64_t C, const float* scale, const float* shift,
                  const float* W, int64_t K, const float* bias, float* out, int accumulate) {
-  alignas(32) float a[ROWS * MAX_C];
-  const __m256 zero = _mm256_setzero_ps();
+  constexpr int L = simd::lanes;
+  alignas(64) float a[ROWS * MAX_C];
+  const vec zero = simd::zero();
 #pragma GCC unroll 6
   for (int i = 0; i < R; ++i)
-    for (int64_t c = 0; c < C; c += 8) {
-      const __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(x + i * C + c), _mm256_loadu_ps(scale + c),
-                                       _mm256_loadu_ps(shift + c));
-      _mm256_store_ps(a + i * C + c, _mm256_max_ps(v, zero));
+    for (int64_t c = 0; c < C; c += L) {
+      const vec v = simd::fmadd(simd::load(x + i * C + c), simd::load(scale + c),
+                                simd::load(shift + c));
+      simd::store(a + i * C + c, simd::max(v, zero));
     }
-  const __m256 none = _mm256_setzero_ps();
-  for (int64_t j0 = 0; j0 < K; j0 += 16) {
+  for (int64_t j0 = 0; j0 < K; j0 += NV * L) {
     // The accumulators start from the gate so far, or from the bias: set up outside the
-    // unrolled loops so that all 2·R stay in registers.
-    __m256 acc[ROWS][2];
+    // unrolled loops so that all R·NV stay in registers.
+    vec acc[ROWS][NV];
     if (accumulate) {
 #pragma GCC unroll 6
-      for (int i = 0; i < R; ++i) {
-        acc[i][0] = _mm256_loadu_ps(out + i * K + j0);
-        acc[i][1] = _mm256_loadu_ps(out + i * K + j0 + 8);
-      }
+      for (int i = 0; i < R; ++i)
+#pragma GCC unroll 4
+        for (int q = 0; q < NV; ++q) acc[i][q] = simd::load(out + i * K + j0 + q * L);
     } else {
-      const __m256 b0 = bias ? _mm256_loadu_ps(bias + j0) : none;
-      const __m256 b1 = bias ? _mm256_loadu_ps(bias + j0 + 8) : none;
+#pragma GCC unroll 4
+      for (int q = 0; q < NV; ++q) {
+        const vec b = bias ? simd::load(bias + j0 + q * L) : zero;
 #pragma GCC unroll 6
-      for (int i = 0; i < R; ++i) {
-        acc[i][0] = b0;
-        acc[i][1] = b1;
+        for (int i = 0; i < R; ++i) acc[i][q] = b;
       }
     }
     const float* w = W + j0;
     for (int64_t c = 0; c < C; ++c, w += K) {
-      const __m256 w0 = _mm256_loadu_ps(w), w1 = _mm256_loadu_ps(w + 8);
+      vec wq[NV];
+#pragma GCC unroll 4
+      for (int q = 0; q < NV; ++q) wq[q] = simd::load(w + q * L);
 #pragma GCC unroll 6
       for (int i = 0; i < R; ++i) {
-        const __m256 b = _mm256_broadcast_ss(a + i * C + c);
-        acc[i][0] = _mm256_fmadd_ps(b, w0, acc[i][0]);
-        acc[i][1] = _mm256_fmadd_ps(b, w1, acc[i][1]);
+        const vec b = simd::set1(a[i * C + c]);
+#pragma GCC unroll 4
+        for (int q = 0; q < NV; ++q) acc[i][q] = simd::fmadd(b, wq[q], acc[i][q]);
       }
     }
     // The bias of an accumulated share is added after its products, as the unfused addmm_
     // and add_ do.
-    const __m256 e0 = accumulate && bias ? _mm256_loadu_ps(bias + j0) : none;
-    const __m256 e1 = accumulate && bias ? _mm256_loadu_ps(bias + j0 + 8) : none;
+#pragma GCC unroll 4
+    for (int q = 0; q < NV; ++q) {
+      const vec e = accumulate && bias ? simd::load(bias + j0 + q * L) : zero;
 #pragma GCC unroll 6
-    for (int i = 0; i < R; ++i) {
-      _mm256_storeu_ps(out + i * K + j0, _mm256_add_ps(acc[i][0], e0));
-      _mm256_storeu_ps(out + i * K + j0 + 8, _mm256_add_ps(acc[i][1], e1));
+      for (int i = 0; i < R; ++i) simd::store(out + i * K + j0 + q * L, simd::add(acc[i][q], e));
     }
   }
 }
 
 using RowsFn = void (*)(const float*, int64_t, const float*, const float*, const float*, int64_t,
                         const float*, float*, int);
-constexpr RowsFn TAIL[ROWS] = {nullptr, rows<1>, rows<2>, rows<3>, rows<4>, rows<5>};
+
+// A run of `count` pixels (≤ ROWS) with NV vectors of K per block.
+template <int NV>
+void pixels_by(int count, const float* x, int64_t C, const float* scale, const float* shift,
+               const float* W, int64_t K, const float* bias, float* out, int accumulate) {
+  static constexpr RowsFn BY_COUNT[ROWS + 1] = {nullptr,       rows<1, NV>, rows<2, NV>,
+                                                rows<3, NV>,   rows<4, NV>, rows<5, NV>,
+                                                rows<6, NV>};
+  BY_COUNT[count](x, C, scale, shift, W, K, bias, out, accumulate);
+}
 
 }  // namespace
 
@@ -86,7 +99,10 @@ extern "C" {
 int memnet_gate_share(const float* x, int64_t pixels, int64_t C, const float* scale,
                       const float* shift, const float* W, int64_t K, const float* bias, float* out,
                       int accumulate, int threads) {
-  if (C % 8 || K % 16 || C <= 0 || C > MAX_C || K <= 0 || pixels < 0) return -1;
+  if (C % simd::lanes || K % (2 * simd::lanes) || C <= 0 || C > MAX_C || K <= 0 || pixels < 0)
+    return -1;
+  // The widest block the registers hold for this K (the sums are the same either way).
+  const bool wide = simd::lanes == 16 && K % (4 * simd::lanes) == 0;
   // Chunks of pixels big enough that a thread's start-up is small beside its work.
   constexpr int64_t CHUNK = ROWS * 64;
   const int64_t chunks = (pixels + CHUNK - 1) / CHUNK;
@@ -94,10 +110,11 @@ int memnet_gate_share(const float* x, int64_t pixels, int64_t C, const float* sc
 #pragma omp parallel for num_threads(workers) schedule(static)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     const int64_t end = std::min(pixels, (chunk + 1) * CHUNK);
-    int64_t p = chunk * CHUNK;
-    for (; p + ROWS <= end; p += ROWS)
-      rows<ROWS>(x + p * C, C, scale, shift, W, K, bias, out + p * K, accumulate);
-    if (p < end) TAIL[end - p](x + p * C, C, scale, shift, W, K, bias, out + p * K, accumulate);
+    for (int64_t p = chunk * CHUNK; p < end; p += ROWS) {
+      const int count = static_cast<int>(std::min<int64_t>(ROWS, end - p));
+      (wide ? pixels_by<4> : pixels_by<2>)(count, x + p * C, C, scale, shift, W, K, bias,
+                                           out + p * K, accumulate);
+    }
   }
   return 0;
 }

@@ -7,14 +7,14 @@
 // block's transformed input V and products M stay in the L2 cache; transforming the whole image
 // first and multiplying afterwards was measured slower than direct convolution
 // (benchmarks/winograd.md), because V and M then go through DRAM.
-//   V[ξ][tile][c] = (Bᵀ d B)_ξ                       input transform, 8 channels per vector
+//   V[ξ][tile][c] = (Bᵀ d B)_ξ                       input transform, a vector of channels at a time
 //   M[ξ][tile][k] = Σ_c V[ξ][tile][c] · U[ξ][c][k]   36 GEMMs, own 6×16 micro-kernel
 //   y = Aᵀ M A + bias (+ add) (ReLU)                 output transform and the fused epilogue
 // U = G g Gᵀ is computed once per weight by the caller (memnet.inference.winograd, in float64).
 //
 // Plain C with no PyTorch headers, so that a machine's compiler builds it in seconds; the
 // caller passes data pointers of tensors it has checked (dtype, layout, sizes).
-#include <immintrin.h>
+#include "simd.h"
 #include <omp.h>
 #include <stdint.h>
 
@@ -22,6 +22,8 @@
 #include <memory>
 
 namespace {
+
+using simd::vec;
 
 constexpr int M = 4;  // output tile side
 constexpr int T = 6;  // input tile side, M + 3 - 1
@@ -34,19 +36,19 @@ constexpr float AT[M][T] = {
 // out[i·os] = Σ_j mat[i][j] in[j·is] over vectors; the compiler drops zero entries and turns
 // ±1 into adds because the loops are unrolled over constant matrices.
 template <int R, const float (&Mat)[R][T]>
-inline void apply(const __m256* in, int is, __m256* out, int os) {
+inline void apply(const vec* in, int is, vec* out, int os) {
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) {
-    __m256 acc = _mm256_setzero_ps();
+    vec acc = simd::zero();
 #pragma GCC unroll 8
     for (int j = 0; j < T; ++j) {
       const float c = Mat[i][j];
       if (c == 1.0f) {
-        acc = _mm256_add_ps(acc, in[j * is]);
+        acc = simd::add(acc, in[j * is]);
       } else if (c == -1.0f) {
-        acc = _mm256_sub_ps(acc, in[j * is]);
+        acc = simd::sub(acc, in[j * is]);
       } else if (c != 0.0f) {
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(c), in[j * is], acc);
+        acc = simd::fmadd(simd::set1(c), in[j * is], acc);
       }
     }
     out[i * os] = acc;
@@ -74,8 +76,8 @@ inline Tile locate(const Shape& s, int64_t tile) {
 void input_block(const float* x, const float* scale, const float* shift, const Shape& s,
                  int64_t t0, int64_t t1, float* V, int64_t ld) {
   const int64_t C = s.channels;
-  alignas(32) __m256 d[T * T], tmp[T * T];
-  const __m256 zero = _mm256_setzero_ps();
+  alignas(64) vec d[T * T], tmp[T * T];
+  const vec zero = simd::zero();
   for (int64_t tile = t0; tile < t1; ++tile) {
     const Tile at = locate(s, tile);
     // Output row r reads input rows r - pad_top .. r - pad_top + 2; columns are zero-padded.
@@ -83,74 +85,89 @@ void input_block(const float* x, const float* scale, const float* shift, const S
     const float* image = x + at.image * s.height_in * s.width * C;
     const bool inside = r0 >= 0 && c0 >= 0 && r0 + T <= s.height_in && c0 + T <= s.width;
     float* v = V + (tile - t0) * C;
-    for (int64_t ch = 0; ch < C; ch += 8) {
-      const __m256 a = scale ? _mm256_loadu_ps(scale + ch) : zero;
-      const __m256 b = shift ? _mm256_loadu_ps(shift + ch) : zero;
+    for (int64_t ch = 0; ch < C; ch += simd::lanes) {
+      const vec a = scale ? simd::load(scale + ch) : zero;
+      const vec b = shift ? simd::load(shift + ch) : zero;
       for (int i = 0; i < T; ++i) {
         const int64_t r = r0 + i;
         for (int j = 0; j < T; ++j) {
           const int64_t c = c0 + j;
           const bool valid = inside || (r >= 0 && r < s.height_in && c >= 0 && c < s.width);
-          __m256 value = valid ? _mm256_loadu_ps(image + (r * s.width + c) * C + ch) : zero;
-          if (scale && valid) value = _mm256_max_ps(_mm256_fmadd_ps(value, a, b), zero);
+          vec value = valid ? simd::load(image + (r * s.width + c) * C + ch) : zero;
+          if (scale && valid) value = simd::max(simd::fmadd(value, a, b), zero);
           d[i * T + j] = value;
         }
       }
       for (int j = 0; j < T; ++j) apply<T, BT>(d + j, T, tmp + j, T);              // Bᵀ d
       for (int i = 0; i < T; ++i) apply<T, BT>(tmp + i * T, 1, d + i * T, 1);      // (Bᵀ d) B
-      for (int xi = 0; xi < T * T; ++xi) _mm256_storeu_ps(v + xi * ld * C + ch, d[xi]);
+      for (int xi = 0; xi < T * T; ++xi) simd::store(v + xi * ld * C + ch, d[xi]);
     }
   }
 }
 
-// Mo[n][K] = V[n][C] · U[C][K], n a multiple of 6, K a multiple of 16: a 6×16 block of
-// accumulators (12 of the 16 AVX registers) per pass over C.
-void gemm(const float* V, const float* U, float* Mo, int64_t n, int64_t C, int64_t K) {
-  for (int64_t j0 = 0; j0 < K; j0 += 16) {
+// Mo[n][K] = V[n][C] · U[C][K], n a multiple of 6, K of NV vectors: a 6 × NV-vector block of
+// accumulators per pass over C (NV = 2: 12 of AVX2's 16 registers; NV = 4: 24 of AVX-512's 32,
+// so that each load of U feeds 6 multiplies and each broadcast of V 4).
+template <int NV>
+void gemm_by(const float* V, const float* U, float* Mo, int64_t n, int64_t C, int64_t K) {
+  for (int64_t j0 = 0; j0 < K; j0 += NV * simd::lanes) {
     for (int64_t r0 = 0; r0 < n; r0 += 6) {
-      __m256 acc[6][2];
-      for (int i = 0; i < 6; ++i) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+      vec acc[6][NV];
+#pragma GCC unroll 6
+      for (int i = 0; i < 6; ++i)
+#pragma GCC unroll 4
+        for (int q = 0; q < NV; ++q) acc[i][q] = simd::zero();
       const float* v = V + r0 * C;
       for (int64_t c = 0; c < C; ++c) {
-        const __m256 u0 = _mm256_loadu_ps(U + c * K + j0);
-        const __m256 u1 = _mm256_loadu_ps(U + c * K + j0 + 8);
+        vec u[NV];
+#pragma GCC unroll 4
+        for (int q = 0; q < NV; ++q) u[q] = simd::load(U + c * K + j0 + q * simd::lanes);
 #pragma GCC unroll 6
         for (int i = 0; i < 6; ++i) {
-          const __m256 b = _mm256_broadcast_ss(v + i * C + c);
-          acc[i][0] = _mm256_fmadd_ps(b, u0, acc[i][0]);
-          acc[i][1] = _mm256_fmadd_ps(b, u1, acc[i][1]);
+          const vec b = simd::set1(v[i * C + c]);
+#pragma GCC unroll 4
+          for (int q = 0; q < NV; ++q) acc[i][q] = simd::fmadd(b, u[q], acc[i][q]);
         }
       }
-      for (int i = 0; i < 6; ++i) {
-        _mm256_storeu_ps(Mo + (r0 + i) * K + j0, acc[i][0]);
-        _mm256_storeu_ps(Mo + (r0 + i) * K + j0 + 8, acc[i][1]);
-      }
+#pragma GCC unroll 6
+      for (int i = 0; i < 6; ++i)
+#pragma GCC unroll 4
+        for (int q = 0; q < NV; ++q)
+          simd::store(Mo + (r0 + i) * K + j0 + q * simd::lanes, acc[i][q]);
     }
   }
+}
+
+// The widest block the registers hold for this K (the sums are the same either way).
+void gemm(const float* V, const float* U, float* Mo, int64_t n, int64_t C, int64_t K) {
+  if (simd::lanes == 16 && K % (4 * simd::lanes) == 0)
+    gemm_by<4>(V, U, Mo, n, C, K);
+  else
+    gemm_by<2>(V, U, Mo, n, C, K);
 }
 
 // y = Aᵀ M A + bias, then + add (which may be y itself), then ReLU, for tiles [t0, t1).
 void output_block(const float* Mb, const float* bias, const float* add, int relu, const Shape& s,
                   int64_t t0, int64_t t1, int64_t ld, float* y) {
   const int64_t K = s.out_channels;
-  alignas(32) __m256 m[T * T], tmp[M * T], o[M * M];
-  const __m256 zero = _mm256_setzero_ps();
+  alignas(64) vec m[T * T], tmp[M * T], o[M * M];
+  const vec zero = simd::zero();
   for (int64_t tile = t0; tile < t1; ++tile) {
     const Tile at = locate(s, tile);
     const int64_t base = at.image * s.height_out * s.width * K;
     const float* src = Mb + (tile - t0) * K;
-    for (int64_t k = 0; k < K; k += 8) {
-      for (int xi = 0; xi < T * T; ++xi) m[xi] = _mm256_loadu_ps(src + xi * ld * K + k);
+    for (int64_t k = 0; k < K; k += simd::lanes) {
+      for (int xi = 0; xi < T * T; ++xi) m[xi] = simd::load(src + xi * ld * K + k);
       for (int j = 0; j < T; ++j) apply<M, AT>(m + j, T, tmp + j, T);          // Aᵀ M
       for (int i = 0; i < M; ++i) apply<M, AT>(tmp + i * T, 1, o + i * M, 1);  // (Aᵀ M) A
-      const __m256 b = bias ? _mm256_loadu_ps(bias + k) : zero;
+      const vec b = bias ? simd::load(bias + k) : zero;
       for (int i = 0; i < M && at.row + i < s.height_out; ++i) {
         for (int j = 0; j < M && at.col + j < s.width; ++j) {
           const int64_t at_pixel = base + ((at.row + i) * s.width + at.col + j) * K + k;
-          __m256 value = _mm256_add_ps(o[i * M + j], b);
-          if (add) value = _mm256_add_ps(value, _mm256_loadu_ps(add + at_pixel));
-          if (relu) value = _mm256_max_ps(value, zero);
-          _mm256_storeu_ps(y + at_pixel, value);
+          vec value = simd::add(o[i * M + j], b);
+          if (add) value = simd::add(value, simd::load(add + at_pixel));
+          if (relu) value = simd::max(value, zero);
+          simd::store(y + at_pixel, value);
         }
       }
     }
@@ -160,6 +177,9 @@ void output_block(const float* Mb, const float* bias, const float* add, int relu
 }  // namespace
 
 extern "C" {
+
+// Floats per vector in this build (8: AVX2, 16: AVX-512): the channel counts must be multiples.
+int memnet_vector_lanes() { return simd::lanes; }
 
 // How many tiles one block holds for C input and K output channels: V and M of a block take
 // 36·block·(C + K) floats, kept within `cache_bytes`; a multiple of 6 (the micro-kernel's rows).
@@ -172,15 +192,17 @@ int64_t memnet_winograd_block(int64_t C, int64_t K, int64_t cache_bytes) {
 // pad_bottom - 2: one zero row padded above (pad_top = 1) or below, else x carries that row of
 // context itself (a strip of a taller image); 1, 1 is a 'same' conv. `scale` and `shift` (C,
 // both or neither) activate the input first, relu(scale·x + shift); `bias` (K) and `add`
-// (y's shape, may alias y) may be null. C % 8 == 0 and K % 16 == 0; returns 0, or -1 when the
-// shapes do not fit.
+// (y's shape, may alias y) may be null. C and K multiples of
+// simd::lanes and of twice that (8 and 16 for AVX2, 16 and 32 for AVX-512); returns 0, or -1
+// when the shapes do not fit.
 int memnet_winograd_conv(const float* x, int64_t n, int64_t height_in, int64_t width, int64_t C,
                          int64_t pad_top, int64_t pad_bottom, const float* scale,
                          const float* shift, const float* U, int64_t K, const float* bias,
                          const float* add, float* y, int relu, int threads, int64_t block) {
   const int64_t height_out = height_in + pad_top + pad_bottom - 2;
-  if (C % 8 || K % 16 || block % 6 || block <= 0 || height_out <= 0 || width <= 0 || n <= 0 ||
-      pad_top < 0 || pad_top > 1 || pad_bottom < 0 || pad_bottom > 1 || !scale != !shift)
+  if (C % simd::lanes || K % (2 * simd::lanes) || block % 6 || block <= 0 || height_out <= 0 ||
+      width <= 0 || n <= 0 || pad_top < 0 || pad_top > 1 || pad_bottom < 0 || pad_bottom > 1 ||
+      !scale != !shift)
     return -1;
   Shape s{height_in, width, C, K, pad_top, height_out, (height_out + M - 1) / M,
           (width + M - 1) / M, 0};
