@@ -265,8 +265,19 @@ def report(results: dict[str, Any], quick: bool) -> str:
         f"| 3×3 conv 64→64, channels_last, 1×64×256×256 (median) | {peak:.0f} |",
         f"| same conv, best repetition | {ceil['conv_best_gflops']:.0f} |",
         f"| 4096² fp32 matmul | {ceil['matmul_gflops']:.0f} |",
+        *[
+            f"| FMA peak of the cores, {name} (benchmarks/fma_peak.cpp) | "
+            f"{ceil[f'fma_{isa}_gflops']:.0f} |"
+            for isa, name in (("avx2", "AVX2"), ("avx512", "AVX-512"))
+            if f"fma_{isa}_gflops" in ceil
+        ],
         "",
-        "Percentages below are of the median conv rate: the network is 97 % such convs.",
+        "Percentages below are of the median conv rate: the network is 97 % such convs. "
+        "memnet's own rows use its kernels' "
+        + results.get("kernels", "default build")
+        + ". The whole restore, end to end, of every released model on photos of 1, 12 and 48 Mpx "
+        "is in [end-to-end-results.md](end-to-end-results.md), the network under every other "
+        "runtime in [runtimes-results.md](runtimes-results.md).",
         "",
         "## m6r6 inference",
         "",
@@ -370,7 +381,12 @@ def main() -> None:
         if not args.quick:
             partial.write_text(json.dumps(results, indent=1))
 
-    results: dict[str, Any] = {"machine": machine(), "reps": reps, "ceiling": ceiling(reps)}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "reps": reps,
+        "ceiling": ceiling(reps),
+        "kernels": kernels_line().removeprefix("memnet's kernels: "),
+    }
     print(f"ceiling {results['ceiling']}", file=sys.stderr, flush=True)
     results["restorer"], results["eager"], results["tiled"] = [], [], []
     keep(results)

@@ -23,7 +23,7 @@ from memnet.inference import winograd
 from memnet.inference.engine import Restorer
 from memnet.weights import zoo
 from memnet.weights.loading import load_model
-from speed import machine
+from speed import kernels_line, machine
 
 RESULTS = Path(__file__).resolve().parent / "winograd-quality-results.md"
 SETS = {"sr": ["Set5", "Set14"], "denoise": ["Set12"], "jpeg": ["Classic5"]}
@@ -80,7 +80,8 @@ def main() -> int:
         [
             "# Released models with and without the Winograd convs",
             "",
-            f"Measured by `{command}` on {date.today()}: {machine()}. The paper's protocol "
+            f"Measured by `{command}` on {date.today()}: {machine()}; {kernels_line()}. "
+            "The paper's protocol "
             "(`memnet eval`), one `Restorer` with direct 3×3 convs and one with Winograd "
             f"F(4×4, 3×3). Largest PSNR change: {worst:.4f} dB.",
             "",

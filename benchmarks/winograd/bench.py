@@ -31,7 +31,7 @@ from memnet.inference import winograd
 from memnet.inference.fast_layers import fused_conv
 from memnet.inference.fast_network import InferenceMemNet
 from memnet.weights.loading import load_model
-from speed import machine
+from speed import kernels_line, machine
 
 RESULTS = Path(__file__).resolve().parents[1] / "winograd-results.md"
 # (channels, input rows, width, rows of zero padding): a streamed strip, then a whole plane.
@@ -131,7 +131,8 @@ def main() -> None:
     text = "\n".join(
         [
             f"Measured by `python benchmarks/winograd/bench.py --write` on {date.today()}: "
-            f"{machine()}; medians of {args.reps} interleaved repetitions.",
+            f"{machine()}; {kernels_line()} (`MEMNET_ISA=avx2` for the AVX2 one); medians of "
+            f"{args.reps} interleaved repetitions.",
             "",
             "### Time, one conv",
             "",
