@@ -194,3 +194,23 @@ def test_an_instruction_set_is_asked_for_by_name() -> None:
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
         )
         assert done.stdout.strip() == expected
+
+
+@needs_library
+@pytest.mark.skipif(native.isa() != "avx512", reason="no AVX-512 here: nothing to fall back from")
+def test_a_compiler_without_avx512_falls_back_to_the_avx2_build(tmp_path: Path) -> None:
+    compiler = tmp_path / "c++"
+    compiler.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *-mavx512f*) echo "unrecognized option -mavx512f" >&2; exit 1;; esac\n'
+        f'exec {native._compiler()} "$@"\n'
+    )
+    compiler.chmod(0o755)
+    code = "from memnet.inference import native; print(native.isa()); print(native.status())"
+    env = {**os.environ, "CXX": str(compiler), "MEMNET_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    isa, status = done.stdout.splitlines()
+    assert isa == "avx2"
+    assert status.startswith("AVX2 build (the AVX-512 build failed: unrecognized option -mavx512f)")

@@ -154,6 +154,11 @@ def _load() -> tuple[ctypes.CDLL | None, str, str | None]:
     try:
         if not path.exists():
             problem = _build(compiler, isa, path)
+            if problem is not None and isa == "avx512" and not note:
+                # An older compiler may lack AVX-512: the AVX2 build still runs on this CPU.
+                isa, note = "avx2", f" (the AVX-512 build failed: {problem})"
+                path = _library_path(compiler, isa)
+                problem = None if path.exists() else _build(compiler, isa, path)
             if problem is not None:
                 return None, f"not used: the kernels did not build ({problem})", None
         lib = ctypes.CDLL(str(path))
