@@ -2,12 +2,12 @@
 
 A direct 3×3 conv runs near the cores' FMA peak (benchmarks/results.md), so only fewer
 multiplications make it faster: F(4×4, 3×3) does 36 per 4×4 output tile and channel pair where
-the direct conv does 144. The kernel (kernels/winograd.cpp, AVX2 + FMA, blocked so that its
-transformed tiles stay in the L2 cache) is one of memnet's own (memnet.inference.native):
+the direct conv does 144. The kernel (kernels/winograd.cpp, AVX-512 or AVX2 + FMA, blocked so
+that its transformed tiles stay in the L2 cache) is one of memnet's own (memnet.inference.native):
 without a compiler, AVX2 or FMA it is simply not used.
 
 It is used for a conv shape only where it was measured faster than oneDNN's direct conv on this
-machine (`faster_than_direct`, once per machine and shape, kept beside the built kernel), and
+machine (`faster_than_direct`, once per machine, shape and build, kept beside the built kernel), and
 `MEMNET_WINOGRAD=0` turns it off. Its rounding differs from the direct conv's: the transforms
 multiply by entries up to 8 (Aᵀ) and 5 (Bᵀ), so one conv's fp32 error is bounded by γ_k times
 a magnitude a few hundred times Σ|w||x| (`error_bound`); measured, it is a few times the direct
