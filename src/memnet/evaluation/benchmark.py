@@ -37,6 +37,7 @@ from memnet.fsutil import atomic_path
 from memnet.imaging.color import round_to_uint8
 from memnet.imaging.noise import noise_generator
 from memnet.imaging.reading import read_luminance
+from memnet.imaging.writing import PNG_COMPRESS_LEVEL
 from memnet.tasks import Task, baseline_methods, check_kind, make_task, task_class
 
 __all__ = [
@@ -164,7 +165,7 @@ def _save_restored(path: Path, restored: NDArray[np.float64]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
-            Image.fromarray(pixels).save(tmp, format="PNG")
+            Image.fromarray(pixels).save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     except OSError as error:
         raise MemNetError(f"{path}: cannot write image ({error.strerror or error})") from None
 

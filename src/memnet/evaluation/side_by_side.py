@@ -22,6 +22,7 @@ from memnet.imaging.color import rgb2ycbcr, round_to_uint8
 from memnet.imaging.metrics import psnr, shave
 from memnet.imaging.picture import Picture
 from memnet.imaging.resize import imresize, modcrop
+from memnet.imaging.writing import PNG_COMPRESS_LEVEL
 from memnet.inference.api import ImageRestorer
 from memnet.tasks import SuperResolution, Task
 
@@ -181,5 +182,5 @@ def write_comparison(
     panels = make_panels(clean, task, restorer, seed=seed)
     sheet = compose(panels, crop, zoom=zoom)
     with atomic_path(output) as tmp:
-        sheet.save(tmp, format="PNG")
+        sheet.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return panels
