@@ -143,3 +143,35 @@ def test_a_job_whose_outputs_are_all_complete_needs_no_cluster(tree: dict[str, P
     assert (report.batch.written, report.batch.failed, report.workers) == ([], [], 0)
     assert not manifest.exists()
     assert all(not stale_temporaries(job.target) for job in jobs)
+
+
+def test_a_worker_reports_the_warning_the_command_would_print(
+    tree: dict[str, Path], tmp_path: Path
+) -> None:
+    """A transparent picture written as JPEG loses its alpha: the actor's result row carries the
+    warning `memnet restore` prints on one machine, and the driver collects it (no Ray needed:
+    an actor is a plain callable)."""
+    from memnet.inference.folders import BatchReport, Job
+    from memnet.scale.ray_job import _collect
+    from memnet.scale.worker import RestoreWorker
+
+    rgba = np.random.default_rng(4).integers(0, 256, (40, 36, 4), dtype=np.uint8)
+    source, opaque = tmp_path / "clear.png", tmp_path / "opaque.png"
+    Image.fromarray(rgba).save(source)
+    Image.fromarray(rgba[..., :3]).save(opaque)
+    worker = RestoreWorker(WorkerSettings({"name_or_path": str(tree["weights"])}))
+    jobs = [Job(source, tmp_path / "clear.jpg"), Job(opaque, tmp_path / "opaque.jpg")]
+    rows = worker(
+        {"source": [str(j.source) for j in jobs], "target": [str(j.target) for j in jobs]}
+    )
+    assert rows["status"] == ["restored", "restored"]
+    assert rows["reason"] == [
+        f"warning: {source}: its alpha channel is dropped (.jpg has none); "
+        "--ext png, webp or tiff keeps it",
+        "",
+    ]
+    batch = BatchReport()
+    lines = [dict(zip(rows, values, strict=True)) for values in zip(*rows.values(), strict=True)]
+    _collect(batch, jobs, lines)
+    assert batch.warnings == [rows["reason"][0]]
+    assert batch.written == jobs

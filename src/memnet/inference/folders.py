@@ -39,6 +39,7 @@ class BatchReport:
 
     written: list[Job] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # said of files restored elsewhere (Ray)
     seconds: float = 0.0
     megapixels: float = 0.0
 

@@ -153,6 +153,8 @@ def _collect(batch: BatchReport, pending: list[Job], rows: list[dict[str, Any]])
         else:
             batch.written.append(job)
             batch.megapixels += float(row["megapixels"])
+            if row["status"] == "restored" and row["reason"]:
+                batch.warnings.append(str(row["reason"]))
 
 
 def _write_manifest(report: RayReport, path: Path) -> None:

@@ -163,7 +163,7 @@ def _restore_here(
     options: RestoreOptions, jobs: list[Job], restorer: ImageRestorer, console: Console
 ) -> bool:
     from memnet.imaging.reading import read_image
-    from memnet.imaging.writing import keeps_alpha, write_image
+    from memnet.imaging.writing import alpha_dropped, write_image
 
     images = console.bar(total=len(jobs), unit="img", desc="restore")
     written: dict[Job, str] = {}
@@ -195,11 +195,8 @@ def _restore_here(
         if is_video(job.source):
             return restore_video_one(job)
         picture = read_image(job.source, samples=True)
-        if picture.alpha is not None and not keeps_alpha(job.target):
-            console.note(
-                f"warning: {job.source}: its alpha channel is dropped ({job.target.suffix} "
-                "has none); --ext png, webp or tiff keeps it"
-            )
+        if (warning := alpha_dropped(job.source, picture, job.target)) is not None:
+            console.note(warning)
         tiles = None
 
         def progress(done: int, total: int) -> None:
@@ -264,6 +261,8 @@ def _restore_on_ray(
         ),
         failed_manifest=failed_list,
     )
+    for warning in report.batch.warnings:
+        console.note(warning)
     for _source, reason in report.batch.failed:
         console.note(f"error: {reason}")
     console.say(_summary(restorer, report.summary()))

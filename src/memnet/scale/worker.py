@@ -13,7 +13,8 @@ __all__ = ["RESULT_COLUMNS", "RestoreWorker", "WorkerSettings"]
 
 RESULT_COLUMNS = ("source", "target", "status", "reason", "megapixels")
 # status: "restored" (written now), "present" (already complete when its turn came: written by
-# an earlier attempt of this job whose worker died before reporting), or "failed".
+# an earlier attempt of this job whose worker died before reporting), or "failed". reason: why
+# it failed, or for a restored file the warning `memnet restore` would print for it ("" if none).
 
 
 @dataclass(frozen=True)
@@ -42,22 +43,25 @@ class RestoreWorker:
         self.settings = settings
         self.restorer = load(**settings.load)
 
-    def restore(self, job: Job) -> float:
-        """Restore one file like `memnet restore` does; returns output megapixels."""
+    def restore(self, job: Job) -> tuple[float, str]:
+        """Restore one file like `memnet restore` does; returns output megapixels and the
+        warning the command would print for it ("" if none)."""
         if is_video(job.source):
             from memnet.video import restore_video
 
-            return restore_video(
+            result = restore_video(
                 self.restorer, job.source, job.target, options=self.settings.video
-            ).megapixels
+            )
+            return result.megapixels, ""
         from memnet.imaging.reading import read_image
-        from memnet.imaging.writing import write_image
+        from memnet.imaging.writing import alpha_dropped, write_image
 
         picture = read_image(job.source, samples=True)
+        warning = alpha_dropped(job.source, picture, job.target) or ""
         restored = self.restorer.restore_for_file(picture, job.target)
         del picture
         write_image(restored, job.target)
-        return restored.height * restored.width / 1e6
+        return restored.height * restored.width / 1e6, warning
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         rows: dict[str, list[Any]] = {name: [] for name in RESULT_COLUMNS}
@@ -80,16 +84,20 @@ class RestoreWorker:
                 add(job, "present")
             else:
                 todo.append(job)
-        pixels: dict[Job, float] = {}
+        done: dict[Job, tuple[float, str]] = {}
 
         def restore(job: Job) -> float:
-            pixels[job] = self.restore(job)
-            return pixels[job]
+            done[job] = self.restore(job)
+            return done[job][0]
+
+        def restored(job: Job) -> None:
+            megapixels, warning = done.get(job, (0.0, ""))
+            add(job, "restored", warning, megapixels)
 
         run_jobs(
             todo,
             restore,
-            on_done=lambda job: add(job, "restored", megapixels=pixels.get(job, 0.0)),
+            on_done=restored,
             on_error=lambda source, reason: add(
                 next(j for j in todo if j.source == source), "failed", reason
             ),
