@@ -216,9 +216,10 @@ int memnet_winograd_conv(const float* x, int64_t n, int64_t height_in, int64_t w
     std::unique_ptr<float[]> V(new float[T * T * block * C]());
     std::unique_ptr<float[]> Mb(new float[T * T * block * K]);
     // Blocks are dealt out in turn (thread t takes blocks t, t + threads, ...), not in one run
-    // each: a run gave one thread the lower tile rows of every strip, and in the streamed
-    // network its output stores took twice as long as the other thread's (perf), which waited
-    // at the barrier. In turn, m6r6 on 4000-wide strips ran 12 % faster (benchmarks/winograd.md).
+    // each: with runs, one thread had the lower tile rows of every strip of the streamed
+    // memnet-sr (32 channels), its output stores took twice as long as the other thread's
+    // (perf), and the other waited at the barrier. Dealt in turn, the threads are even and
+    // `memnet restore` of a 12 Mpx photo is 4-5 % faster (benchmarks/winograd.md).
 #pragma omp for schedule(static, 1)
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t t0 = b * block, t1 = std::min(t0 + block, tiles);
