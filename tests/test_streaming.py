@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -14,7 +15,7 @@ from memnet.inference.engine import Restorer
 from memnet.inference.fast_layers import fused_conv_available
 from memnet.inference.fast_network import InferenceMemNet
 from memnet.inference.memory import WINDOW_COPY_BYTES
-from memnet.inference.planning import PROGRESS_ROWS
+from memnet.inference.planning import PROGRESS_ROWS, STREAM_FROM_PIXELS
 from memnet.inference.streaming import StreamedMemNet, _Rows, _Strip, folds_activation
 from memnet.model import PRESETS
 from rounding import inference_bound
@@ -129,6 +130,23 @@ def test_restorer_streams_and_splits_only_the_width(monkeypatch: pytest.MonkeyPa
     assert np.abs(restorer(image) - whole).max() <= inference_bound(
         model.config, np.abs(whole).max()
     )
+
+
+def test_a_large_image_runs_streamed_even_where_it_fits_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Streamed strips were measured faster than one whole pass from about 600² pixels up
+    # (benchmarks/whole-or-streamed-results.md); below that the whole pass runs.
+    model = trained_like("tiny", seed=4)
+    monkeypatch.setattr(engine, "memory_budget", lambda device: 10**12)  # everything fits
+    restorer = Restorer(model, device="cpu")
+    assert restorer.streamed is not None
+    side = math.isqrt(STREAM_FROM_PIXELS)
+    assert restorer.plan(side - 1, side - 1).how == "whole"
+    large = restorer.plan(side, side)
+    assert (large.how, large.grid) == ("streamed", None)
+    assert large.views[0].batches[0].strip_rows == restorer.streamed.rows_for(side)
+    assert Restorer(model, stream=False, device="cpu").plan(side, side).how == "whole"
 
 
 def test_bad_input_is_refused() -> None:

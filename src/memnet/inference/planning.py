@@ -33,6 +33,12 @@ MAX_AUTO_SPLITS = 64
 MAX_BATCH = 16
 # A streamed window reports progress every this many output rows (a "part" of the image).
 PROGRESS_ROWS = 128
+# Where streaming is possible, an image of at least this many pixels runs streamed even when it
+# fits whole: a whole pass sends every layer's activations through DRAM, a stream keeps a few
+# rows of each in the cache. For memnet-sr, streamed was 1.03-1.27× faster from 640² up and
+# whole up to 1.10× faster at 512² and below; for m6r6 the two were even up to 640² and
+# streamed 1.28-1.60× faster from 1 Mpx (benchmarks/whole-or-streamed-results.md).
+STREAM_FROM_PIXELS = 600 * 600
 
 # (source rows, source cols, core rows, core cols); the core is relative to the source.
 Tile = tuple[slice, slice, slice, slice]
@@ -284,9 +290,11 @@ class Planner:
         budget: int,
         copied: bool = False,
     ) -> Batch:
-        # A window runs streamed when it does not fit the budget whole; a streamed tile
-        # (`copied`: not the whole image) holds its input copy and output besides.
-        if self.can_stream and height * width * self.bytes_per_pixel > budget:
+        # A window runs streamed when it does not fit the budget whole, or when it is a whole
+        # image large enough to run faster so; a streamed tile (`copied`: not the whole image)
+        # holds its input copy and output besides.
+        large = not copied and height * width >= STREAM_FROM_PIXELS
+        if self.can_stream and (large or height * width * self.bytes_per_pixel > budget):
             rows = default_strip_rows(width)
             copies = WINDOW_COPY_BYTES * height * width if copied else 0
             return Batch(tiles, height, width, rows, self._streamed_bytes(width) + copies)
