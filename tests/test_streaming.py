@@ -147,6 +147,12 @@ def test_a_large_image_runs_streamed_even_where_it_fits_whole(
     assert (large.how, large.grid) == ("streamed", None)
     assert large.views[0].batches[0].strip_rows == restorer.streamed.rows_for(side)
     assert Restorer(model, stream=False, device="cpu").plan(side, side).how == "whole"
+    # A short, wide image whose stream would hold more than the whole pass: the budget decides.
+    height, width = 6, STREAM_FROM_PIXELS // 6
+    whole_bytes = height * width * restorer.bytes_per_pixel
+    assert restorer.streamed.bytes_for_width(width) > whole_bytes
+    monkeypatch.setattr(engine, "memory_budget", lambda device: whole_bytes)
+    assert Restorer(model, device="cpu").plan(height, width).how == "whole"
 
 
 def test_bad_input_is_refused() -> None:

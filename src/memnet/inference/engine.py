@@ -58,7 +58,8 @@ class Restorer:
     (memnet.inference.fast_network). On a CPU in fp32 a window too large for the activation
     budget, or a whole image of 600² pixels or more (faster so), runs streamed over strips of
     rows (memnet.inference.streaming: memory grows with the width only, nothing is recomputed),
-    so only very wide images need splitting; `stream=False` runs whole or tiles instead. Calls from several threads at once are safe (each keeps its own buffers).
+    so only very wide images need splitting; `stream=False` runs whole or tiles instead. Calls
+    from several threads at once are safe (each keeps its own buffers).
 
     The model passed in is only read: it keeps its device, dtype, training mode and parameters,
     and nothing process-wide is changed (the CLI applies memnet.cpu_settings.retain_freed_memory,

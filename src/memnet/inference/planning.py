@@ -291,10 +291,11 @@ class Planner:
         copied: bool = False,
     ) -> Batch:
         # A window runs streamed when it does not fit the budget whole, or when it is a whole
-        # image large enough to run faster so; a streamed tile (`copied`: not the whole image)
-        # holds its input copy and output besides.
+        # image large enough to run faster so (and its stream fits); a streamed tile
+        # (`copied`: not the whole image) holds its input copy and output besides.
+        fits = height * width * self.bytes_per_pixel <= budget
         large = not copied and height * width >= STREAM_FROM_PIXELS
-        if self.can_stream and (large or height * width * self.bytes_per_pixel > budget):
+        if self.can_stream and (not fits or (large and self._streamed_bytes(width) <= budget)):
             rows = default_strip_rows(width)
             copies = WINDOW_COPY_BYTES * height * width if copied else 0
             return Batch(tiles, height, width, rows, self._streamed_bytes(width) + copies)
