@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,20 @@ def widest_peak(ceil: dict[str, float]) -> float | None:
     """The FMA peak of the widest vectors measured (None if none was)."""
     peaks = [value for key, value in ceil.items() if key.startswith("fma_")]
     return max(peaks) if peaks else None
+
+
+def interleaved_times(runs: dict[str, Callable[[], object]], reps: int) -> dict[str, list[float]]:
+    """Seconds of each of `reps` repetitions of every run, after one warm-up call each; the runs
+    take turns, so that the machine's drift hits them alike."""
+    for run in runs.values():
+        run()  # warm-up: first-touch pages, primitive caches, the kernels' first calls
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(reps):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return times
 
 
 def kernels_line() -> str:

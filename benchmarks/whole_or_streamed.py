@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -28,7 +27,7 @@ from memnet.inference.fast_network import InferenceMemNet
 from memnet.inference.planning import STREAM_FROM_PIXELS
 from memnet.inference.streaming import StreamedMemNet, default_strip_rows
 from memnet.weights.loading import load_model
-from speed import kernels_line, machine
+from speed import interleaved_times, kernels_line, machine
 
 RESULTS = Path(__file__).with_name("whole-or-streamed-results.md")
 SIZES = ((256, 256), (512, 512), (640, 640), (816, 1224), (1024, 1024), (1024, 2048))
@@ -36,15 +35,8 @@ MODELS = ("memnet-sr", "memnet-sr-m6r6")
 
 
 def medians(runs: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
-    """Median seconds of each run, the runs interleaved so that drift hits them alike."""
-    for run in runs.values():
-        run()  # warm-up: first-touch pages, the kernels' first calls
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(reps):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+    """Median seconds of each run, the runs interleaved (speed.interleaved_times)."""
+    times = interleaved_times(runs, reps)
     return {name: statistics.median(values) for name, values in times.items()}
 
 

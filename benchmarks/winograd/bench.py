@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from memnet.inference import winograd
 from memnet.inference.fast_layers import fused_conv
 from memnet.inference.fast_network import InferenceMemNet
 from memnet.weights.loading import load_model
-from speed import kernels_line, machine
+from speed import interleaved_times, kernels_line, machine
 
 RESULTS = Path(__file__).resolve().parents[1] / "winograd-results.md"
 # (channels, input rows, width, rows of zero padding): a streamed strip, then a whole plane.
@@ -52,14 +51,7 @@ def timing(reps: int, threads: int) -> list[str]:
             "direct": lambda x=x, w=weight, b=bias, p=pad: fused_conv(x, w, b, [p, 1]),
             "Winograd": lambda x=x, f=fast, p=pad: f(x, p),
         }
-        for fn in fns.values():
-            fn()  # warm-up
-        times: dict[str, list[float]] = {k: [] for k in fns}
-        for _ in range(reps):
-            for name, fn in fns.items():
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
+        times = interleaved_times(fns, reps)
         flop = 2 * 9 * c * c * (h + 2 * pad - 2) * w_
         base = float(np.median(times["direct"]))
         shape = f"1×{c}×{h}×{w_}" + (" (strip)" if pad == 0 else "")
