@@ -65,6 +65,11 @@ _SIGNATURES = {
             _I64,
         ],
     ),
+    # x, n, height, width, C, dy, K, dU, threads, block
+    "memnet_winograd_weight_grad": (
+        _INT,
+        [_PTR, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, _INT, _I64],
+    ),
     "memnet_winograd_block": (_I64, [_I64, _I64, _I64]),
     "memnet_vector_lanes": (_INT, []),
     "memnet_gate_share": (_INT, [_PTR, _I64, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _PTR, _INT, _INT]),

@@ -40,6 +40,7 @@ __all__ = [
     "kernel_status",
     "rounding_depth",
     "suits",
+    "weight_gradient",
     "weight_transform",
 ]
 
@@ -161,6 +162,28 @@ class WinogradConv:
         if status != 0:
             raise ValueError(f"Winograd conv cannot take a {tuple(x.shape)} input")
         return out
+
+
+def weight_gradient(x: Tensor, grad: Tensor) -> Tensor:
+    """The [K, C, 3, 3] weight gradient of a 'same' 3×3 conv (padding 1) by the kernel, for its
+    input `x` [N, C, H, W] and output gradient `grad` [N, K, H, W], both channels_last fp32 CPU
+    tensors: dU = Σ_tiles V ⊙ dM in the Winograd domain (dM = A dy Aᵀ), then dg = Gᵀ dU G in
+    float64. Channels as `suits` takes them for the forward conv."""
+    lib = kernel()
+    assert lib is not None
+    n, c, height, width = x.shape
+    k = grad.shape[1]
+    block = int(lib.memnet_winograd_block(c, k, BLOCK_CACHE_BYTES))
+    du = torch.empty(36, c, k, dtype=torch.float32)
+    status = lib.memnet_winograd_weight_grad(
+        x.data_ptr(), n, height, width, c, grad.data_ptr(), k, du.data_ptr(),
+        torch.get_num_threads(), block,
+    )  # fmt: skip
+    if status != 0:
+        raise ValueError(f"Winograd weight gradient cannot take a {tuple(x.shape)} input")
+    g = torch.tensor(G, dtype=torch.float64)
+    du = du.double().reshape(6, 6, c, k)
+    return torch.einsum("ia,ijck,jb->kcab", g, du, g).float()
 
 
 def _median_seconds(run: object, repeats: int) -> float:

@@ -31,6 +31,7 @@ from memnet.training.environment import (
     Processes,
     default_threads,
     global_settings,
+    keep_freed_memory,
     processes_from_env,
     training_device,
 )
@@ -42,6 +43,7 @@ from memnet.training.state import Counters, resume_state, training_state
 from memnet.training.step import DivergenceError, TrainingStep
 from memnet.training.sync_batchnorm import synchronize_batchnorm
 from memnet.training.validation import Validation, run_validation
+from memnet.training.winograd_convs import use_winograd_convs
 
 __all__ = ["DivergenceError", "RunOptions", "RunResult", "Trainer", "train"]
 
@@ -129,6 +131,8 @@ class Trainer:
         self.model = _build_model(recipe, procs, self.device)
         # Module.to accepts memory_format at run time; the type stubs do not list it
         self.model.to(self.device, memory_format=memory_format)  # type: ignore[call-overload]
+        if self.device.type == "cpu":
+            use_winograd_convs(self.model)
         self.model.train()
         network: nn.Module = self.model
         if procs.world_size > 1:
@@ -301,6 +305,8 @@ def train(recipe: Recipe, options: RunOptions | None = None) -> RunResult:
     procs = processes_from_env()
     started_group = False
     device = training_device(recipe, procs)
+    if device.type == "cpu":
+        keep_freed_memory()
     if procs.world_size > 1 and not dist.is_initialized():
         wants_cuda = device.type == "cuda"
         if wants_cuda:

@@ -11,6 +11,10 @@
 //   M[ξ][tile][k] = Σ_c V[ξ][tile][c] · U[ξ][c][k]   36 GEMMs, own 6×16 micro-kernel
 //   y = Aᵀ M A + bias (+ add) (ReLU)                 output transform and the fused epilogue
 // U = G g Gᵀ is computed once per weight by the caller (memnet.inference.winograd, in float64).
+// Training's weight gradient runs the same tiles backwards (memnet_winograd_weight_grad):
+//   dM[ξ][tile][k] = (A dy Aᵀ)_ξ                      the output gradient's 4×4 tile, transformed
+//   dU[ξ][c][k] = Σ_tiles V[ξ][tile][c] · dM[ξ][tile][k]   36 GEMMs reducing over tiles
+// and the caller takes dg = Gᵀ dU G (in float64).
 //
 // Plain C with no PyTorch headers, so that a machine's compiler builds it in seconds; the
 // caller passes data pointers of tensors it has checked (dtype, layout, sizes).
@@ -33,15 +37,19 @@ constexpr float BT[T][T] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -
 constexpr float AT[M][T] = {
     {1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}};
 
+// The output-gradient transform of the weight gradient: A = (Aᵀ)ᵀ, 6×4.
+constexpr float A[T][M] = {{1, 0, 0, 0}, {1, 1, 1, 1}, {1, -1, 1, -1},
+                           {1, 2, 4, 8}, {1, -2, 4, -8}, {0, 0, 0, 1}};
+
 // out[i·os] = Σ_j mat[i][j] in[j·is] over vectors; the compiler drops zero entries and turns
 // ±1 into adds because the loops are unrolled over constant matrices.
-template <int R, const float (&Mat)[R][T]>
+template <int R, int Cn, const float (&Mat)[R][Cn]>
 inline void apply(const vec* in, int is, vec* out, int os) {
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) {
     vec acc = simd::zero();
 #pragma GCC unroll 8
-    for (int j = 0; j < T; ++j) {
+    for (int j = 0; j < Cn; ++j) {
       const float c = Mat[i][j];
       if (c == 1.0f) {
         acc = simd::add(acc, in[j * is]);
@@ -98,8 +106,8 @@ void input_block(const float* x, const float* scale, const float* shift, const S
           d[i * T + j] = value;
         }
       }
-      for (int j = 0; j < T; ++j) apply<T, BT>(d + j, T, tmp + j, T);              // Bᵀ d
-      for (int i = 0; i < T; ++i) apply<T, BT>(tmp + i * T, 1, d + i * T, 1);      // (Bᵀ d) B
+      for (int j = 0; j < T; ++j) apply<T, T, BT>(d + j, T, tmp + j, T);              // Bᵀ d
+      for (int i = 0; i < T; ++i) apply<T, T, BT>(tmp + i * T, 1, d + i * T, 1);      // (Bᵀ d) B
       for (int xi = 0; xi < T * T; ++xi) simd::store(v + xi * ld * C + ch, d[xi]);
     }
   }
@@ -158,8 +166,8 @@ void output_block(const float* Mb, const float* bias, const float* add, int relu
     const float* src = Mb + (tile - t0) * K;
     for (int64_t k = 0; k < K; k += simd::lanes) {
       for (int xi = 0; xi < T * T; ++xi) m[xi] = simd::load(src + xi * ld * K + k);
-      for (int j = 0; j < T; ++j) apply<M, AT>(m + j, T, tmp + j, T);          // Aᵀ M
-      for (int i = 0; i < M; ++i) apply<M, AT>(tmp + i * T, 1, o + i * M, 1);  // (Aᵀ M) A
+      for (int j = 0; j < T; ++j) apply<M, T, AT>(m + j, T, tmp + j, T);          // Aᵀ M
+      for (int i = 0; i < M; ++i) apply<M, T, AT>(tmp + i * T, 1, o + i * M, 1);  // (Aᵀ M) A
       const vec b = bias ? simd::load(bias + k) : zero;
       for (int i = 0; i < M && at.row + i < s.height_out; ++i) {
         for (int j = 0; j < M && at.col + j < s.width; ++j) {
@@ -172,6 +180,73 @@ void output_block(const float* Mb, const float* bias, const float* add, int relu
       }
     }
   }
+}
+
+// dM[ξ][i][k] = (A dy Aᵀ)_ξ of the output gradient's tiles t0 + i, i < t1 - t0, with the
+// samples past the image's last row or column (a partial tile) taken as 0; ld as input_block.
+void grad_output_block(const float* dy, const Shape& s, int64_t t0, int64_t t1, float* dM,
+                       int64_t ld) {
+  const int64_t K = s.out_channels;
+  alignas(64) vec g[M * M], tmp[T * M], m[T * T];
+  const vec zero = simd::zero();
+  for (int64_t tile = t0; tile < t1; ++tile) {
+    const Tile at = locate(s, tile);
+    const float* image = dy + at.image * s.height_out * s.width * K;
+    float* out = dM + (tile - t0) * K;
+    for (int64_t k = 0; k < K; k += simd::lanes) {
+      for (int i = 0; i < M; ++i) {
+        for (int j = 0; j < M; ++j) {
+          const int64_t r = at.row + i, c = at.col + j;
+          g[i * M + j] = r < s.height_out && c < s.width
+                             ? simd::load(image + (r * s.width + c) * K + k)
+                             : zero;
+        }
+      }
+      for (int j = 0; j < M; ++j) apply<T, M, A>(g + j, M, tmp + j, M);          // A dy
+      for (int i = 0; i < T; ++i) apply<T, M, A>(tmp + i * M, 1, m + i * T, 1);  // (A dy) Aᵀ
+      for (int xi = 0; xi < T * T; ++xi) simd::store(out + xi * ld * K + k, m[xi]);
+    }
+  }
+}
+
+// dU[C][K] += V[n][C]ᵀ · D[n][K]: 4 rows of dU × NV vectors of accumulators, summed over the
+// block's n tiles in order (so every run adds in the same order).
+template <int NV>
+void gemm_tn_by(const float* V, const float* D, float* dU, int64_t n, int64_t C, int64_t K) {
+  constexpr int CR = 4;
+  for (int64_t j0 = 0; j0 < K; j0 += NV * simd::lanes) {
+    for (int64_t c0 = 0; c0 < C; c0 += CR) {
+      vec acc[CR][NV];
+#pragma GCC unroll 4
+      for (int i = 0; i < CR; ++i)
+#pragma GCC unroll 4
+        for (int q = 0; q < NV; ++q)
+          acc[i][q] = simd::load(dU + (c0 + i) * K + j0 + q * simd::lanes);
+      for (int64_t r = 0; r < n; ++r) {
+        vec d[NV];
+#pragma GCC unroll 4
+        for (int q = 0; q < NV; ++q) d[q] = simd::load(D + r * K + j0 + q * simd::lanes);
+#pragma GCC unroll 4
+        for (int i = 0; i < CR; ++i) {
+          const vec b = simd::set1(V[r * C + c0 + i]);
+#pragma GCC unroll 4
+          for (int q = 0; q < NV; ++q) acc[i][q] = simd::fmadd(b, d[q], acc[i][q]);
+        }
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < CR; ++i)
+#pragma GCC unroll 4
+        for (int q = 0; q < NV; ++q)
+          simd::store(dU + (c0 + i) * K + j0 + q * simd::lanes, acc[i][q]);
+    }
+  }
+}
+
+void gemm_tn(const float* V, const float* D, float* dU, int64_t n, int64_t C, int64_t K) {
+  if (simd::lanes == 16 && K % (4 * simd::lanes) == 0)
+    gemm_tn_by<4>(V, D, dU, n, C, K);
+  else
+    gemm_tn_by<2>(V, D, dU, n, C, K);
 }
 
 }  // namespace
@@ -229,6 +304,47 @@ int memnet_winograd_conv(const float* x, int64_t n, int64_t height_in, int64_t w
         gemm(V.get() + xi * block * C, U + xi * C * K, Mb.get() + xi * block * K, rows, C, K);
       output_block(Mb.get(), bias, add, relu, s, t0, t1, block, y);
     }
+  }
+  return 0;
+}
+
+// dU[36][C][K] = the weight gradient of a 'same' conv (padding 1, 1) in the Winograd domain, for
+// its input x[n][H][W][C] and output gradient dy[n][H][W][K]: the caller turns it into the
+// [K][C][3][3] gradient, dg = Gᵀ dU G. Each thread sums its own blocks' products; the threads'
+// sums are then added in thread order, so a run with the same threads gives the same result.
+// C and K as memnet_winograd_conv takes them; returns 0, or -1 when the shapes do not fit.
+int memnet_winograd_weight_grad(const float* x, int64_t n, int64_t height, int64_t width,
+                                int64_t C, const float* dy, int64_t K, float* dU, int threads,
+                                int64_t block) {
+  if (C % simd::lanes || K % (2 * simd::lanes) || block <= 0 || height <= 0 || width <= 0 ||
+      n <= 0)
+    return -1;
+  Shape s{height, width, C, K, 1, height, (height + M - 1) / M, (width + M - 1) / M, 0};
+  s.tiles_per_image = s.tiles_h * s.tiles_w;
+  const int64_t tiles = n * s.tiles_per_image;
+  const int64_t blocks = (tiles + block - 1) / block;
+  const int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, blocks)));
+  const int64_t size = T * T * C * K;
+  std::unique_ptr<float[]> sums(new float[workers * size]());
+#pragma omp parallel num_threads(workers)
+  {
+    std::unique_ptr<float[]> V(new float[T * T * block * C]);
+    std::unique_ptr<float[]> D(new float[T * T * block * K]);
+    float* mine = sums.get() + omp_get_thread_num() * size;
+#pragma omp for schedule(static, 1)
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t t0 = b * block, t1 = std::min(t0 + block, tiles);
+      input_block(x, nullptr, nullptr, s, t0, t1, V.get(), block);
+      grad_output_block(dy, s, t0, t1, D.get(), block);
+      for (int xi = 0; xi < T * T; ++xi)
+        gemm_tn(V.get() + xi * block * C, D.get() + xi * block * K, mine + xi * C * K, t1 - t0,
+                C, K);
+    }
+  }
+  for (int64_t i = 0; i < size; ++i) {
+    float total = sums[i];
+    for (int w = 1; w < workers; ++w) total += sums[w * size + i];
+    dU[i] = total;
   }
   return 0;
 }
