@@ -8,8 +8,6 @@ DistributedDataParallel when launched by `torchrun`, which describes them in the
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import os
 import signal
 import threading
@@ -30,7 +28,6 @@ __all__ = [
     "StopSignals",
     "default_threads",
     "global_settings",
-    "keep_freed_memory",
     "processes_from_env",
     "training_device",
 ]
@@ -99,38 +96,6 @@ def global_settings(threads: int, deterministic: bool, device: torch.device) -> 
         torch.set_num_threads(previous_threads)
         torch.use_deterministic_algorithms(previous_deterministic)
         torch.backends.cudnn.benchmark = previous_benchmark
-
-
-# glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
-_MMAP_THRESHOLD_MAX = 32 << 20  # glibc's largest on 64-bit systems
-
-
-def keep_freed_memory() -> bool:
-    """Have glibc's malloc keep freed memory for the next step instead of returning it.
-
-    A step frees and re-allocates the same activations (megabytes each) every time; glibc hands
-    blocks that large back to the kernel (mmap/munmap, heap trimming), so each step touched them
-    afresh: 210,000 page faults per m6r6 step, 10-25 % of its time (perf, benchmarks/results.md).
-    Kept, a step faults ~10× less. Set by every CPU training run (`memnet.training.trainer.train`),
-    for the rest of its process: a process that trained holds its peak memory until it exits.
-    Returns False where the C library is not glibc.
-    """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return all(
-        mallopt(param, value) == 1
-        for param, value in (
-            (_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX),  # blocks below it come from the heap
-            (_M_TRIM_THRESHOLD, 2**31 - 1),  # never trim the heap's free top
-            (_M_TOP_PAD, 1 << 30),  # grow the heap in 1 GiB steps, not a page at a time
-        )
-    )
 
 
 class StopSignals:

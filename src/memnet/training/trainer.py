@@ -31,7 +31,6 @@ from memnet.training.environment import (
     Processes,
     default_threads,
     global_settings,
-    keep_freed_memory,
     processes_from_env,
     training_device,
 )
@@ -305,8 +304,6 @@ def train(recipe: Recipe, options: RunOptions | None = None) -> RunResult:
     procs = processes_from_env()
     started_group = False
     device = training_device(recipe, procs)
-    if device.type == "cpu":
-        keep_freed_memory()
     if procs.world_size > 1 and not dist.is_initialized():
         wants_cuda = device.type == "cuda"
         if wants_cuda:

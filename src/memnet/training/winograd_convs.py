@@ -5,8 +5,9 @@ each: the forward, the gradient of the input and the gradient of the weight. The
 convolutions of the same shape — the input's gradient is the output's gradient convolved with
 the filter rotated by 180° and its in/out channels swapped — so the F(4×4, 3×3) kernel of
 inference (memnet.inference.winograd) runs both; the weight's gradient runs the same tiles
-backwards (`winograd.weight_gradient`). Measured at the training shapes (batch 32 of 31²,
-64 channels, benchmarks/results.md), each of the three takes about half of oneDNN's time.
+backwards (`winograd.weight_gradient`). Measured at the training shapes (batch 32 of 31², 32
+and 64 channels), each of the three runs 1.4–1.9× faster than oneDNN's
+(benchmarks/winograd_training.py).
 
 A conv is switched only where inference would switch it (`winograd.faster_than_direct`, for the
 forward's and the backward's channels) and falls back to the direct conv for any input the
