@@ -136,3 +136,15 @@ def test_a_training_step_is_as_close_to_exact_as_winograd_rounding_allows() -> N
     bound = float32_bound(model.config, float(exact.norm())) * winograd_growth()
     assert float((fast - exact).norm()) <= bound
     assert float((plain - exact).norm()) <= float32_bound(model.config, float(exact.norm()))
+
+
+@needs_kernel
+@winograd.forced(True)
+def test_the_switch_draws_no_random_numbers() -> None:
+    """A run's random stream after building its model is the same with the kernel or without."""
+    torch.manual_seed(0)
+    use_winograd_convs(MemNet(2, 2, 32))
+    after_switch = torch.rand(4)
+    torch.manual_seed(0)
+    MemNet(2, 2, 32)
+    assert torch.equal(after_switch, torch.rand(4))

@@ -74,7 +74,10 @@ class WinogradConv2d(nn.Conv2d):
     @classmethod
     def taking_over(cls, conv: nn.Conv2d) -> WinogradConv2d:
         """A WinogradConv2d with `conv`'s own parameters (the same tensors, not copies)."""
-        fast = cls(conv.in_channels, conv.out_channels, 3, padding=1, bias=conv.bias is not None)
+        # skip_init: no initialisation of parameters about to be replaced, no random numbers drawn
+        fast = nn.utils.skip_init(
+            cls, conv.in_channels, conv.out_channels, 3, padding=1, bias=conv.bias is not None
+        )
         fast.weight = conv.weight
         fast.bias = conv.bias
         fast.train(conv.training)
