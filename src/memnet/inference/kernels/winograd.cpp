@@ -146,9 +146,12 @@ void gemm_by(const float* V, const float* U, float* Mo, int64_t n, int64_t C, in
   }
 }
 
-// The widest block the registers hold for this K (the sums are the same either way).
+// Whether K takes the 4-vector-wide block: the widest AVX-512's registers hold (the sums are the
+// same either way); both GEMMs choose by it.
+inline bool four_vectors(int64_t K) { return simd::lanes == 16 && K % (4 * simd::lanes) == 0; }
+
 void gemm(const float* V, const float* U, float* Mo, int64_t n, int64_t C, int64_t K) {
-  if (simd::lanes == 16 && K % (4 * simd::lanes) == 0)
+  if (four_vectors(K))
     gemm_by<4>(V, U, Mo, n, C, K);
   else
     gemm_by<2>(V, U, Mo, n, C, K);
@@ -243,7 +246,7 @@ void gemm_tn_by(const float* V, const float* D, float* dU, int64_t n, int64_t C,
 }
 
 void gemm_tn(const float* V, const float* D, float* dU, int64_t n, int64_t C, int64_t K) {
-  if (simd::lanes == 16 && K % (4 * simd::lanes) == 0)
+  if (four_vectors(K))
     gemm_tn_by<4>(V, D, dU, n, C, K);
   else
     gemm_tn_by<2>(V, D, dU, n, C, K);
