@@ -71,6 +71,15 @@ _SIGNATURES = {
         [_PTR, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, _INT, _I64],
     ),
     "memnet_winograd_block": (_I64, [_I64, _I64, _I64]),
+    # x, pixels, C, mean, var, threads
+    "memnet_bn_stats": (_INT, [_PTR, _I64, _I64, _PTR, _PTR, _INT]),
+    # x, pixels, C, scale, shift, y, threads
+    "memnet_bn_relu": (_INT, [_PTR, _I64, _I64, _PTR, _PTR, _PTR, _INT]),
+    # x, dy, pixels, C, scale, shift, mean, invstd, dx, grad_shift, grad_centered, threads
+    "memnet_bn_relu_backward": (
+        _INT,
+        [_PTR, _PTR, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _INT],
+    ),
     "memnet_vector_lanes": (_INT, []),
     "memnet_gate_share": (_INT, [_PTR, _I64, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _PTR, _INT, _INT]),
 }

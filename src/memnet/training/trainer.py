@@ -34,6 +34,7 @@ from memnet.training.environment import (
     processes_from_env,
     training_device,
 )
+from memnet.training.fused_preactivations import use_fused_preactivations
 from memnet.training.log import MetricsLog, Progress
 from memnet.training.loop import run_training
 from memnet.training.optimizer import build_optimizer, grad_scaler
@@ -132,6 +133,7 @@ class Trainer:
         self.model.to(self.device, memory_format=memory_format)  # type: ignore[call-overload]
         if self.device.type == "cpu":
             use_winograd_convs(self.model)
+            use_fused_preactivations(self.model)
         self.model.train()
         network: nn.Module = self.model
         if procs.world_size > 1:
