@@ -12,6 +12,7 @@ from torch import nn
 
 from memnet.inference import native, winograd
 from memnet.model import MemNet, PreActivation
+from memnet.training import fused_preactivations
 from memnet.training.fused_preactivations import FusedPreActivation, use_fused_preactivations
 from memnet.training.winograd_convs import use_winograd_convs
 from rounding import float32_bound, winograd_growth
@@ -204,10 +205,21 @@ def test_the_switch_keeps_the_module_and_falls_back_where_the_kernel_does_not_ap
 
 @needs_kernel
 @winograd.forced(True)
-def test_a_training_step_as_the_trainer_runs_it_is_as_close_to_exact_as_rounding_allows() -> None:
+def test_a_training_step_as_the_trainer_runs_it_is_as_close_to_exact_as_rounding_allows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """The trainer's CPU model (both switches) against the same step in float64, within the
     depth-wise fp32 bound of tests/rounding.py (each 3×3 conv through Winograd rounding
-    `winograd_growth` times more); with the pre-activations alone, within the plain bound."""
+    `winograd_growth` times more); with the pre-activations alone, within the plain bound.
+    With the Winograd convs, each recursion's two τ → conv pairs run as two fused calls."""
+    fused_calls = []
+    fused_conv = fused_preactivations.pre_activated_conv
+
+    def counted(*args: object, **kwargs: object) -> torch.Tensor:
+        fused_calls.append(1)
+        return fused_conv(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fused_preactivations, "pre_activated_conv", counted)
     torch.manual_seed(0)
     model = MemNet(2, 3, 32).to(memory_format=torch.channels_last).train()
     x = torch.rand(8, 1, 20, 20).contiguous(memory_format=torch.channels_last)
@@ -217,7 +229,8 @@ def test_a_training_step_as_the_trainer_runs_it_is_as_close_to_exact_as_rounding
     assert use_fused_preactivations(model) == 1 + 2 * 3 * 2 + 2 + 2
     fused = step_gradients(model, x, target)
     assert float((fused - exact).norm()) <= bound
+    assert not fused_calls  # no Winograd convs yet: τ alone
     assert use_winograd_convs(model) == 4
-    both = step_gradients(model, x, target)
-    assert not torch.equal(both, fused)  # the Winograd kernel ran
-    assert float((both - exact).norm()) <= bound * winograd_growth()
+    every = step_gradients(model, x, target)
+    assert len(fused_calls) == 2 * 2 * 3
+    assert float((every - exact).norm()) <= bound * winograd_growth()

@@ -65,10 +65,10 @@ _SIGNATURES = {
             _I64,
         ],
     ),
-    # x, n, height, width, C, dy, K, dU, threads, block
+    # x, n, height, width, C, scale, shift, dy, K, dU, threads, block
     "memnet_winograd_weight_grad": (
         _INT,
-        [_PTR, _I64, _I64, _I64, _I64, _PTR, _I64, _PTR, _INT, _I64],
+        [_PTR, _I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _INT, _I64],
     ),
     "memnet_winograd_block": (_I64, [_I64, _I64, _I64]),
     # x, pixels, C, mean, var, threads

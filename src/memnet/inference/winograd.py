@@ -165,20 +165,22 @@ class WinogradConv:
         return out
 
 
-def weight_gradient(x: Tensor, grad: Tensor) -> Tensor:
+def weight_gradient(x: Tensor, grad: Tensor, *, pre: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """The [K, C, 3, 3] weight gradient of a 'same' 3×3 conv (padding 1) by the kernel, for its
     input `x` [N, C, H, W] and output gradient `grad` [N, K, H, W], both channels_last fp32 CPU
     tensors: dU = Σ_tiles V ⊙ dM in the Winograd domain (dM = A dy Aᵀ), then dg = Gᵀ dU G in
-    float64. Channels as `suits` takes them for the forward conv."""
+    float64. `pre` = (scale, shift): the conv's input was relu(scale·x + shift), as
+    `WinogradConv` reads it. Channels as `suits` takes them for the forward conv."""
     lib = kernel()
     assert lib is not None
     n, c, height, width = x.shape
     k = grad.shape[1]
     block = int(lib.memnet_winograd_block(c, k, BLOCK_CACHE_BYTES))
     du = torch.empty(36, c, k, dtype=torch.float32)
+    scale, shift = pre if pre is not None else (None, None)
     status = lib.memnet_winograd_weight_grad(
-        x.data_ptr(), n, height, width, c, grad.data_ptr(), k, du.data_ptr(),
-        torch.get_num_threads(), block,
+        x.data_ptr(), n, height, width, c, _pointer(scale), _pointer(shift), grad.data_ptr(), k,
+        du.data_ptr(), torch.get_num_threads(), block,
     )  # fmt: skip
     if status != 0:
         raise ValueError(f"Winograd weight gradient cannot take a {tuple(x.shape)} input")

@@ -83,7 +83,8 @@ class WinogradConv2d(nn.Conv2d):
         fast.train(conv.training)
         return fast
 
-    def _kernels(self) -> tuple[winograd.WinogradConv, winograd.WinogradConv]:
+    def kernels(self) -> tuple[winograd.WinogradConv, winograd.WinogradConv]:
+        """The kernels of the forward conv and of the input gradient's (rotated) conv."""
         bias_version = -1 if self.bias is None else self.bias._version
         key = (self.weight.data_ptr(), self.weight._version, bias_version)
         if self._transformed is None or self._transformed_for != key:
@@ -95,14 +96,18 @@ class WinogradConv2d(nn.Conv2d):
             self._transformed_for = key
         return self._transformed
 
+    def runs_kernel_on(self, x: Tensor) -> bool:
+        """Whether the kernel runs this conv on `x` (else the direct conv does)."""
+        return (
+            winograd.WinogradConv.takes(x)
+            and self.weight.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu")
+        )
+
     def forward(self, x: Tensor) -> Tensor:
-        if (
-            not winograd.WinogradConv.takes(x)
-            or self.weight.dtype != torch.float32
-            or torch.is_autocast_enabled("cpu")
-        ):
+        if not self.runs_kernel_on(x):
             return super().forward(x)
-        forward_conv, backward_conv = self._kernels()
+        forward_conv, backward_conv = self.kernels()
         y: Tensor = _WinogradConvFunction.apply(
             x, self.weight, self.bias, forward_conv, backward_conv
         )

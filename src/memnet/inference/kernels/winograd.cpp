@@ -312,15 +312,17 @@ int memnet_winograd_conv(const float* x, int64_t n, int64_t height_in, int64_t w
 }
 
 // dU[36][C][K] = the weight gradient of a 'same' conv (padding 1, 1) in the Winograd domain, for
-// its input x[n][H][W][C] and output gradient dy[n][H][W][K]: the caller turns it into the
+// its input x[n][H][W][C] (with `scale` and `shift`, the conv's input is relu(scale·x + shift),
+// as memnet_winograd_conv reads it) and output gradient dy[n][H][W][K]: the caller turns it into the
 // [K][C][3][3] gradient, dg = Gᵀ dU G. Each thread sums its own blocks' products; the threads'
 // sums are then added in thread order, so a run with the same threads gives the same result.
 // C and K as memnet_winograd_conv takes them; returns 0, or -1 when the shapes do not fit.
 int memnet_winograd_weight_grad(const float* x, int64_t n, int64_t height, int64_t width,
-                                int64_t C, const float* dy, int64_t K, float* dU, int threads,
+                                int64_t C, const float* scale, const float* shift,
+                                const float* dy, int64_t K, float* dU, int threads,
                                 int64_t block) {
   if (C % simd::lanes || K % (2 * simd::lanes) || block <= 0 || height <= 0 || width <= 0 ||
-      n <= 0)
+      n <= 0 || !scale != !shift)
     return -1;
   Shape s{height, width, C, K, 1, height, (height + M - 1) / M, (width + M - 1) / M, 0};
   s.tiles_per_image = s.tiles_h * s.tiles_w;
@@ -337,7 +339,7 @@ int memnet_winograd_weight_grad(const float* x, int64_t n, int64_t height, int64
 #pragma omp for schedule(static, 1)
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t t0 = b * block, t1 = std::min(t0 + block, tiles);
-      input_block(x, nullptr, nullptr, s, t0, t1, V.get(), block);
+      input_block(x, scale, shift, s, t0, t1, V.get(), block);
       grad_output_block(dy, s, t0, t1, D.get(), block);
       for (int xi = 0; xi < T * T; ++xi)
         gemm_tn(V.get() + xi * block * C, D.get() + xi * block * K, mine + xi * C * K, t1 - t0,
