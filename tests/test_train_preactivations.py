@@ -5,13 +5,14 @@ kernel's fp32 sums, the same bits for any thread count, and the plain module's s
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
 from torch import nn
 
 from memnet.inference import native, winograd
-from memnet.model import MemNet, PreActivation
+from memnet.model import GateUnit, MemNet, PreActivation
 from memnet.training import fused_preactivations
 from memnet.training.fused_preactivations import FusedPreActivation, use_fused_preactivations
 from memnet.training.winograd_convs import use_winograd_convs
@@ -234,3 +235,61 @@ def test_a_training_step_as_the_trainer_runs_it_is_as_close_to_exact_as_rounding
     every = step_gradients(model, x, target)
     assert len(fused_calls) == 2 * 2 * 3
     assert float((every - exact).norm()) <= bound * winograd_growth()
+
+
+@needs_kernels
+def test_a_gate_runs_as_one_kernel_call_per_memory_as_close_to_exact_as_rounding_allows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fused gate unit (no concatenation, each memory activated as the gate kernel reads
+    it) against the plain one in float64: its output and every gradient within the fp32
+    bound of tests/rounding.py for a τ and a 1×1 conv summing all the memories' channels."""
+    calls = []
+    fused_gate = fused_preactivations.pre_activated_gate
+
+    def counted(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(1)
+        return fused_gate(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fused_preactivations, "pre_activated_gate", counted)
+    torch.manual_seed(0)
+    plain = GateUnit(memories=3, channels=32)
+    with torch.no_grad():
+        plain.pre.norm.weight.uniform_(0.5, 1.5)
+        plain.pre.norm.bias.uniform_(-0.5, 0.5)
+        plain.conv.bias.uniform_(-0.5, 0.5)
+    exact = copy.deepcopy(plain).double()
+    fast = copy.deepcopy(plain).to(memory_format=torch.channels_last)
+    use_fused_preactivations(fast)
+    memories = [activations(4, 32, 13, 17, seed=10 + j).requires_grad_() for j in range(3)]
+    grad = activations(4, 32, 13, 17, seed=20)
+    memories64 = [m.detach().double().requires_grad_() for m in memories]
+    exact(memories64).backward(grad.double())
+    y = fast(memories)
+    y.backward(grad)
+    assert calls == [1]
+    assert y.is_contiguous(memory_format=torch.channels_last)
+
+    def bound(reference: torch.Tensor) -> float:
+        # two layers of rounding (τ, the conv), the conv's sum over all 96 channels
+        return 2 * math.sqrt(96) * EPS32 * float(reference.norm())
+
+    y64 = exact(memories64).detach()
+    pairs = [(y.detach(), y64)]
+    pairs += [(m.grad, m64.grad) for m, m64 in zip(memories, memories64, strict=True)]
+    pairs += [
+        (p.grad, p64.grad) for p, p64 in zip(fast.parameters(), exact.parameters(), strict=True)
+    ]
+    for fused, reference in pairs:
+        assert fused is not None
+        assert reference is not None
+        assert float((fused.double() - reference).norm()) <= bound(reference)
+    # the running statistics are those of one BatchNorm over the concatenation
+    concatenated = torch.cat([m.detach() for m in memories], dim=1)
+    mean, _, (error_mean, _) = statistics_errors(concatenated)
+    momentum = plain.pre.norm.momentum
+    assert momentum is not None
+    assert fast.pre.norm.running_mean is not None
+    expected = momentum * mean
+    bound_mean = momentum * error_mean + 4 * EPS32 * (expected.abs() + momentum * mean.abs())
+    assert bool(((fast.pre.norm.running_mean.double() - expected).abs() <= bound_mean).all())
