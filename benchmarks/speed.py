@@ -350,9 +350,10 @@ def report(results: dict[str, Any], quick: bool) -> str:
         "memnet.training's own loop and data pipeline (a background thread makes the batches). "
         "The memory blocks' 3×3 convs train through memnet's Winograd kernel (forward, input and "
         "weight gradients; memnet.training.winograd_convs), which is how m6r6 passes the "
-        "direct-conv ceiling; in the light preset's step (profiled: torch.profiler) the Winograd "
-        "convs take 43 %, the rest is BatchNorm, ReLU, the 1×1 gates, the first and last convs "
-        "and their gradients, which the kernel does not run.",
+        "direct-conv ceiling; every pre-activation runs through memnet's BatchNorm+ReLU kernel, "
+        "fused into the Winograd call that reads it in the recursions and into one gate-kernel "
+        "call per memory in the gates (memnet.training.fused_preactivations). Each kernel's "
+        "share of the step: [training-fusions-results.md](training-fusions-results.md).",
         "",
         "## The earlier PyTorch port's network",
         "",
@@ -427,7 +428,7 @@ def main() -> None:
     results["training"] = []
     for preset, recipe in TRAINING:
         spec = {"kind": "training", "preset": preset, "recipe": recipe, "reps": 1}
-        row = run_child({**spec, "steps": 2 if args.quick else 5})
+        row = run_child({**spec, "steps": 2 if args.quick else 15})
         results["training"].append({"preset": preset, "recipe": recipe, **row})
         keep(results)
     keep(results)
