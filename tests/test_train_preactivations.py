@@ -61,6 +61,20 @@ def statistics_errors(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     return mean, var, torch.stack([error_mean, error_var])
 
 
+def counted_calls(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
+    """A list that grows by one at each call of fused_preactivations.`name`."""
+    calls: list[int] = []
+    function = getattr(fused_preactivations, name)
+
+    def counted(*args: object, **kwargs: object) -> torch.Tensor:
+        calls.append(1)
+        result: torch.Tensor = function(*args, **kwargs)
+        return result
+
+    monkeypatch.setattr(fused_preactivations, name, counted)
+    return calls
+
+
 def per_channel(t: torch.Tensor) -> torch.Tensor:
     return t.view(1, -1, 1, 1)
 
@@ -213,14 +227,7 @@ def test_a_training_step_as_the_trainer_runs_it_is_as_close_to_exact_as_rounding
     depth-wise fp32 bound of tests/rounding.py (each 3×3 conv through Winograd rounding
     `winograd_growth` times more); with the pre-activations alone, within the plain bound.
     With the Winograd convs, each recursion's two τ → conv pairs run as two fused calls."""
-    fused_calls = []
-    fused_conv = fused_preactivations.pre_activated_conv
-
-    def counted(*args: object, **kwargs: object) -> torch.Tensor:
-        fused_calls.append(1)
-        return fused_conv(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(fused_preactivations, "pre_activated_conv", counted)
+    fused_calls = counted_calls(monkeypatch, "pre_activated_conv")
     torch.manual_seed(0)
     model = MemNet(2, 3, 32).to(memory_format=torch.channels_last).train()
     x = torch.rand(8, 1, 20, 20).contiguous(memory_format=torch.channels_last)
@@ -244,14 +251,7 @@ def test_a_gate_runs_as_one_kernel_call_per_memory_as_close_to_exact_as_rounding
     """The fused gate unit (no concatenation, each memory activated as the gate kernel reads
     it) against the plain one in float64: its output and every gradient within the fp32
     bound of tests/rounding.py for a τ and a 1×1 conv summing all the memories' channels."""
-    calls = []
-    fused_gate = fused_preactivations.pre_activated_gate
-
-    def counted(*args: object, **kwargs: object) -> torch.Tensor:
-        calls.append(1)
-        return fused_gate(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(fused_preactivations, "pre_activated_gate", counted)
+    calls = counted_calls(monkeypatch, "pre_activated_gate")
     torch.manual_seed(0)
     plain = GateUnit(memories=3, channels=32)
     with torch.no_grad():
