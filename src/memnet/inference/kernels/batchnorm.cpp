@@ -17,7 +17,7 @@
 //
 // The two chunked-sum loops (statistics, backward) are written out each in place: one template
 // taking the per-pixel terms as a lambda gave the same sums but made a light-preset training
-// step 2× slower (its inner loops no longer vectorised as these do).
+// step 2× slower (measured; not yet pinned down, the inner loops' vectorisation the likely cause).
 #include <omp.h>
 #include <stdint.h>
 
