@@ -104,6 +104,14 @@ def weight_transform(weight: Tensor) -> Tensor:
     return u.reshape(36, *u.shape[2:]).transpose(1, 2).contiguous().float()
 
 
+@cache
+def _block(channels: int, out_channels: int) -> int:
+    """Tiles per block of the loaded kernel for this conv shape (fixed for the process)."""
+    lib = native.library()
+    assert lib is not None
+    return int(lib.memnet_winograd_block(channels, out_channels, BLOCK_CACHE_BYTES))
+
+
 def _pointer(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
@@ -118,9 +126,7 @@ class WinogradConv:
         self.out_channels, self.in_channels = weight.shape[0], weight.shape[1]
         self.u = weight_transform(weight)
         self.bias = None if bias is None else bias.detach().float().contiguous().cpu()
-        self.block = int(
-            lib.memnet_winograd_block(self.in_channels, self.out_channels, BLOCK_CACHE_BYTES)
-        )
+        self.block = _block(self.in_channels, self.out_channels)
 
     @staticmethod
     def takes(x: Tensor) -> bool:
@@ -175,7 +181,7 @@ def weight_gradient(x: Tensor, grad: Tensor, *, pre: tuple[Tensor, Tensor] | Non
     assert lib is not None
     n, c, height, width = x.shape
     k = grad.shape[1]
-    block = int(lib.memnet_winograd_block(c, k, BLOCK_CACHE_BYTES))
+    block = _block(c, k)
     du = torch.empty(36, c, k, dtype=torch.float32)
     scale, shift = pre if pre is not None else (None, None)
     status = lib.memnet_winograd_weight_grad(
