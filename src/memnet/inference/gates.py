@@ -13,7 +13,23 @@ from torch import Tensor
 
 from memnet.inference import native
 
-__all__ = ["fused_gate_share"]
+__all__ = ["fused_gate_share", "takes_share"]
+
+MAX_CHANNELS = (
+    512  # per memory: kernels/gates.cpp keeps a few activated pixels on the stack (MAX_C)
+)
+
+
+def takes_share(channels: int, out_channels: int) -> bool:
+    """Whether the kernel runs a share of a `channels`-channel memory into an `out_channels`
+    gate (as kernels/gates.cpp checks: C a multiple of the vector, at most MAX_CHANNELS, K of
+    two vectors); False without the kernels."""
+    if native.library() is None:
+        return False
+    lanes = native.vector_lanes()
+    return (
+        channels % lanes == 0 and 0 < channels <= MAX_CHANNELS and out_channels % (2 * lanes) == 0
+    )
 
 
 def _usable(t: Tensor) -> bool:

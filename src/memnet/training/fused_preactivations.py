@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memnet.inference import native, winograd
-from memnet.inference.gates import fused_gate_share
+from memnet.inference.gates import fused_gate_share, takes_share
 from memnet.model import GateUnit, PreActivation, RecursiveUnit
 from memnet.training import batchnorm_kernel as batchnorm
 from memnet.training.winograd_convs import WinogradConv2d
@@ -50,9 +50,6 @@ __all__ = [
     "pre_activation",
     "use_fused_preactivations",
 ]
-
-
-_GATE_MAX_CHANNELS = 512  # per memory: kernels/gates.cpp's activated buffer (MAX_C)
 
 
 class _PreActivationFunction(torch.autograd.Function):
@@ -273,16 +270,13 @@ class FusedGateUnit(GateUnit):
     takes every memory (same shape, channel counts as `memnet_gate_share` takes them)."""
 
     def forward(self, memories: list[Tensor]) -> Tensor:
-        conv, lanes = self.conv, native.vector_lanes()
-        first = memories[0]
+        conv, first = self.conv, memories[0]
         if (
             type(conv) is nn.Conv2d
             and conv.kernel_size == (1, 1)
             and conv.bias is not None
             and conv.weight.dtype == torch.float32
-            and first.shape[1] % lanes == 0
-            and first.shape[1] <= _GATE_MAX_CHANNELS
-            and conv.out_channels % (2 * lanes) == 0
+            and takes_share(first.shape[1], conv.out_channels)
             and conv.in_channels == first.shape[1] * len(memories)
             and all(m.shape == first.shape and _kernel_applies(self.pre, m) for m in memories)
         ):
@@ -292,9 +286,10 @@ class FusedGateUnit(GateUnit):
 
 
 def use_fused_preactivations(model: nn.Module) -> int:
-    """Switch every PreActivation of `model` to a FusedPreActivation, in place (the same module
-    object, parameters and buffers: only its forward changes), and return how many were
-    switched (0 without the kernels). Call it before building a DDP wrapper."""
+    """Switch `model`'s PreActivation, RecursiveUnit and GateUnit modules to their fused
+    subclasses, in place (the same module objects, parameters and buffers: only their forward
+    changes), and return how many PreActivations were switched (0, and nothing switched,
+    without the kernels). Call it before building a DDP wrapper."""
     if native.library() is None:
         return 0
     switched = 0
