@@ -16,7 +16,8 @@ from memnet.inference.fast_layers import fused_conv_available
 from memnet.inference.fast_network import InferenceMemNet
 from memnet.inference.memory import WINDOW_COPY_BYTES
 from memnet.inference.planning import PROGRESS_ROWS, STREAM_FROM_PIXELS
-from memnet.inference.streaming import StreamedMemNet, _Rows, _Strip, folds_activation
+from memnet.inference.row_buffers import RowBuffer
+from memnet.inference.streaming import StreamedMemNet, _Strip, folds_activation
 from memnet.model import PRESETS
 from rounding import inference_bound
 from test_inference_speedpath import preset_case, trained_like
@@ -74,6 +75,35 @@ def test_conv_a_reads_h_activated_or_an_activated_copy(
     assert (result - plain).abs().max() <= bound
     assert (result - fast(x)).abs().max() <= bound
     assert streamed.peak_bytes <= streamed.bytes_for_width(13)
+
+
+def test_ring_buffers_wrap_and_the_result_is_the_whole_image_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # With the Winograd kernel the memories, H and the inner rows are rings: on an image many
+    # strips tall the kernel reads and writes rows that wrap round their storage.
+    if winograd.kernel() is None:
+        pytest.skip(f"Winograd kernel: {winograd.kernel_status()}")
+    model = trained_like("tiny", seed=5, channels=2 * native.vector_lanes())
+    with winograd.forced(True):
+        fast = InferenceMemNet(model)
+    split_calls = []
+    run = winograd.WinogradConv.__call__
+
+    def counting(self: winograd.WinogradConv, x: object, *args: object, **kwargs: object) -> object:
+        tensors = [x, kwargs.get("out"), kwargs.get("add")]
+        split_calls.append(any(isinstance(t, winograd.SplitRows) for t in tensors))
+        return run(self, x, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(winograd.WinogradConv, "__call__", counting)
+    x = torch.rand(1, 1, 90, 13)
+    with torch.inference_mode():
+        plain = model(x)
+        result = StreamedMemNet(fast, rows=4)(x)
+    assert _Strip(fast, x.contiguous(memory_format=torch.channels_last), 4).ring
+    assert sum(split_calls) > 10
+    bound = inference_bound(fast.config, plain.abs().max().item())
+    assert (result - plain).abs().max() <= bound
 
 
 def test_memory_depends_on_the_width_not_the_height() -> None:
@@ -195,7 +225,7 @@ def test_a_finished_stream_leaves_nothing_for_the_garbage_collector() -> None:
         with torch.inference_mode():
             streamed(torch.rand(1, 1, 30, 12))
         gc.collect()
-        left = [obj for obj in gc.garbage if isinstance(obj, (_Rows, _Strip))]
+        left = [obj for obj in gc.garbage if isinstance(obj, (RowBuffer, _Strip))]
     finally:
         gc.set_debug(0)
         gc.garbage.clear()

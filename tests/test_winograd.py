@@ -128,6 +128,50 @@ def test_fused_relu_and_add_in_place() -> None:
     assert torch.equal(target.double(), added)
 
 
+def _split(t: torch.Tensor, rows: int) -> winograd.SplitRows:
+    """`t`'s rows in two runs, stored apart as a ring buffer stores them: the last rows first."""
+    ring = torch.empty_like(t)
+    tail = t.shape[2] - rows
+    ring[:, :, :tail] = t[:, :, rows:]
+    ring[:, :, tail:] = t[:, :, :rows]
+    return winograd.SplitRows(ring[:, :, tail:], ring[:, :, :tail])
+
+
+@needs_kernel
+@pytest.mark.parametrize("pad_rows", [(0, 0), (1, 0), (0, 1)])
+@pytest.mark.parametrize(("x_cut", "y_cut"), [(1, 3), (5, 5), (9, 1), (2, 7)])
+def test_rows_in_two_runs_give_the_same_bits(
+    pad_rows: tuple[int, int], x_cut: int, y_cut: int
+) -> None:
+    # A ring buffer's rows that wrap: input, residual and output each cut at its own row. The
+    # kernel reads and writes them in place, with the arithmetic of one contiguous tensor.
+    weight = channels_last(32, 32, 3, 3, seed=1) * 0.05
+    bias = torch.randn(32, generator=torch.Generator().manual_seed(3)) * 0.1
+    conv = winograd.WinogradConv(weight, bias)
+    x = channels_last(1, 32, 10, 23, seed=2)
+    scale, shift = torch.rand(32) + 0.5, torch.randn(32) * 0.1
+    out_rows = 10 + sum(pad_rows) - 2
+    other = channels_last(1, 32, out_rows, 23, seed=4)
+    target = other.clone()
+    conv(x, pad_rows, pre=(scale, shift), add=target, out=target, relu=True)
+    split_x, split_y = _split(x, x_cut), _split(other.clone(), min(y_cut, out_rows - 1))
+    assert (
+        conv(split_x, pad_rows, pre=(scale, shift), add=split_y, out=split_y, relu=True) is split_y
+    )
+    assert torch.equal(torch.cat([split_y.head, split_y.tail], dim=2), target)
+    fresh = conv(x, pad_rows)
+    into = _split(torch.empty_like(fresh), min(y_cut, out_rows - 1))
+    conv(split_x, pad_rows, out=into)
+    assert torch.equal(torch.cat([into.head, into.tail], dim=2), fresh)
+
+
+@needs_kernel
+def test_the_kernel_refuses_split_rows_of_a_batch() -> None:
+    conv = winograd.WinogradConv(torch.zeros(32, 32, 3, 3), None)
+    with pytest.raises(ValueError, match="cannot take"):
+        conv(_split(channels_last(2, 32, 8, 8), 3), 1)
+
+
 @needs_kernel
 def test_the_kernel_refuses_shapes_it_cannot_take() -> None:
     assert not winograd.suits(torch.zeros(64, 1, 3, 3))  # FENet: one input channel

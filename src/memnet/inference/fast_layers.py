@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from memnet.inference import winograd
 from memnet.inference.gates import fused_gate_share
+from memnet.inference.winograd import Rows, SplitRows
 from memnet.model import PreActivation
 
 __all__ = [
@@ -134,7 +135,7 @@ class Conv(nn.Module):
         # oneDNN's fused operators exist for CPU tensors only; autocast needs the plain path.
         return _FUSED is not None and x.device.type == "cpu" and x.dtype == self.weight.dtype
 
-    def _winograd(self, *tensors: Tensor) -> winograd.WinogradConv | None:
+    def _winograd(self, *tensors: Rows) -> winograd.WinogradConv | None:
         """The Winograd conv when it was chosen and takes every one of `tensors` in place
         (and the weight is still the fp32 CPU one it was made from)."""
         chosen = self.winograd
@@ -146,6 +147,11 @@ class Conv(nn.Module):
         """Whether this conv reads `pre`(x) straight from x (the Winograd kernel activates each
         input sample as it loads it), so that the activated tensor is never written out."""
         return self._winograd() is not None and _activation(pre) is not None
+
+    def takes_split_rows(self) -> bool:
+        """Whether `strip_add_` and `strip_activated_into` take `SplitRows` (the Winograd
+        kernel runs this conv)."""
+        return self._winograd() is not None
 
     def forward(self, x: Tensor, *, relu: bool = False, pre: Affine | None = None) -> Tensor:
         """conv(x) — conv(pre(x)) with `pre` — optionally ReLU'd."""
@@ -184,22 +190,25 @@ class Conv(nn.Module):
         target.copy_(self.strip(window, relu=relu))
 
     def strip_activated_into(
-        self, target: Tensor, window: Tensor, pad_rows: tuple[int, int], pre: Affine, *, relu: bool
+        self, target: Rows, window: Rows, pad_rows: tuple[int, int], pre: Affine, *, relu: bool
     ) -> None:
         """target = conv(pre(window)), ReLU'd, where `fuses(pre)`: `window` holds the rows of
         context it has, and (above, below) `pad_rows` zero rows stand in for those it has not
-        (the image's edges)."""
+        (the image's edges). Either may be split rows (the kernel reads them in place)."""
         fast = self._winograd(window, target)
         activation = _activation(pre)
         assert fast is not None, "only where fuses(pre)"
         assert activation is not None, "only where fuses(pre)"
         fast(window, pad_rows, pre=activation, relu=relu, out=target)
 
-    def strip_add_(self, target: Tensor, window: Tensor) -> None:
-        """target += `strip(window)`, added as the conv writes its output."""
+    def strip_add_(self, target: Rows, window: Rows) -> None:
+        """target += `strip(window)`, added as the conv writes its output; split rows only
+        where this conv runs as Winograd (`fuses`)."""
         if (fast := self._winograd(window, target)) is not None:
             fast(window, 0, add=target, out=target)
             return
+        if isinstance(target, SplitRows) or isinstance(window, SplitRows):
+            raise TypeError("split rows are read only by the Winograd kernel")
         fused_conv(window, self.weight, self.bias, [0, self.reach], add=target, in_place=True)
 
 

@@ -40,29 +40,20 @@ _ISA_FLAGS = {
 }
 _ISA_NAMES = {"avx2": "AVX2", "avx512": "AVX-512"}
 _I64, _PTR, _INT = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+_SPLIT_ROWS = (_PTR, _PTR, _I64)  # rows in two runs: the first run, the second, rows in the first
 # Every exported function: its argument types (all return an int64 or an int status).
 _SIGNATURES = {
+    # x, x_second, x_split, n, height, width, C, pad_top, pad_bottom, scale, shift, U, K, bias,
+    # add, add_second, add_split, y, y_second, y_split, relu, threads, block
     "memnet_winograd_conv": (
         _INT,
-        # x, n, height, width, C, pad_top, pad_bottom, scale, shift, U, K, bias, add, y, ...
         [
-            _PTR,
-            _I64,
-            _I64,
-            _I64,
-            _I64,
-            _I64,
-            _I64,
-            _PTR,
-            _PTR,
-            _PTR,
-            _I64,
-            _PTR,
-            _PTR,
-            _PTR,
-            _INT,
-            _INT,
-            _I64,
+            *_SPLIT_ROWS,
+            *([_I64] * 6),
+            *(_PTR, _PTR, _PTR, _I64, _PTR),
+            *_SPLIT_ROWS,
+            *_SPLIT_ROWS,
+            *(_INT, _INT, _I64),
         ],
     ),
     # x, n, height, width, C, scale, shift, dy, K, dU, threads, block

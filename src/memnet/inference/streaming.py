@@ -25,11 +25,13 @@ from torch import Tensor
 from memnet.imaging.planes import new_plane
 from memnet.inference.fast_layers import fused_conv_available
 from memnet.inference.memory import streamed_bytes_for_width
+from memnet.inference.row_buffers import RowBuffer, runs
 from memnet.model import check_input
 
 if TYPE_CHECKING:
     from memnet.inference.fast_layers import Affine, Conv
     from memnet.inference.fast_network import FoldedBlock, InferenceMemNet
+    from memnet.inference.winograd import Rows
 
 __all__ = ["StreamedMemNet", "default_strip_rows", "folds_activation", "streaming_available"]
 
@@ -64,78 +66,7 @@ def folds_activation(net: InferenceMemNet) -> bool:
     )
 
 
-class _Rows:
-    """Rows of one (1, C, H, W) activation that some later layer still reads.
-
-    Rows are addressed by their image row; storage holds rows [lo, hi) in a channels_last
-    buffer, where any run of rows is one contiguous (rows·W, C) block that convs and matrix
-    products read and write in place. `done` is the number of finished rows (a gate still
-    being accumulated is stored ahead of it). A buffer read by a conv also holds `border` zero
-    rows above row 0 and below the last row: the conv's zero padding at the image's edges.
-    """
-
-    def __init__(self, channels: int, height: int, like: Tensor, border: int = 0) -> None:
-        self.height, self.border = height, border
-        self.data = _strip_tensor((1, channels, 0, like.shape[-1]), like)
-        self.origin = self.lo = self.hi = -border  # image row stored at index 0; stored rows
-        self.done = 0
-        self.readers: list[Callable[[], int]] = []  # each: the lowest row a reader still needs
-        if border:
-            self.append(border).zero_()
-
-    def nbytes(self) -> int:
-        return self.data.numel() * self.data.element_size()
-
-    def view(self, start: int, stop: int) -> Tensor:
-        return self.data[:, :, start - self.origin : stop - self.origin]
-
-    def append(self, count: int) -> Tensor:
-        """Storage for the next `count` rows (uninitialised)."""
-        start = self.hi
-        if start + count - self.origin > self.data.shape[2]:
-            live = self.hi - self.lo
-            if live + count > self.data.shape[2]:
-                # Grow with slack as large as what is kept, so that moving the kept rows
-                # to the front happens only every few steps.
-                shape = (1, self.data.shape[1], live + count + max(live, 4), self.data.shape[3])
-                grown = _strip_tensor(shape, self.data)
-                grown[:, :, :live] = self.view(self.lo, self.hi)
-                self.data = grown
-            elif live:
-                kept = self.view(self.lo, self.hi)
-                overlaps = self.lo - self.origin < live
-                self.data[:, :, :live] = kept.clone() if overlaps else kept
-            self.origin = self.lo
-        self.hi = start + count
-        return self.view(start, start + count)
-
-    def finish(self, rows: int) -> None:
-        """Mark rows up to `rows` finished; the bottom border follows the last row."""
-        self.done = rows
-        if rows == self.height and self.border and self.hi == self.height:
-            self.append(self.border).zero_()
-
-    def readable(self, radius: int) -> int:
-        """Rows a consumer with this vertical reach can compute from what is finished."""
-        return self.height if self.done == self.height else self.done - radius
-
-    def release(self) -> None:
-        if self.readers:
-            self.lo = max(self.lo, min(min(reader() for reader in self.readers), self.hi))
-
-
-def _strip_tensor(shape: tuple[int, int, int, int], like: Tensor) -> Tensor:
-    """Uninitialised storage, channels_last as the whole-image pass has it.
-
-    One channel is stored the same either way, but oneDNN picks its kernel by the strides:
-    the plain ones are what `x.contiguous(memory_format=torch.channels_last)` gives a
-    one-channel input, so the stream's first conv matches the whole-image pass bit for bit.
-    """
-    layout = torch.contiguous_format if shape[1] == 1 else torch.channels_last
-    return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=layout)
-
-
-def _done_of(rows: _Rows, offset: int) -> Callable[[], int]:
+def _done_of(rows: RowBuffer, offset: int) -> Callable[[], int]:
     return lambda: rows.done + offset
 
 
@@ -154,28 +85,33 @@ class _Strip:
         # In pages of its own, like the planes around it (memnet.imaging.planes).
         self.output = torch.from_numpy(new_plane(tuple(x.shape), np.float32))
         self.output_done = 0
-        self.fenet_in = _Rows(x.shape[1], height, x, border=net.fenet.reach)
-        self.memories = [_Rows(channels, height, x)]  # B0; the gate buffer of block m is B_m
-        self.h_bufs: list[_Rows] = []
-        self.pre_bufs: list[list[_Rows]] = []
-        self.inner_bufs: list[list[_Rows]] = []
-        self.h_done: list[list[int]] = []  # [block][r]: finished rows of H_r
+        self.fenet_in = RowBuffer(x.shape[1], height, x, border=net.fenet.reach)
         # Where every conv_a activates its input as it reads it (Conv.fuses), it reads H (or
         # B_{m-1}) itself and no activated copy is kept; else each recursion keeps pre_a(H).
         self.fold_pre = folds_activation(net)
+        # The memories, H and the recursions' inner rows are rings where only the Winograd
+        # kernel and element-wise ops touch them (memnet.inference.row_buffers); FENet's input
+        # and the branch sum are read by oneDNN's convs and move their rows.
+        ring = self.fold_pre and all(block.conv_b.takes_split_rows() for block, _ in net.branches)
+        self.ring = ring
+        self.memories = [RowBuffer(channels, height, x, ring=ring)]  # B0; block m's gate: B_m
+        self.h_bufs: list[RowBuffer] = []
+        self.pre_bufs: list[list[RowBuffer]] = []
+        self.inner_bufs: list[list[RowBuffer]] = []
+        self.h_done: list[list[int]] = []  # [block][r]: finished rows of H_r
         for _ in range(config.blocks):
-            self.h_bufs.append(_Rows(channels, height, x))
+            self.h_bufs.append(RowBuffer(channels, height, x, ring=ring))
             self.pre_bufs.append(
                 []
                 if self.fold_pre
-                else [_Rows(channels, height, x, 1) for _ in range(config.recursions)]
+                else [RowBuffer(channels, height, x, 1) for _ in range(config.recursions)]
             )
             self.inner_bufs.append(
-                [_Rows(channels, height, x, 1) for _ in range(config.recursions)]
+                [RowBuffer(channels, height, x, 1, ring=ring) for _ in range(config.recursions)]
             )
             self.h_done.append([0] * config.recursions)
-            self.memories.append(_Rows(channels, height, x))
-        self.branch_sum = _Rows(channels, height, x, border=1)
+            self.memories.append(RowBuffer(channels, height, x, ring=ring))
+        self.branch_sum = RowBuffer(channels, height, x, border=1)
         self.branch_done = [0] * config.blocks
         self._wire_readers()
         self.peak_bytes = 0
@@ -200,7 +136,7 @@ class _Strip:
             self.memories[m].readers.append(_entry(self.branch_done, m - 1, 0))
         self.branch_sum.readers.append(lambda: self.output_done - 1)
 
-    def _buffers(self) -> list[_Rows]:
+    def _buffers(self) -> list[RowBuffer]:
         found = [self.fenet_in, *self.memories, *self.h_bufs, self.branch_sum]
         for pres, inners in zip(self.pre_bufs, self.inner_bufs, strict=True):
             found += pres + inners
@@ -213,37 +149,42 @@ class _Strip:
         """Free every buffer now: the readers' closures make cycles that the garbage collector
         would otherwise free only at its next run, hundreds of MB later."""
         for buffer in self._buffers():
-            buffer.readers.clear()
-            buffer.data = buffer.data.new_empty(0)
+            buffer.close()
 
     def _span(self, done: int, limit: int) -> tuple[int, int]:
         return done, min(done + self.rows, limit, self.height)
 
-    def _conv(self, conv: Conv, source: _Rows, start: int, stop: int, relu: bool) -> Tensor:
+    def _conv(self, conv: Conv, source: RowBuffer, start: int, stop: int, relu: bool) -> Tensor:
         """conv(source) for rows start .. stop, read with the conv's rows of context."""
         return conv.strip(source.view(start - conv.reach, stop + conv.reach), relu=relu)
 
     def _conv_into(
-        self, conv: Conv, source: _Rows, start: int, stop: int, target: Tensor, relu: bool
+        self, conv: Conv, source: RowBuffer, start: int, stop: int, target: Tensor, relu: bool
     ) -> None:
         """target = conv(source) for rows start .. stop, written straight into `target`."""
         conv.strip_into(target, source.view(start - conv.reach, stop + conv.reach), relu=relu)
 
-    def _conv_add_(self, conv: Conv, source: _Rows, start: int, stop: int, target: Tensor) -> None:
-        """target += conv(source rows start .. stop), as oneDNN writes the conv's output."""
-        conv.strip_add_(target, source.view(start - conv.reach, stop + conv.reach))
+    def _conv_add_(
+        self, conv: Conv, source: RowBuffer, start: int, stop: int, target: Rows
+    ) -> None:
+        """target += conv(source rows start .. stop), added as the conv writes its output."""
+        conv.strip_add_(target, source.rows(start - conv.reach, stop + conv.reach))
 
     def step(self) -> None:
         net = self.net
         # FENet: BN+ReLU of the input, then its conv.
         start, stop = self._span(self.fenet_in.done, self.height)
         if stop > start:
-            net.fenet_pre.into_(self.fenet_in.append(stop - start), self.x[:, :, start:stop])
+            self.fenet_in.append(stop - start)
+            net.fenet_pre.into_(self.fenet_in.view(start, stop), self.x[:, :, start:stop])
             self.fenet_in.finish(stop)
         b0 = self.memories[0]
         start, stop = self._span(b0.done, self.fenet_in.readable(1))
         if stop > start:
-            b0.append(stop - start).copy_(self._conv(net.fenet, self.fenet_in, start, stop, False))
+            features = self._conv(net.fenet, self.fenet_in, start, stop, False)
+            b0.append(stop - start)
+            for a, b in runs(start, stop, b0):
+                b0.view(a, b).copy_(features[:, :, a - start : b - start])
             b0.finish(stop)
         for m, (block, rec_pre) in enumerate(net.branches, start=1):
             self._block(m, block)
@@ -268,11 +209,13 @@ class _Strip:
                 start, stop = self._span(pre.done, source_done)
                 if stop > start:
                     source = previous.view(start, stop) if r == 0 else h_buf.view(start, stop)
-                    block.pre_a[r].into_(pre.append(stop - start), source)
+                    pre.append(stop - start)
+                    block.pre_a[r].into_(pre.view(start, stop), source)
                     pre.finish(stop)
                 start, stop = self._span(inner.done, pre.readable(1))
                 if stop > start:
-                    target = inner.append(stop - start)
+                    inner.append(stop - start)
+                    target = inner.view(start, stop)
                     self._conv_into(block.conv_a[r], pre, start, stop, target, relu=True)
                     inner.finish(stop)
             # H_r = H_{r-1} + conv_b(...), updated in place; its gate share added at once.
@@ -280,23 +223,24 @@ class _Strip:
             if stop <= start:
                 continue
             if r == 0:
-                target = h_buf.append(stop - start)
-                target.copy_(previous.view(start, stop))
-            else:
-                target = h_buf.view(start, stop)
-            self._conv_add_(block.conv_b, inner, start, stop, target)
+                h_buf.append(stop - start)
+                for a, b in runs(start, stop, h_buf, previous):
+                    h_buf.view(a, b).copy_(previous.view(a, b))
+            self._conv_add_(block.conv_b, inner, start, stop, h_buf.rows(start, stop))
             if r == 0:
                 # The gate's rows start with the long-term memories' shares (B0 carries the bias).
-                share = gate.append(stop - start)
-                for j in range(m):
-                    block.share_into_(share, j, self.memories[j].view(start, stop), first=j == 0)
-            block.share(gate.view(start, stop), block.long_term + r, target)
+                gate.append(stop - start)
+                for j, memory in enumerate(self.memories[:m]):
+                    for a, b in runs(start, stop, gate, memory):
+                        block.share_into_(gate.view(a, b), j, memory.view(a, b), first=j == 0)
+            for a, b in runs(start, stop, gate, h_buf):
+                block.share(gate.view(a, b), block.long_term + r, h_buf.view(a, b))
             done[r] = stop
             if r == len(done) - 1:
                 gate.finish(stop)
 
     def _conv_a_activated(
-        self, block: FoldedBlock, r: int, source: _Rows, source_done: int, inner: _Rows
+        self, block: FoldedBlock, r: int, source: RowBuffer, source_done: int, inner: RowBuffer
     ) -> None:
         """inner = conv_a(pre_a(source)) for its next rows, activated as the conv reads them:
         rows of context come from `source` where the image has them, zero rows elsewhere."""
@@ -306,9 +250,9 @@ class _Strip:
             return
         lo, hi = max(start - 1, 0), min(stop + 1, self.height)
         pad_rows = (int(start == 0), int(stop == self.height))
-        target = inner.append(stop - start)
+        inner.append(stop - start)
         block.conv_a[r].strip_activated_into(
-            target, source.view(lo, hi), pad_rows, block.pre_a[r], relu=True
+            inner.rows(start, stop), source.rows(lo, hi), pad_rows, block.pre_a[r], relu=True
         )
         inner.finish(stop)
 
@@ -317,12 +261,15 @@ class _Strip:
         start, stop = self._span(self.branch_done[m - 1], memory.done)
         if stop <= start:
             return
-        activated = rec_pre(memory.view(start, stop))
         weight = self.net.branch_weights[m - 1]
         if m == 1:
-            torch.mul(activated, weight, out=self.branch_sum.append(stop - start))
-        else:
-            self.branch_sum.view(start, stop).add_(activated, alpha=weight)
+            self.branch_sum.append(stop - start)
+        for a, b in runs(start, stop, memory):
+            activated = rec_pre(memory.view(a, b))
+            if m == 1:
+                torch.mul(activated, weight, out=self.branch_sum.view(a, b))
+            else:
+                self.branch_sum.view(a, b).add_(activated, alpha=weight)
         self.branch_done[m - 1] = stop
         if m == len(self.branch_done):
             self.branch_sum.finish(stop)

@@ -24,7 +24,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
+from typing import overload
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +35,7 @@ from torch import Tensor
 from memnet.inference import native
 
 __all__ = [
+    "SplitRows",
     "WinogradConv",
     "error_bound",
     "faster_than_direct",
@@ -116,6 +119,33 @@ def _pointer(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
+@dataclass(frozen=True)
+class SplitRows:
+    """The rows of one (1, C, H, W) image stored in two runs, `head` (its first rows) and then
+    `tail`, each a channels_last tensor: a streamed ring buffer's rows where they wrap around
+    its end (memnet.inference.streaming). The kernel reads and writes them in place."""
+
+    head: Tensor
+    tail: Tensor
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        n, c, rows, width = self.head.shape
+        return n, c, rows + self.tail.shape[2], width
+
+
+Rows = Tensor | SplitRows  # what the kernel reads and writes: a tensor or its rows in two runs
+
+
+def _runs(rows: Rows | None, height: int) -> tuple[int | None, int | None, int]:
+    """(first run, second run, rows in the first) of `rows` as the kernel takes them."""
+    if rows is None:
+        return None, None, height
+    if isinstance(rows, SplitRows):
+        return rows.head.data_ptr(), rows.tail.data_ptr(), rows.head.shape[2]
+    return rows.data_ptr(), rows.data_ptr(), height
+
+
 class WinogradConv:
     """One 3×3 conv's transformed weight, run by the kernel on channels_last fp32 CPU tensors."""
 
@@ -129,8 +159,14 @@ class WinogradConv:
         self.block = _block(self.in_channels, self.out_channels)
 
     @staticmethod
-    def takes(x: Tensor) -> bool:
-        """Whether `x` is a tensor the kernel reads in place: fp32, CPU, channels_last."""
+    def takes(x: Rows) -> bool:
+        """Whether `x` is a tensor (or both runs of split rows) the kernel reads in place: fp32,
+        CPU, channels_last."""
+        if isinstance(x, SplitRows):
+            return x.head.shape[:2] == x.tail.shape[:2] and all(
+                WinogradConv.takes(run) and run.shape[3] == x.head.shape[3]
+                for run in (x.head, x.tail)
+            )
         return (
             x.dtype == torch.float32
             and x.device.type == "cpu"
@@ -138,21 +174,46 @@ class WinogradConv:
             and x.is_contiguous(memory_format=torch.channels_last)
         )
 
+    @overload
     def __call__(
         self,
-        x: Tensor,
+        x: Rows,
+        pad_rows: int | tuple[int, int],
+        *,
+        pre: tuple[Tensor, Tensor] | None = ...,
+        relu: bool = ...,
+        add: Rows | None = ...,
+        out: Tensor | None = ...,
+    ) -> Tensor: ...
+
+    @overload
+    def __call__(
+        self,
+        x: Rows,
+        pad_rows: int | tuple[int, int],
+        *,
+        pre: tuple[Tensor, Tensor] | None = ...,
+        relu: bool = ...,
+        add: Rows | None = ...,
+        out: SplitRows,
+    ) -> SplitRows: ...
+
+    def __call__(
+        self,
+        x: Rows,
         pad_rows: int | tuple[int, int],
         *,
         pre: tuple[Tensor, Tensor] | None = None,
         relu: bool = False,
-        add: Tensor | None = None,
-        out: Tensor | None = None,
-    ) -> Tensor:
+        add: Rows | None = None,
+        out: Rows | None = None,
+    ) -> Rows:
         """conv(x) with zero padding of one column each side and `pad_rows` rows each side, or
         (above, below) rows (0: x carries that row of context itself), + `add`, ReLU'd; written
         into `out` if given (`out` may be `add`). `pre` = (scale, shift): the conv reads
         relu(scale·x + shift) instead of x (an eval BatchNorm + ReLU, never written out) and
-        pads that with zeros. Every tensor is a channels_last fp32 CPU tensor."""
+        pads that with zeros. Every tensor is a channels_last fp32 CPU tensor; x, add and out
+        may be `SplitRows` of one image."""
         lib = kernel()
         assert lib is not None
         top, bottom = (pad_rows, pad_rows) if isinstance(pad_rows, int) else pad_rows
@@ -161,10 +222,14 @@ class WinogradConv:
         if out is None:
             out = torch.empty(shape, dtype=torch.float32, memory_format=torch.channels_last)
         scale, shift = pre if pre is not None else (None, None)
+        x_first, x_second, x_split = _runs(x, height)
+        add_first, add_second, add_split = _runs(add, shape[2])
+        y_first, y_second, y_split = _runs(out, shape[2])
         status = lib.memnet_winograd_conv(
-            x.data_ptr(), n, height, width, c, top, bottom, _pointer(scale), _pointer(shift),
-            self.u.data_ptr(), self.out_channels, _pointer(self.bias), _pointer(add),
-            out.data_ptr(), int(relu), torch.get_num_threads(), self.block,
+            x_first, x_second, x_split, n, height, width, c, top, bottom, _pointer(scale),
+            _pointer(shift), self.u.data_ptr(), self.out_channels, _pointer(self.bias),
+            add_first, add_second, add_split, y_first, y_second, y_split, int(relu),
+            torch.get_num_threads(), self.block,
         )  # fmt: skip
         if status != 0:
             raise ValueError(f"Winograd conv cannot take a {tuple(x.shape)} input")

@@ -78,11 +78,25 @@ inline Tile locate(const Shape& s, int64_t tile) {
   return {image, (local / s.tiles_w) * M, (local % s.tiles_w) * M};
 }
 
+// A tensor's rows as the kernel addresses them: row r of image `image` is at first + r · pitch
+// for r < split, and at second + (r - split) · pitch after; a streamed strip's ring buffer
+// (memnet.inference.streaming) stores its rows in two such runs when they wrap. A plain
+// tensor has split = its height. Images follow each other `image_floats` apart.
+template <typename F>
+struct Rows {
+  F* first;
+  F* second;
+  int64_t split, pitch, image_floats;
+  F* row(int64_t image, int64_t r) const {
+    return (r < split ? first + r * pitch : second + (r - split) * pitch) + image * image_floats;
+  }
+};
+
 // V[ξ][i][c] for tiles t0 + i, i < t1 - t0; ld = rows of each ξ slice. With `scale` and
 // `shift` (C each) every input sample is first activated, relu(scale·x + shift) (an eval
 // BatchNorm and its ReLU), and the zero padding stays zero.
-void input_block(const float* x, const float* scale, const float* shift, const Shape& s,
-                 int64_t t0, int64_t t1, float* V, int64_t ld) {
+void input_block(const Rows<const float>& x, const float* scale, const float* shift,
+                 const Shape& s, int64_t t0, int64_t t1, float* V, int64_t ld) {
   const int64_t C = s.channels;
   alignas(64) vec d[T * T], tmp[T * T];
   const vec zero = simd::zero();
@@ -90,18 +104,21 @@ void input_block(const float* x, const float* scale, const float* shift, const S
     const Tile at = locate(s, tile);
     // Output row r reads input rows r - pad_top .. r - pad_top + 2; columns are zero-padded.
     const int64_t r0 = at.row - s.pad_top, c0 = at.col - 1;
-    const float* image = x + at.image * s.height_in * s.width * C;
     const bool inside = r0 >= 0 && c0 >= 0 && r0 + T <= s.height_in && c0 + T <= s.width;
+    const float* row[T];
+    for (int i = 0; i < T; ++i) {
+      const int64_t r = r0 + i;
+      row[i] = r >= 0 && r < s.height_in ? x.row(at.image, r) : nullptr;
+    }
     float* v = V + (tile - t0) * C;
     for (int64_t ch = 0; ch < C; ch += simd::lanes) {
       const vec a = scale ? simd::load(scale + ch) : zero;
       const vec b = shift ? simd::load(shift + ch) : zero;
       for (int i = 0; i < T; ++i) {
-        const int64_t r = r0 + i;
         for (int j = 0; j < T; ++j) {
           const int64_t c = c0 + j;
-          const bool valid = inside || (r >= 0 && r < s.height_in && c >= 0 && c < s.width);
-          vec value = valid ? simd::load(image + (r * s.width + c) * C + ch) : zero;
+          const bool valid = inside || (row[i] && c >= 0 && c < s.width);
+          vec value = valid ? simd::load(row[i] + c * C + ch) : zero;
           if (scale && valid) value = simd::max(simd::fmadd(value, a, b), zero);
           d[i * T + j] = value;
         }
@@ -158,27 +175,33 @@ void gemm(const float* V, const float* U, float* Mo, int64_t n, int64_t C, int64
 }
 
 // y = Aᵀ M A + bias, then + add (which may be y itself), then ReLU, for tiles [t0, t1).
-void output_block(const float* Mb, const float* bias, const float* add, int relu, const Shape& s,
-                  int64_t t0, int64_t t1, int64_t ld, float* y) {
+// `add` may be null (add.first).
+void output_block(const float* Mb, const float* bias, const Rows<const float>& add, int relu,
+                  const Shape& s, int64_t t0, int64_t t1, int64_t ld, const Rows<float>& y) {
   const int64_t K = s.out_channels;
   alignas(64) vec m[T * T], tmp[M * T], o[M * M];
   const vec zero = simd::zero();
   for (int64_t tile = t0; tile < t1; ++tile) {
     const Tile at = locate(s, tile);
-    const int64_t base = at.image * s.height_out * s.width * K;
+    const int rows = static_cast<int>(std::min<int64_t>(M, s.height_out - at.row));
+    float* out[M];
+    const float* plus[M];
+    for (int i = 0; i < rows; ++i) {
+      out[i] = y.row(at.image, at.row + i) + at.col * K;
+      plus[i] = add.first ? add.row(at.image, at.row + i) + at.col * K : nullptr;
+    }
     const float* src = Mb + (tile - t0) * K;
     for (int64_t k = 0; k < K; k += simd::lanes) {
       for (int xi = 0; xi < T * T; ++xi) m[xi] = simd::load(src + xi * ld * K + k);
       for (int j = 0; j < T; ++j) apply<M, T, AT>(m + j, T, tmp + j, T);          // Aᵀ M
       for (int i = 0; i < M; ++i) apply<M, T, AT>(tmp + i * T, 1, o + i * M, 1);  // (Aᵀ M) A
       const vec b = bias ? simd::load(bias + k) : zero;
-      for (int i = 0; i < M && at.row + i < s.height_out; ++i) {
+      for (int i = 0; i < rows; ++i) {
         for (int j = 0; j < M && at.col + j < s.width; ++j) {
-          const int64_t at_pixel = base + ((at.row + i) * s.width + at.col + j) * K + k;
           vec value = simd::add(o[i * M + j], b);
-          if (add) value = simd::add(value, simd::load(add + at_pixel));
+          if (plus[i]) value = simd::add(value, simd::load(plus[i] + j * K + k));
           if (relu) value = simd::max(value, zero);
-          simd::store(y + at_pixel, value);
+          simd::store(out[i] + j * K + k, value);
         }
       }
     }
@@ -270,18 +293,26 @@ int64_t memnet_winograd_block(int64_t C, int64_t K, int64_t cache_bytes) {
 // pad_bottom - 2: one zero row padded above (pad_top = 1) or below, else x carries that row of
 // context itself (a strip of a taller image); 1, 1 is a 'same' conv. `scale` and `shift` (C,
 // both or neither) activate the input first, relu(scale·x + shift); `bias` (K) and `add`
-// (y's shape, may alias y) may be null. C and K multiples of
-// simd::lanes and of twice that (8 and 16 for AVX2, 16 and 32 for AVX-512); returns 0, or -1
-// when the shapes do not fit.
-int memnet_winograd_conv(const float* x, int64_t n, int64_t height_in, int64_t width, int64_t C,
-                         int64_t pad_top, int64_t pad_bottom, const float* scale,
-                         const float* shift, const float* U, int64_t K, const float* bias,
-                         const float* add, float* y, int relu, int threads, int64_t block) {
+// (y's shape, may alias y) may be null. x, add and y each hold their first `*_split` rows at
+// their pointer and the rest at `*_second` (the two runs of a ring buffer; n = 1 then), or all
+// of them at the pointer with split ≥ their height. C and K multiples of simd::lanes and of
+// twice that (8 and 16 for AVX2, 16 and 32 for AVX-512); returns 0, or -1 when the shapes do
+// not fit.
+int memnet_winograd_conv(const float* x, const float* x_second, int64_t x_split, int64_t n,
+                         int64_t height_in, int64_t width, int64_t C, int64_t pad_top,
+                         int64_t pad_bottom, const float* scale, const float* shift,
+                         const float* U, int64_t K, const float* bias, const float* add,
+                         const float* add_second, int64_t add_split, float* y, float* y_second,
+                         int64_t y_split, int relu, int threads, int64_t block) {
   const int64_t height_out = height_in + pad_top + pad_bottom - 2;
+  const bool split = x_split < height_in || (add && add_split < height_out) || y_split < height_out;
   if (C % simd::lanes || K % (2 * simd::lanes) || block % 6 || block <= 0 || height_out <= 0 ||
       width <= 0 || n <= 0 || pad_top < 0 || pad_top > 1 || pad_bottom < 0 || pad_bottom > 1 ||
-      !scale != !shift)
+      !scale != !shift || (split && n != 1) || x_split < 0 || add_split < 0 || y_split < 0)
     return -1;
+  const Rows<const float> input{x, x_second, x_split, width * C, height_in * width * C};
+  const Rows<const float> plus{add, add_second, add_split, width * K, height_out * width * K};
+  const Rows<float> output{y, y_second, y_split, width * K, height_out * width * K};
   Shape s{height_in, width, C, K, pad_top, height_out, (height_out + M - 1) / M,
           (width + M - 1) / M, 0};
   s.tiles_per_image = s.tiles_h * s.tiles_w;
@@ -302,10 +333,10 @@ int memnet_winograd_conv(const float* x, int64_t n, int64_t height_in, int64_t w
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t t0 = b * block, t1 = std::min(t0 + block, tiles);
       const int64_t rows = (t1 - t0 + 5) / 6 * 6;
-      input_block(x, scale, shift, s, t0, t1, V.get(), block);
+      input_block(input, scale, shift, s, t0, t1, V.get(), block);
       for (int xi = 0; xi < T * T; ++xi)
         gemm(V.get() + xi * block * C, U + xi * C * K, Mb.get() + xi * block * K, rows, C, K);
-      output_block(Mb.get(), bias, add, relu, s, t0, t1, block, y);
+      output_block(Mb.get(), bias, plus, relu, s, t0, t1, block, output);
     }
   }
   return 0;
@@ -330,6 +361,7 @@ int memnet_winograd_weight_grad(const float* x, int64_t n, int64_t height, int64
   const int64_t blocks = (tiles + block - 1) / block;
   const int workers = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, blocks)));
   const int64_t size = T * T * C * K;
+  const Rows<const float> input{x, x, height, width * C, height * width * C};
   std::unique_ptr<float[]> sums(new float[workers * size]());
 #pragma omp parallel num_threads(workers)
   {
@@ -339,7 +371,7 @@ int memnet_winograd_weight_grad(const float* x, int64_t n, int64_t height, int64
 #pragma omp for schedule(static, 1)
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t t0 = b * block, t1 = std::min(t0 + block, tiles);
-      input_block(x, scale, shift, s, t0, t1, V.get(), block);
+      input_block(input, scale, shift, s, t0, t1, V.get(), block);
       grad_output_block(dy, s, t0, t1, D.get(), block);
       for (int xi = 0; xi < T * T; ++xi)
         gemm_tn(V.get() + xi * block * C, D.get() + xi * block * K, mine + xi * C * K, t1 - t0,
