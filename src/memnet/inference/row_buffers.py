@@ -12,8 +12,8 @@ that:
 - ring: row r is stored at index (r - origin) mod capacity, and nothing ever moves. A run that
   crosses the end is two tensors (`rows` gives them as `winograd.SplitRows`, which memnet's
   Winograd kernel reads and writes in place); element-wise work is cut where it wraps (`runs`).
-  Measured on a 12 Mpx `memnet restore` of memnet-sr (benchmarks/end-to-end-results.md), the
-  moves took a tenth of the time, and a ring needs less memory: no slack to move into.
+  In a cProfile of a 12 Mpx `memnet restore --scale 4` of memnet-sr the moves took 1.6 s of
+  23 s (benchmarks/winograd.md); a ring also needs no slack to move into.
 """
 
 from __future__ import annotations
