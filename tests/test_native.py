@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from memnet.inference import native
-from memnet.inference.fast_layers import Affine, GateShare, native_share
+from memnet.inference.fast_layers import Affine, GateShare, native_share, native_shares
 from memnet.inference.fast_network import InferenceMemNet
 from memnet.model import MemNet
 from rounding import inference_bound
@@ -90,6 +90,36 @@ def test_gate_share_is_the_activated_matrix_product(
     expected = start.double() + exact
     slack = 2 * gamma * (magnitude + start.double().abs())
     assert bool(((total.double() - expected).abs() <= slack).all())
+
+
+@needs_library
+@pytest.mark.parametrize(("channels", "out_channels"), [(32, 32), (64, 64), (LANES, 4 * LANES)])
+@pytest.mark.parametrize("count", [1, 2, 5])
+@pytest.mark.parametrize("width", [1, 7, 131])
+def test_shares_summed_in_one_call_are_the_shares_added_in_turn(
+    channels: int, out_channels: int, count: int, width: int
+) -> None:
+    # The streamed network starts each gate with its long-term memories' and H_1's shares in
+    # one call; it must give the bits of one call per share, the first carrying the bias.
+    cases = [_gate_case(channels, out_channels, width + j, j == 0) for j in range(count)]
+    generator = torch.Generator().manual_seed(count)
+    memories = [
+        torch.randn(1, channels, 3, width, generator=generator).contiguous(
+            memory_format=torch.channels_last
+        )
+        for _ in cases
+    ]
+    shape = (1, out_channels, 3, width)
+    in_turn = torch.empty(shape).contiguous(memory_format=torch.channels_last)
+    for j, ((pre, conv, _), memory) in enumerate(zip(cases, memories, strict=True)):
+        assert native_share(in_turn, memory, pre, conv, accumulate=j > 0)
+    at_once = torch.full(shape, float("nan")).contiguous(memory_format=torch.channels_last)
+    pres = [pre for pre, _, _ in cases]
+    convs = [conv for _, conv, _ in cases]
+    assert native_shares(at_once, memories, pres, convs)
+    assert torch.equal(at_once, in_turn)
+    # Only the first share may carry a bias: the kernel adds it before every product.
+    assert not native_shares(at_once, memories[::-1], pres[::-1], convs[::-1]) or count == 1
 
 
 @needs_library

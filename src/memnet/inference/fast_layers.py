@@ -6,7 +6,8 @@
   (memnet.inference.winograd, where measured faster here) or oneDNN, for whole tensors and for
   the strips memnet.inference.streaming cuts; it can read its input through an `Affine`.
 - `GateShare`: one memory's share of a gate's 1×1 conv as an in-place matrix product, and
-  `native_share`, the same with its BatchNorm + ReLU in memnet's fused kernel.
+  `native_share`, the same with its BatchNorm + ReLU in memnet's fused kernel (`native_shares`:
+  several memories' shares summed in one call).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memnet.inference import winograd
-from memnet.inference.gates import fused_gate_share
+from memnet.inference.gates import fused_gate_share, fused_gate_shares
 from memnet.inference.winograd import Rows, SplitRows
 from memnet.model import PreActivation
 
@@ -29,6 +30,7 @@ __all__ = [
     "fused_conv",
     "fused_conv_available",
     "native_share",
+    "native_shares",
 ]
 
 
@@ -288,4 +290,23 @@ def native_share(
         return False
     return fused_gate_share(
         out, rows, pre.scale, pre.shift, conv.matrix, conv.bias, accumulate=accumulate
+    )
+
+
+def native_shares(
+    target: Tensor, memories: list[Tensor], pres: list[Affine], convs: list[GateShare]
+) -> bool:
+    """target = the sum of the shares of `memories` (the first carrying its conv's bias, the
+    others without one) by one call of memnet's fused kernel; False where it cannot."""
+    rows = [_pixels(memory) for memory in memories]
+    out = _pixels(target)
+    if out is None or any(r is None for r in rows) or any(c.bias is not None for c in convs[1:]):
+        return False
+    return fused_gate_shares(
+        out,
+        [r for r in rows if r is not None],
+        [pre.scale for pre in pres],
+        [pre.shift for pre in pres],
+        [conv.matrix for conv in convs],
+        convs[0].bias,
     )

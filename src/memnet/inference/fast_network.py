@@ -33,6 +33,7 @@ from memnet.inference.fast_layers import (
     Conv,
     GateShare,
     native_share,
+    native_shares,
 )
 from memnet.inference.memory import folded_bytes_per_pixel
 from memnet.model import MemNet, MemNetConfig, MemoryBlock, check_input
@@ -91,6 +92,18 @@ class FoldedBlock(nn.Module):
             conv.into_(target, activated)
         else:
             conv.add_(target, activated)
+
+    def shares_into_(self, target: Tensor, indices: list[int], memories: list[Tensor]) -> None:
+        """target = the sum of the shares `indices` (the first is 0, which carries the bias) of
+        `memories`: by one kernel call that writes `target` once where it can, else one share
+        after another; the same bits either way."""
+        assert indices[:1] == [0], "the first share carries the gate's bias"
+        pres = [self.gate_pre[i] for i in indices]
+        convs = [self.gate_conv[i] for i in indices]
+        if native_shares(target, memories, pres, convs):
+            return
+        for n, (index, memory) in enumerate(zip(indices, memories, strict=True)):
+            self.share_into_(target, index, memory, first=n == 0)
 
     def recurse(self, h: Tensor, gate: Tensor) -> Tensor:
         """Run the R recursions from h = B_{m-1}, adding each H_r into `gate`; returns B_m."""

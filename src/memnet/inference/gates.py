@@ -8,16 +8,19 @@ them at once, so the memory is read once and the gate read and written once.
 
 from __future__ import annotations
 
+import ctypes
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
 from memnet.inference import native
 
-__all__ = ["fused_gate_share", "takes_share"]
+__all__ = ["fused_gate_share", "fused_gate_shares", "takes_share"]
 
-MAX_CHANNELS = (
-    512  # per memory: kernels/gates.cpp keeps a few activated pixels on the stack (MAX_C)
-)
+# kernels/gates.cpp keeps a few activated pixels of every memory of a call on the stack.
+MAX_CHANNELS = 512  # per memory (MAX_C)
+MAX_CALL_CHANNELS = 2048  # of all the memories summed in one call (MAX_ALL)
 
 
 def takes_share(channels: int, out_channels: int) -> bool:
@@ -57,5 +60,41 @@ def fused_gate_share(
         rows.data_ptr(), rows.shape[0], channels, scale.data_ptr(), shift.data_ptr(),
         matrix.data_ptr(), out_channels, None if bias is None else bias.data_ptr(),
         out.data_ptr(), int(accumulate), torch.get_num_threads(),
+    )  # fmt: skip
+    return bool(status == 0)
+
+
+def fused_gate_shares(
+    out: Tensor,
+    memories: Sequence[Tensor],
+    scales: Sequence[Tensor],
+    shifts: Sequence[Tensor],
+    matrices: Sequence[Tensor],
+    bias: Tensor | None,
+) -> bool:
+    """out = Σ_j relu(memories[j]·scales[j] + shifts[j]) @ matrices[j] + bias in one pass that
+    writes `out` once, for (pixels, C) memories of one C: to the bit what `fused_gate_share`
+    gives for them in turn, the first with `bias`; False (nothing done) where the kernel cannot."""
+    lib = native.library()
+    tensors = [out, *memories, *scales, *shifts, *matrices, *([] if bias is None else [bias])]
+    count = len(memories)
+    if (
+        lib is None
+        or count == 0
+        or not all(_usable(t) for t in tensors)
+        or any(m.shape[0] != out.shape[0] for m in memories)
+        or any(m.shape != matrices[0].shape for m in matrices)
+        or count * matrices[0].shape[0] > MAX_CALL_CHANNELS
+    ):
+        return False
+    channels, out_channels = matrices[0].shape
+
+    def pointers(ts: Sequence[Tensor]) -> ctypes.Array[ctypes.c_void_p]:
+        return (ctypes.c_void_p * count)(*(t.data_ptr() for t in ts))
+
+    status = lib.memnet_gate_shares(
+        pointers(memories), pointers(scales), pointers(shifts), pointers(matrices), count,
+        out.shape[0], channels, out_channels, None if bias is None else bias.data_ptr(),
+        out.data_ptr(), torch.get_num_threads(),
     )  # fmt: skip
     return bool(status == 0)

@@ -73,6 +73,11 @@ _SIGNATURES = {
     ),
     "memnet_vector_lanes": (_INT, []),
     "memnet_gate_share": (_INT, [_PTR, _I64, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _PTR, _INT, _INT]),
+    # xs, scales, shifts, Ws, count, pixels, C, K, bias, out, threads
+    "memnet_gate_shares": (
+        _INT,
+        [_PTR, _PTR, _PTR, _PTR, _INT, _I64, _I64, _I64, _PTR, _PTR, _INT],
+    ),
 }
 
 

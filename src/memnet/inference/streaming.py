@@ -228,13 +228,17 @@ class _Strip:
                     h_buf.view(a, b).copy_(previous.view(a, b))
             self._conv_add_(block.conv_b, inner, start, stop, h_buf.rows(start, stop))
             if r == 0:
-                # The gate's rows start with the long-term memories' shares (B0 carries the bias).
+                # The gate's rows start as the long-term memories' shares and H_1's, summed in
+                # one pass (B0 carries the bias).
                 gate.append(stop - start)
-                for j, memory in enumerate(self.memories[:m]):
-                    for a, b in runs(start, stop, gate, memory):
-                        block.share_into_(gate.view(a, b), j, memory.view(a, b), first=j == 0)
-            for a, b in runs(start, stop, gate, h_buf):
-                block.share(gate.view(a, b), block.long_term + r, h_buf.view(a, b))
+                sources = [*self.memories[:m], h_buf]
+                shares = [*range(m), block.long_term]
+                for a, b in runs(start, stop, gate, *sources):
+                    views = [source.view(a, b) for source in sources]
+                    block.shares_into_(gate.view(a, b), shares, views)
+            else:
+                for a, b in runs(start, stop, gate, h_buf):
+                    block.share(gate.view(a, b), block.long_term + r, h_buf.view(a, b))
             done[r] = stop
             if r == len(done) - 1:
                 gate.finish(stop)
