@@ -83,17 +83,29 @@ def fma_peak(threads: int) -> dict[str, float]:
     return peaks
 
 
-def ceiling(reps: int) -> dict[str, float]:
-    """GFLOP/s of the conv the network is made of, of a large matmul, and the FMA peak."""
+CONV_FLOP = 2 * 64 * 64 * 9 * 256 * 256  # the ceiling's conv: 3×3, 64→64, 256²
+
+
+def conv_times(reps: int) -> list[float]:
+    """Seconds of each of `reps` runs of the ceiling's conv (oneDNN, channels_last), after two
+    warm-up runs."""
     import torch
     import torch.nn.functional as F
 
     with torch.inference_mode():
         x = torch.randn(1, 64, 256, 256).contiguous(memory_format=torch.channels_last)
         w, b = torch.randn(64, 64, 3, 3), torch.randn(64)
-        conv_flop = 2 * 64 * 64 * 9 * 256 * 256
         timed(lambda: F.conv2d(x, w, b, padding=1), 2)
-        conv = timed(lambda: F.conv2d(x, w, b, padding=1), max(reps, 7))
+        return timed(lambda: F.conv2d(x, w, b, padding=1), reps)
+
+
+def ceiling(reps: int) -> dict[str, float]:
+    """GFLOP/s of the conv the network is made of, of a large matmul, and the FMA peak."""
+    import torch
+
+    conv_flop = CONV_FLOP
+    conv = conv_times(max(reps, 7))
+    with torch.inference_mode():
         a, c = torch.randn(4096, 4096), torch.randn(4096, 4096)
         timed(lambda: a @ c, 1)
         mm = timed(lambda: a @ c, max(reps, 5))
