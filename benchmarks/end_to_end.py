@@ -26,7 +26,7 @@ from typing import Any
 
 from child_peak import run_child
 from memory_photo import SHAPES, make_photo
-from speed import CONV_FLOP, ceiling, conv_times, kernels_line, machine, peak_line, widest_peak
+from speed import adjacent_ceiling, ceiling, kernels_line, machine, peak_line, widest_peak
 
 RESULTS = Path(__file__).with_name("end-to-end-results.md")
 
@@ -48,15 +48,6 @@ def mflop_per_pixel(model: str) -> float:
     network = load_model(model).network
     assert network is not None
     return summarize(network).mflop_per_pixel
-
-
-def adjacent_ceiling() -> float:
-    """The conv ceiling (GFLOP/s, median of 7) measured right now, next to a case: this shared
-    machine's speed drifts by 10-20 % within an hour, so each case is compared with the mean
-    of the ceilings measured just before and just after it."""
-    import numpy as np
-
-    return CONV_FLOP / float(np.median(conv_times(7))) / 1e9
 
 
 def run_case(

@@ -99,6 +99,13 @@ def conv_times(reps: int) -> list[float]:
         return timed(lambda: F.conv2d(x, w, b, padding=1), reps)
 
 
+def adjacent_ceiling() -> float:
+    """The conv ceiling (GFLOP/s, median of 7) measured right now, next to a case: this shared
+    machine's speed drifts by 10-20 % within an hour, so a long case is compared with the mean
+    of the ceilings measured just before and just after it."""
+    return CONV_FLOP / float(np.median(conv_times(7))) / 1e9
+
+
 def ceiling(reps: int) -> dict[str, float]:
     """GFLOP/s of the conv the network is made of, of a large matmul, and the FMA peak."""
     import torch
@@ -345,15 +352,17 @@ def report(results: dict[str, Any], quick: bool) -> str:
         "## Training",
         "",
         "| preset (recipe) | batch | patches/s | step | GFLOP/s (3× forward) | % of ceiling "
-        "| data wait per step |",
-        "|---|---|---|---|---|---|---|",
+        "| ceiling beside it | % of it | data wait per step |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for train in results["training"]:
         train_gflops = 3 * train["flop_per_pixel"] * PATCH**2 * train["patches_per_s"] / 1e9
+        beside = train.get("ceiling_beside", peak)
         lines.append(
             f"| {train['preset']} (configs/{train['recipe']}) | {BATCH} × {PATCH}² | "
             f"{train['patches_per_s']:.1f} | {train['step_ms'] / 1e3:.2f} s | "
-            f"{train_gflops:.0f} | {pct(train_gflops)} | {train['data_wait_ms']:.1f} ms |"
+            f"{train_gflops:.0f} | {pct(train_gflops)} | {beside:.0f} | "
+            f"{100 * train_gflops / beside:.0f} % | {train['data_wait_ms']:.1f} ms |"
         )
     steps = results["training"][0]["steps"]
     lines += [
@@ -365,7 +374,10 @@ def report(results: dict[str, Any], quick: bool) -> str:
         "direct-conv ceiling; every pre-activation runs through memnet's BatchNorm+ReLU kernel, "
         "fused into the Winograd call that reads it in the recursions and into one gate-kernel "
         "call per memory in the gates (memnet.training.fused_preactivations). Each kernel's "
-        "share of the step: [training-fusions-results.md](training-fusions-results.md).",
+        "share of the step: [training-fusions-results.md](training-fusions-results.md). "
+        "*ceiling beside it*: the conv ceiling measured just before and just after the row (their "
+        "mean), since this machine's speed drifts within a run; *% of it* compares the row with "
+        "that.",
         "",
         "## The earlier PyTorch port's network",
         "",
@@ -440,7 +452,9 @@ def main() -> None:
     results["training"] = []
     for preset, recipe in TRAINING:
         spec = {"kind": "training", "preset": preset, "recipe": recipe, "reps": 1}
+        before = adjacent_ceiling()
         row = run_child({**spec, "steps": 2 if args.quick else 15})
+        row["ceiling_beside"] = (before + adjacent_ceiling()) / 2
         results["training"].append({"preset": preset, "recipe": recipe, **row})
         keep(results)
     keep(results)
