@@ -26,7 +26,7 @@ from torch import Tensor
 
 from memnet.inference.winograd import Rows, SplitRows
 
-__all__ = ["RowBuffer", "runs"]
+__all__ = ["RING_SLACK_ROWS", "RowBuffer", "runs"]
 
 # A ring grows (copying its rows once) when more must be kept than it holds: while the
 # pipeline fills up, and where what is kept varies by a row or two from step to step. This much
