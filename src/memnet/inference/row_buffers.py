@@ -72,7 +72,7 @@ class RowBuffer:
         """Rows start .. stop for the Winograd kernel: one tensor, or two where a ring wraps."""
         first, capacity = self._index(start), self.data.shape[2]
         if not self.ring or first + stop - start <= capacity:
-            return self.view(start, stop)
+            return self.data[:, :, first : first + stop - start]
         return SplitRows(
             self.data[:, :, first:], self.data[:, :, : stop - start - (capacity - first)]
         )
@@ -100,7 +100,9 @@ class RowBuffer:
                 kept = self.view(self.lo, self.hi)
                 overlaps = self.lo - self.origin < live
                 self.data[:, :, :live] = kept.clone() if overlaps else kept
-            self.origin = self.lo
+                self.origin = self.lo
+            else:
+                self.origin = self.lo
         self.hi += count
 
     def _regrow(self, capacity: int) -> None:
