@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from memnet.imaging import bands
 from memnet.imaging import picture as image_picture
 from memnet.imaging.picture import Picture
 from memnet.imaging.reading import read_image
 from memnet.imaging.resize import imresize, imresize_rows
-from memnet.inference import pictures
 from memnet.inference.pictures import restore_picture
 from memnet.tasks import Deblock, Denoise, SuperResolution, Task
 
@@ -49,13 +50,58 @@ def test_bands_give_the_whole_plane_result(
     pixels = RNG.random((23, 31, 3)).astype(dtype)
     alpha = RNG.random((23, 31)).astype(dtype)
     whole = restore_picture(Picture(pixels, alpha), task, halve, color=color)
-    monkeypatch.setattr(pictures, "BAND_PIXELS", 50)  # bands of one or two rows
+    monkeypatch.setattr(bands, "BAND_PIXELS", 50)  # bands of one or two rows
     banded = restore_picture(Picture(pixels, alpha), task, halve, color=color)
     assert whole.pixels.dtype == dtype
     assert np.array_equal(banded.pixels, whole.pixels)
     assert banded.alpha is not None
     assert whole.alpha is not None
     assert np.array_equal(banded.alpha, whole.alpha)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_bands_on_threads_give_the_result_of_one(
+    monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    pixels = RNG.integers(0, 256, (41, 29, 3), dtype=np.uint8)
+    monkeypatch.setattr(bands, "BAND_PIXELS", 120)
+    monkeypatch.setattr(bands, "available_cores", lambda: 1)
+    alone = restore_picture(Picture(pixels), SuperResolution(3), stretch, color="y", depth=8)
+    monkeypatch.setattr(bands, "available_cores", lambda: threads)
+    shared = restore_picture(Picture(pixels), SuperResolution(3), stretch, color="y", depth=8)
+    assert np.array_equal(shared.pixels, alone.pixels)
+
+
+def test_band_rows_cover_the_image_once() -> None:
+    for height, width, pixels in [(1, 1, 1), (10, 3, 7), (100, 1000, 4096), (5, 10**6, 100)]:
+        rows = bands.band_rows(height, width, pixels)
+        assert rows[0][0] == 0
+        assert rows[-1][1] == height
+        assert all(a[1] == b[0] and a[0] < a[1] for a, b in itertools.pairwise(rows))
+        assert all(stop - start <= max(1, pixels // width) for start, stop in rows)
+
+
+def test_a_failing_band_is_raised_and_later_bands_are_not_begun(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+    import time
+
+    monkeypatch.setattr(bands, "available_cores", lambda: 2)
+    monkeypatch.setattr(bands, "BAND_PIXELS", 2)  # one-row bands on each of the 2 threads
+    begun: list[int] = []
+    lock = threading.Lock()
+
+    def work(start: int, stop: int) -> None:
+        with lock:
+            begun.append(start)
+        if start == 0:
+            raise ValueError("band 0 failed")
+        time.sleep(0.002)  # the other bands take a while, so most are still queued
+
+    with pytest.raises(ValueError, match="band 0 failed"):
+        bands.for_each_band(1000, 1, work)
+    assert len(begun) < 1000
 
 
 def test_integer_rounding_in_bands_matches_whole(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -108,7 +154,7 @@ def test_integer_samples_in_and_out_match_the_float_path_written(
     alpha = RNG.random((23, 31)).astype(np.float32) if layout == "rgba" else None
     floats = image_picture.unit_samples(samples, 255.0, np.float32)
     before = restore_picture(Picture(floats, alpha), task, stretch, color=color)
-    monkeypatch.setattr(pictures, "BAND_PIXELS", 50)  # bands of one or two rows
+    monkeypatch.setattr(bands, "BAND_PIXELS", 50)  # bands of one or two rows
     after = restore_picture(Picture(samples, alpha), task, stretch, color=color, depth=8)
     assert after.pixels.dtype == np.uint8
     assert np.array_equal(after.pixels, image_picture.to_integer(before.pixels, 8))
@@ -130,7 +176,7 @@ def test_the_planes_counted_bound_what_a_restore_holds(
     from memnet.inference.memory import picture_plane_bytes
 
     band = 4096
-    monkeypatch.setattr(pictures, "BAND_PIXELS", band)
+    monkeypatch.setattr(bands, "BAND_PIXELS", band)
     shape = (200, 300) if color == "gray" else (200, 300, 3)
     samples = RNG.integers(0, 256, shape, dtype=np.uint8)
     picture = Picture(samples)

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from memnet.errors import MemNetError
+from memnet.imaging.bands import BAND_PIXELS
 from memnet.imaging.planes import copied_plane, new_plane
 
 __all__ = [
@@ -39,10 +40,6 @@ MAX_PIXELS = 16384 * 16384
 # Decoded samples: float32 holds every 8- and 16-bit level exactly enough to round back to it
 # (its relative error, 6e-8, is far below half a 16-bit step, 7.6e-6) at half float64's memory.
 PIXEL_DTYPE = np.float32
-# Pixels per band of rows wherever a whole picture is converted (decoding, colour conversion,
-# bicubic, rounding to integers): their temporaries, a few times 24 bytes per pixel in float64,
-# stay near 100 MB whatever the image size.
-BAND_PIXELS = 1 << 20
 
 
 @dataclass

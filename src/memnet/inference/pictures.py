@@ -19,7 +19,7 @@ so that they can run as one batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -27,8 +27,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from memnet.errors import MemNetError
+from memnet.imaging.bands import for_each_band
 from memnet.imaging.color import ycbcr2rgb, ycbcr_channel
-from memnet.imaging.picture import BAND_PIXELS, MAX_PIXELS, Picture, to_integer, unit_rows
+from memnet.imaging.picture import MAX_PIXELS, Picture, to_integer, unit_rows
 from memnet.imaging.planes import copied_plane, new_plane
 from memnet.tasks import Task
 
@@ -98,7 +99,7 @@ def restore_picture(
     of that depth instead, rounded as `write_image` rounds (writing.sample_depth says which),
     a band of rows at a time straight into the output, so no float copy of it is ever held.
     Colour conversion, the bicubic of Cb/Cr and alpha and the rounding run a band of rows at a
-    time in float64; a channel's input plane is made only when it goes through the network and
+    time in float64, the bands shared out over the cores (memnet.imaging.bands); a channel's input plane is made only when it goes through the network and
     freed as soon as the network has it, so only the planes themselves grow with the image
     (memnet.inference.memory.picture_plane_bytes counts them).
     """
@@ -119,15 +120,10 @@ def restore_picture(
         if depth is None:
             output.keep(restored, copy=np.shares_memory(restored, picture.pixels))
         else:
-            for start, stop in _bands(out_h, out_w):
-                output.store((slice(start, stop),), np.clip(restored[start:stop], 0.0, 1.0))
+            output.store_bands(restored)
     elif mode == "rgb":
         for c in range(3):
-            restored = through_network(c)
-            for start, stop in _bands(out_h, out_w):
-                rows = np.clip(restored[start:stop], 0.0, 1.0)
-                output.store((slice(start, stop), slice(None), c), rows)
-            del restored  # before the next channel's planes are made
+            output.store_bands(through_network(c), c)  # freed before the next channel's planes
     else:
         done: list[NDArray[np.floating] | None] = [None, None, None]
         for c in network_channels(False, mode):
@@ -227,15 +223,38 @@ class _Output:
         pixels = copied_plane(values) if copy else values
         self.pixels = np.clip(pixels, 0.0, 1.0, out=pixels)
 
-    def store(self, index: tuple[slice | int, ...], values: NDArray[np.floating]) -> None:
-        """Clipped [0, 1] `values` into `pixels[index]`: cast to `dtype`, then rounded."""
-        if self.pixels is None:  # made at the first band: after the network input planes
+    def allocate(self) -> None:
+        """Make the pixels, once: called when the first band is stored, after the network's
+        input planes are freed, and before bands are stored from several threads."""
+        if self.pixels is None:
             integer = np.uint16 if self.depth == 16 else np.uint8
             self.pixels = new_plane(self.shape, self.dtype if self.depth is None else integer)
+
+    def store(self, index: tuple[slice | int, ...], values: NDArray[np.floating]) -> None:
+        """Clipped [0, 1] `values` into `pixels[index]`: cast to `dtype`, then rounded."""
+        self.allocate()
+        assert self.pixels is not None
         if self.depth is None:
             self.pixels[index] = values
         else:
             self.pixels[index] = to_integer(values.astype(self.dtype, copy=False), self.depth)
+
+    def store_bands(self, plane: NDArray[np.floating], channel: int | None = None) -> None:
+        """A restored `plane`, clipped to [0, 1], into the output (`channel` of a colour one),
+        a band of rows at a time."""
+        self.allocate()
+
+        def band(start: int, stop: int) -> None:
+            rows = np.clip(plane[start:stop], 0.0, 1.0)
+            self.store(
+                (slice(start, stop),)
+                if channel is None
+                else (slice(start, stop), slice(None), channel),
+                rows,
+            )
+
+        height, width = self.shape[:2]
+        for_each_band(height, width, band)
 
     def result(self) -> NDArray[np.generic]:
         assert self.pixels is not None
@@ -255,13 +274,6 @@ def _with_alpha(picture: Picture, task: Task, output: _Output, dtype: type[np.fl
     if output.depth is None:
         return picture.with_pixels(pixels, alpha)
     return replace(picture, pixels=pixels, alpha=alpha, bit_depth=output.depth)
-
-
-def _bands(height: int, width: int) -> Iterator[tuple[int, int]]:
-    """Row ranges of about BAND_PIXELS pixels covering an image `height` rows high."""
-    step = max(1, BAND_PIXELS // max(1, width))
-    for start in range(0, height, step):
-        yield start, min(start + step, height)
 
 
 @dataclass(frozen=True)
@@ -290,8 +302,11 @@ class _Channels:
             return pixels if self.space == "gray" else pixels[..., c]
         height, width = self.picture.height, self.picture.width
         plane = new_plane((height, width), self.dtype)
-        for start, stop in _bands(height, width):
+
+        def band(start: int, stop: int) -> None:
             plane[start:stop] = self.rows(c, start, stop)
+
+        for_each_band(height, width, band)
         return plane
 
     def prepared(self, task: Task, c: int, shape: tuple[int, int]) -> NDArray[np.floating]:
@@ -299,8 +314,11 @@ class _Channels:
         the whole plane where the task resamples, else each band from its own rows."""
         out = new_plane(shape, self.dtype)
         source = self.plane(c) if task.resamples else None
-        for start, stop in _bands(*shape):
+
+        def band(start: int, stop: int) -> None:
             out[start:stop] = self.prepared_rows(task, c, start, stop, source)
+
+        for_each_band(*shape, band)
         return out
 
     def prepared_rows(
@@ -331,7 +349,9 @@ def _merge_ycbcr(
         channels.plane(c) if done is None and task.resamples else None
         for c, done in enumerate(restored)
     ]
-    for start, stop in _bands(out_h, out_w):
+    output.allocate()
+
+    def merge(start: int, stop: int) -> None:
         band = np.empty((stop - start, out_w, 3), dtype=np.float64)
         for c in range(3):
             done = restored[c]
@@ -340,3 +360,5 @@ def _merge_ycbcr(
             else:
                 band[..., c] = channels.prepared_rows(task, c, start, stop, sources[c])
         output.store((slice(start, stop),), np.clip(ycbcr2rgb(band), 0.0, 1.0))
+
+    for_each_band(out_h, out_w, merge)
