@@ -7,6 +7,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pytest
@@ -194,22 +195,31 @@ def test_failed_write_leaves_no_file(tmp_path: Path) -> None:
         os.chmod(locked, 0o700)
 
 
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
 def test_disk_full_during_write_leaves_no_partial_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
 ) -> None:
+    from memnet.imaging import writing
+
     picture = picture_from_array(rgb8())
-    real_save = Image.Image.save
+    real_save, real_png = Image.Image.save, writing.write_png
 
     def save_then_fail(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
         real_save(self, fp, *args, **kwargs)  # type: ignore[arg-type]
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Image.Image, "save", save_then_fail)
-    (tmp_path / "x.png").write_bytes(b"previous")
+    def png_then_fail(out: IO[bytes], *args: object, **kwargs: object) -> None:
+        real_png(out, *args, **kwargs)  # type: ignore[arg-type]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", save_then_fail)  # JPEG, WebP, TIFF: Pillow
+    monkeypatch.setattr(writing, "write_png", png_then_fail)  # PNG: memnet.imaging.png
+    target = tmp_path / f"x{suffix}"
+    target.write_bytes(b"previous")
     with pytest.raises(MemNetError, match="No space left"):
-        write_image(picture, tmp_path / "x.png")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
-    assert (tmp_path / "x.png").read_bytes() == b"previous"
+        write_image(picture, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]
+    assert target.read_bytes() == b"previous"
 
 
 def test_arrays_and_pil_images_convert_both_ways() -> None:

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image
 
 from memnet.catalog.locate import resolve_set
 from memnet.errors import MemNetError
@@ -36,6 +35,7 @@ from memnet.evaluation.report import EvalReport, ImageScore, SetScore
 from memnet.fsutil import atomic_path
 from memnet.imaging.color import round_to_uint8
 from memnet.imaging.noise import noise_generator
+from memnet.imaging.png import write_png
 from memnet.imaging.reading import read_luminance
 from memnet.imaging.writing import PNG_COMPRESS_LEVEL
 from memnet.tasks import Task, baseline_methods, check_kind, make_task, task_class
@@ -164,8 +164,8 @@ def _save_restored(path: Path, restored: NDArray[np.float64]) -> None:
     pixels = round_to_uint8(restored * 255.0)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            Image.fromarray(pixels).save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+        with atomic_path(path) as tmp, open(tmp, "wb") as out:
+            write_png(out, pixels, level=PNG_COMPRESS_LEVEL)
     except OSError as error:
         raise MemNetError(f"{path}: cannot write image ({error.strerror or error})") from None
 

@@ -21,6 +21,7 @@ from memnet.errors import MemNetError
 from memnet.imaging.color import rgb2ycbcr, round_to_uint8
 from memnet.imaging.metrics import psnr, shave
 from memnet.imaging.picture import Picture
+from memnet.imaging.png import write_png
 from memnet.imaging.resize import imresize, modcrop
 from memnet.imaging.writing import PNG_COMPRESS_LEVEL
 from memnet.inference.api import ImageRestorer
@@ -181,6 +182,6 @@ def write_comparison(
     clean = np.asarray(read_image(source, dtype=np.float64).pixels, dtype=np.float64)
     panels = make_panels(clean, task, restorer, seed=seed)
     sheet = compose(panels, crop, zoom=zoom)
-    with atomic_path(output) as tmp:
-        sheet.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+    with atomic_path(output) as tmp, open(tmp, "wb") as out:
+        write_png(out, np.asarray(sheet), level=PNG_COMPRESS_LEVEL)
     return panels

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from memnet.cpu_settings import available_cores
 
-__all__ = ["BAND_PIXELS", "BAND_THREADS", "band_rows", "for_each_band"]
+__all__ = ["BAND_PIXELS", "BAND_THREADS", "band_rows", "band_threads", "for_each_band"]
 
 # Pixels per band of rows wherever a whole picture is converted (decoding, colour conversion,
 # bicubic, rounding to integers): their temporaries, a few times 24 bytes per pixel in float64,
@@ -33,12 +33,17 @@ def band_rows(height: int, width: int, pixels: int = BAND_PIXELS) -> list[tuple[
     return [(start, min(start + step, height)) for start in range(0, height, step)]
 
 
+def band_threads() -> int:
+    """Threads a band pass runs on here: the cores, at most BAND_THREADS."""
+    return min(BAND_THREADS, available_cores())
+
+
 def for_each_band(height: int, width: int, work: Callable[[int, int], None]) -> None:
     """`work(start, stop)` for every band of rows of a `height` × `width` image, on up to
     BAND_THREADS threads (one band of pixels in flight in all). `work` must write only rows
     start .. stop of its results; its first error is raised here once the others are done.
     """
-    threads = min(BAND_THREADS, available_cores())
+    threads = band_threads()
     bands = band_rows(height, width, BAND_PIXELS // threads)
     if threads == 1 or len(bands) == 1:
         for start, stop in bands:

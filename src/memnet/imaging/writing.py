@@ -1,26 +1,25 @@
 """Writing `Picture`s to image files, atomically: a failure never leaves a partial file behind.
 
-The format comes from the suffix. 16-bit pictures stay 16-bit in PNG and TIFF (Pillow encodes
-16-bit colour as 8 bits, so those are written with `pypng` and `tifffile`); alpha is kept where
-the format has it. Samples are rounded to integers a band of rows at a time (picture.to_integer);
+The format comes from the suffix. PNGs are encoded on all the cores by memnet.imaging.png;
+the other formats by Pillow, but 16-bit TIFFs by `tifffile` (Pillow encodes 16-bit colour as 8
+bits). 16-bit pictures stay 16-bit in PNG and TIFF; alpha is kept where the format has it. Samples are rounded to integers a band of rows at a time (picture.to_integer);
 a picture that already holds them at the depth written (`sample_depth`) is written as it is.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 from PIL import Image
 
 from memnet.errors import MemNetError
-from memnet.fsutil import atomic_path, atomic_write_bytes
-from memnet.imaging.formats import ALPHA_FORMATS, FORMAT_BY_SUFFIX, PNG_SIGNATURE, WIDE_FORMATS
+from memnet.fsutil import atomic_path
+from memnet.imaging.formats import ALPHA_FORMATS, FORMAT_BY_SUFFIX, WIDE_FORMATS
 from memnet.imaging.picture import Picture, picture_to_array, to_integer
+from memnet.imaging.png import write_png
 
 __all__ = [
     "PNG_COMPRESS_LEVEL",
@@ -31,8 +30,8 @@ __all__ = [
     "write_image",
 ]
 
-# zlib level of every PNG written. Measured on 30 photos of BSD100 and LIVE1 upscaled x3
-# (Pillow 12, 1 core): level 1 encodes 5x faster than Pillow's default 6 (3.3 s against 16.2 s)
+# zlib level of every PNG written. Measured with Pillow's encoder, before memnet.imaging.png,
+# on 30 photos of BSD100 and LIVE1 upscaled x3 (Pillow 12, 1 core): level 1 encodes 5x faster than Pillow's default 6 (3.3 s against 16.2 s)
 # for files 13 % larger (68.5 against 60.4 MB) - a 12-Mpx restore spent 5 s of its 44 s in the
 # encoder at level 6. PNG is lossless at every level: only the file size differs.
 PNG_COMPRESS_LEVEL = 1
@@ -57,34 +56,13 @@ def picture_to_pil(picture: Picture) -> Image.Image:
     return image
 
 
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-def _encode_png16(picture: Picture) -> bytes:
-    import png
-
-    samples = to_integer(picture.pixels, 16)
-    if picture.alpha is not None:
-        samples = np.dstack([samples, to_integer(picture.alpha, 16)])
-    planes = 1 if samples.ndim == 2 else samples.shape[2]
-    writer = png.Writer(
-        picture.width,
-        picture.height,
-        greyscale=planes in (1, 2),
-        alpha=planes in (2, 4),
-        bitdepth=16,
-        compression=PNG_COMPRESS_LEVEL,
-    )
-    buffer = io.BytesIO()
-    writer.write_array(buffer, samples.reshape(-1))
-    encoded = buffer.getvalue()
-    if not picture.icc_profile:
-        return encoded
-    # pypng has no ICC option: insert the iCCP chunk right after IHDR, where the spec wants it.
-    ihdr_end = len(PNG_SIGNATURE) + 8 + 13 + 4
-    iccp = _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(picture.icc_profile))
-    return encoded[:ihdr_end] + iccp + encoded[ihdr_end:]
+def _png_samples(picture: Picture) -> NDArray[np.generic]:
+    """The samples a PNG of `picture` holds: 16-bit for 16-bit pictures, alpha last."""
+    depth = 16 if picture.bit_depth == 16 else 8
+    samples = to_integer(picture.pixels, depth)
+    if picture.alpha is None:
+        return samples
+    return np.dstack([samples, to_integer(picture.alpha, depth)])
 
 
 def _write_tiff16(picture: Picture, tmp: Path) -> None:
@@ -154,10 +132,16 @@ def write_image(picture: Picture, path: str | os.PathLike[str], *, quality: int 
         raise MemNetError(f"{path}: output folder {path.parent} does not exist")
     if path.is_dir():
         raise MemNetError(f"{path}: is a folder; give a file name for the output")
-    wide_colour = picture.bit_depth == 16 and (not picture.is_gray or picture.alpha is not None)
     try:
-        if wide_colour and fmt == "PNG":
-            atomic_write_bytes(path, _encode_png16(picture))
+        if fmt == "PNG":
+            with atomic_path(path) as tmp, open(tmp, "wb") as out:
+                write_png(
+                    out,
+                    _png_samples(picture),
+                    level=PNG_COMPRESS_LEVEL,
+                    icc_profile=picture.icc_profile,
+                    exif=picture.exif,
+                )
             return
         if picture.bit_depth == 16 and fmt == "TIFF":
             with atomic_path(path) as tmp:
@@ -165,14 +149,12 @@ def write_image(picture: Picture, path: str | os.PathLike[str], *, quality: int 
             return
         image = _pil_for(picture, fmt)
         options: dict[str, object] = {}
-        if picture.icc_profile and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+        if picture.icc_profile and fmt in ("JPEG", "WEBP", "TIFF"):
             options["icc_profile"] = picture.icc_profile
-        if picture.exif and fmt in ("PNG", "JPEG", "WEBP", "TIFF"):
+        if picture.exif and fmt in ("JPEG", "WEBP", "TIFF"):
             options["exif"] = picture.exif
         if fmt in ("JPEG", "WEBP"):
             options["quality"] = int(quality)
-        if fmt == "PNG":
-            options["compress_level"] = PNG_COMPRESS_LEVEL
         with atomic_path(path) as tmp:
             image.save(tmp, format=fmt, **options)
     except OSError as error:
