@@ -24,11 +24,11 @@ LAYERS: dict[str, int] = {
     "fsutil": 0,
     "device_names": 0,
     "network_config": 0,
-    # 1: pixels, the network, data sets, the machine
+    "cpu_settings": 0,  # the machine's cores and heap: the image passes use them too
+    # 1: pixels, the network, data sets, devices
     "imaging": 1,
     "model": 1,
     "catalog": 1,
-    "cpu_settings": 1,
     "devices": 1,
     # 2: what a task is
     "tasks": 2,
