@@ -98,34 +98,48 @@ struct Rows {
 void input_block(const Rows<const float>& x, const float* scale, const float* shift,
                  const Shape& s, int64_t t0, int64_t t1, float* V, int64_t ld) {
   const int64_t C = s.channels;
-  alignas(64) vec d[T * T], tmp[T * T];
+  alignas(64) vec col[T], tmp[T * T], d[T * T];
   const vec zero = simd::zero();
-  for (int64_t tile = t0; tile < t1; ++tile) {
-    const Tile at = locate(s, tile);
-    // Output row r reads input rows r - pad_top .. r - pad_top + 2; columns are zero-padded.
-    const int64_t r0 = at.row - s.pad_top, c0 = at.col - 1;
-    const bool inside = r0 >= 0 && c0 >= 0 && r0 + T <= s.height_in && c0 + T <= s.width;
-    const float* row[T];
-    for (int i = 0; i < T; ++i) {
-      const int64_t r = r0 + i;
-      row[i] = r >= 0 && r < s.height_in ? x.row(at.image, r) : nullptr;
-    }
-    float* v = V + (tile - t0) * C;
-    for (int64_t ch = 0; ch < C; ch += simd::lanes) {
-      const vec a = scale ? simd::load(scale + ch) : zero;
-      const vec b = shift ? simd::load(shift + ch) : zero;
+  // A channel vector at a time over the block's tiles, so that a tile can take the first pass
+  // of its left neighbour's last two columns: neighbours in a tile row share two input columns,
+  // and Bᵀ d transforms each column on its own. The operations on each value are the same as
+  // for a tile on its own, so the result is the same to the bit.
+  for (int64_t ch = 0; ch < C; ch += simd::lanes) {
+    const vec a = scale ? simd::load(scale + ch) : zero;
+    const vec b = shift ? simd::load(shift + ch) : zero;
+    Tile before{-1, -1, -1};
+    for (int64_t tile = t0; tile < t1; ++tile) {
+      const Tile at = locate(s, tile);
+      // Output row r reads input rows r - pad_top .. r - pad_top + 2; columns are zero-padded.
+      const int64_t r0 = at.row - s.pad_top, c0 = at.col - 1;
+      const bool inside = r0 >= 0 && c0 >= 0 && r0 + T <= s.height_in && c0 + T <= s.width;
+      const float* row[T];
       for (int i = 0; i < T; ++i) {
-        for (int j = 0; j < T; ++j) {
-          const int64_t c = c0 + j;
+        const int64_t r = r0 + i;
+        row[i] = r >= 0 && r < s.height_in ? x.row(at.image, r) : nullptr;
+      }
+      const bool shares = at.image == before.image && at.row == before.row &&
+                          at.col == before.col + M;
+      if (shares) {
+        for (int i = 0; i < T; ++i) {
+          tmp[i * T] = tmp[i * T + M];
+          tmp[i * T + 1] = tmp[i * T + M + 1];
+        }
+      }
+      for (int j = shares ? T - M : 0; j < T; ++j) {
+        const int64_t c = c0 + j;
+        for (int i = 0; i < T; ++i) {
           const bool valid = inside || (row[i] && c >= 0 && c < s.width);
           vec value = valid ? simd::load(row[i] + c * C + ch) : zero;
           if (scale && valid) value = simd::max(simd::fmadd(value, a, b), zero);
-          d[i * T + j] = value;
+          col[i] = value;
         }
+        apply<T, T, BT>(col, 1, tmp + j, T);  // column j of Bᵀ d
       }
-      for (int j = 0; j < T; ++j) apply<T, T, BT>(d + j, T, tmp + j, T);              // Bᵀ d
-      for (int i = 0; i < T; ++i) apply<T, T, BT>(tmp + i * T, 1, d + i * T, 1);      // (Bᵀ d) B
+      for (int i = 0; i < T; ++i) apply<T, T, BT>(tmp + i * T, 1, d + i * T, 1);  // (Bᵀ d) B
+      float* v = V + (tile - t0) * C;
       for (int xi = 0; xi < T * T; ++xi) simd::store(v + xi * ld * C + ch, d[xi]);
+      before = at;
     }
   }
 }
