@@ -96,6 +96,32 @@ def test_input_activated_as_it_is_read(pad_rows: tuple[int, int]) -> None:
 
 
 @needs_kernel
+def test_blocks_of_any_size_give_the_same_bits() -> None:
+    # A tile takes the first transform pass of the two columns it shares with its left
+    # neighbour in the same block, tile row and image; where blocks start differs with their
+    # size, so each size shares different pairs, and all must give one result.
+    channels = 32
+    weight = channels_last(channels, channels, 3, 3, seed=3) * 0.05
+    bias = torch.randn(channels, generator=torch.Generator().manual_seed(4)) * 0.1
+    generator = torch.Generator().manual_seed(6)
+    scale = torch.rand(channels, generator=generator) + 0.5
+    shift = torch.rand(channels, generator=generator) - 0.5
+    x = channels_last(2, channels, 13, 30, seed=7)  # 8 tiles a row, the last one partial
+    conv = winograd.WinogradConv(weight, bias)
+    results = []
+    for block in (6, 12, 18, 600):
+        conv.block = block
+        results.append(conv(x, (1, 1), pre=(scale, shift)))
+    assert all(torch.equal(result, results[0]) for result in results[1:])
+    activated = (
+        x.double() * scale.double().view(1, -1, 1, 1) + shift.double().view(1, -1, 1, 1)
+    ).clamp(min=0)
+    exact = F.conv2d(activated, weight.double(), bias.double(), padding=1)
+    bound = winograd.error_bound(activated, weight, bias, (1, 1), activated=True)
+    assert bool(((results[0].double() - exact).abs() <= bound).all())
+
+
+@needs_kernel
 def test_a_wrong_weight_transform_breaks_the_bound() -> None:
     weight = channels_last(32, 32, 3, 3, seed=1) * 0.05
     bias = torch.zeros(32)
