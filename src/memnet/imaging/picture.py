@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from memnet.errors import MemNetError
-from memnet.imaging.bands import BAND_PIXELS
+from memnet.imaging.bands import BAND_PIXELS, band_rows
 from memnet.imaging.planes import copied_plane, new_plane
 
 __all__ = [
@@ -123,12 +123,10 @@ def to_integer(values: NDArray[np.generic], bit_depth: int) -> NDArray[np.generi
     if values.dtype == target:
         return values
     out = new_plane(values.shape, target)
-    row_pixels = max(1, values[:1].size)
-    step = max(1, BAND_PIXELS // row_pixels)
-    for start in range(0, max(1, values.shape[0]), step):
-        band = np.asarray(unit_rows(values, start, start + step), dtype=np.float64) * peak
+    for start, stop in band_rows(values.shape[0], values[:1].size, BAND_PIXELS):
+        band = np.asarray(unit_rows(values, start, stop), dtype=np.float64) * peak
         band += 0.5
-        out[start : start + step] = np.clip(np.floor(band, out=band), 0, peak, out=band)
+        out[start:stop] = np.clip(np.floor(band, out=band), 0, peak, out=band)
     return out
 
 

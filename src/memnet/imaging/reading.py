@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
 from memnet.errors import MemNetError
+from memnet.imaging.bands import band_rows
 from memnet.imaging.formats import PNG_SIGNATURE
 from memnet.imaging.picture import (
     BAND_PIXELS,
@@ -314,9 +315,7 @@ def _samples(image: Image.Image) -> NDArray[np.uint8]:
     width, height = image.size
     bands = len(image.getbands())
     out = new_plane((height, width) if bands == 1 else (height, width, bands), np.uint8)
-    step = max(1, BAND_PIXELS // max(1, width))
-    for top in range(0, height, step):
-        bottom = min(top + step, height)
+    for top, bottom in band_rows(height, width, BAND_PIXELS):
         out[top:bottom] = np.asarray(image.crop((0, top, width, bottom)))
     return out
 

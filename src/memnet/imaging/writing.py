@@ -2,17 +2,17 @@
 
 The format comes from the suffix. PNGs are encoded on all the cores by memnet.imaging.png;
 the other formats by Pillow, but 16-bit TIFFs by `tifffile` (Pillow encodes 16-bit colour as 8
-bits). 16-bit pictures stay 16-bit in PNG and TIFF; alpha is kept where the format has it. Samples are rounded to integers a band of rows at a time (picture.to_integer);
-a picture that already holds them at the depth written (`sample_depth`) is written as it is.
+bits). 16-bit pictures stay 16-bit in PNG and TIFF; alpha is kept where the format has it.
+Samples are rounded to integers a band of rows at a time (picture.to_integer); a picture that already holds them at the depth written (`sample_depth`) is written as it is.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
 from PIL import Image
 
 from memnet.errors import MemNetError
@@ -56,26 +56,13 @@ def picture_to_pil(picture: Picture) -> Image.Image:
     return image
 
 
-def _png_samples(picture: Picture) -> NDArray[np.generic]:
-    """The samples a PNG of `picture` holds: 16-bit for 16-bit pictures, alpha last."""
-    depth = 16 if picture.bit_depth == 16 else 8
-    samples = to_integer(picture.pixels, depth)
-    if picture.alpha is None:
-        return samples
-    return np.dstack([samples, to_integer(picture.alpha, depth)])
-
-
 def _write_tiff16(picture: Picture, tmp: Path) -> None:
     import tifffile
 
-    samples = to_integer(picture.pixels, 16)
-    extra: tuple[str, ...] = ()
-    if picture.alpha is not None:
-        samples = np.dstack([samples, to_integer(picture.alpha, 16)])
-        extra = ("unassalpha",)
+    extra = ("unassalpha",) if picture.alpha is not None else ()
     tifffile.imwrite(
         tmp,
-        samples,
+        picture_to_array(picture, np.uint16),
         photometric="minisblack" if picture.is_gray else "rgb",
         extrasamples=extra or None,
         iccprofile=picture.icc_profile,
@@ -85,17 +72,10 @@ def _write_tiff16(picture: Picture, tmp: Path) -> None:
 
 
 def _pil_for(picture: Picture, fmt: str) -> Image.Image:
-    if (
-        picture.bit_depth == 16
-        and picture.is_gray
-        and picture.alpha is None
-        and fmt in WIDE_FORMATS
-    ):
-        return Image.fromarray(to_integer(picture.pixels, 16))
-    pixels = to_integer(picture.pixels, 8)
-    if picture.alpha is not None and fmt in ALPHA_FORMATS:
-        return Image.fromarray(np.dstack([pixels, to_integer(picture.alpha, 8)]))
-    return Image.fromarray(pixels)
+    """An 8-bit Pillow image of `picture` (PNG and 16-bit TIFF are written without Pillow),
+    with its alpha where `fmt` keeps it."""
+    kept = picture if fmt in ALPHA_FORMATS else replace(picture, alpha=None)
+    return Image.fromarray(picture_to_array(kept, np.uint8))
 
 
 def keeps_alpha(path: str | os.PathLike[str]) -> bool:
@@ -137,7 +117,7 @@ def write_image(picture: Picture, path: str | os.PathLike[str], *, quality: int 
             with atomic_path(path) as tmp, open(tmp, "wb") as out:
                 write_png(
                     out,
-                    _png_samples(picture),
+                    picture_to_array(picture, np.uint16 if picture.bit_depth == 16 else np.uint8),
                     level=PNG_COMPRESS_LEVEL,
                     icc_profile=picture.icc_profile,
                     exif=picture.exif,

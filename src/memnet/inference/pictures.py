@@ -99,8 +99,8 @@ def restore_picture(
     of that depth instead, rounded as `write_image` rounds (writing.sample_depth says which),
     a band of rows at a time straight into the output, so no float copy of it is ever held.
     Colour conversion, the bicubic of Cb/Cr and alpha and the rounding run a band of rows at a
-    time in float64, the bands shared out over the cores (memnet.imaging.bands); a channel's input plane is made only when it goes through the network and
-    freed as soon as the network has it, so only the planes themselves grow with the image
+    time in float64, the bands shared out over the cores (memnet.imaging.bands); a channel's
+    input plane is made only when it goes through the network and freed as soon as the network has it, so only the planes themselves grow with the image
     (memnet.inference.memory.picture_plane_bytes counts them).
     """
     out_h, out_w = check_size(picture.height, picture.width, task)
@@ -195,7 +195,7 @@ def restore_pictures(
             for c in range(3):
                 plane = done[c]
                 assert plane is not None
-                output.store((slice(None), slice(None), c), np.clip(plane, 0.0, 1.0))
+                output.store_bands(plane, c)
         else:
             _merge_ycbcr(task, done, planes, output)
         restored.append(_with_alpha(picture, task, output, dtype))
@@ -243,15 +243,10 @@ class _Output:
         """A restored `plane`, clipped to [0, 1], into the output (`channel` of a colour one),
         a band of rows at a time."""
         self.allocate()
+        columns = () if channel is None else (slice(None), channel)
 
         def band(start: int, stop: int) -> None:
-            rows = np.clip(plane[start:stop], 0.0, 1.0)
-            self.store(
-                (slice(start, stop),)
-                if channel is None
-                else (slice(start, stop), slice(None), channel),
-                rows,
-            )
+            self.store((slice(start, stop), *columns), np.clip(plane[start:stop], 0.0, 1.0))
 
         height, width = self.shape[:2]
         for_each_band(height, width, band)

@@ -96,12 +96,11 @@ class RowBuffer:
                 # Grow with slack as large as what is kept, so that moving the kept rows
                 # to the front happens only every few steps.
                 self._regrow(live + count + max(live, 4))
-            elif live:
-                kept = self.view(self.lo, self.hi)
-                overlaps = self.lo - self.origin < live
-                self.data[:, :, :live] = kept.clone() if overlaps else kept
-                self.origin = self.lo
             else:
+                if live:
+                    kept = self.view(self.lo, self.hi)
+                    overlaps = self.lo - self.origin < live
+                    self.data[:, :, :live] = kept.clone() if overlaps else kept
                 self.origin = self.lo
         self.hi += count
 
