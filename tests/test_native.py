@@ -181,6 +181,8 @@ from memnet.inference import native, winograd
 from memnet.inference.fast_network import InferenceMemNet
 from memnet.inference.streaming import StreamedMemNet
 from memnet.model import MemNet
+from memnet.training.fused_preactivations import use_fused_preactivations
+from memnet.training.winograd_convs import use_winograd_convs
 outputs = {}
 for channels in (32, 64):  # two vectors of K per block, and (AVX-512) four
     torch.manual_seed(channels)
@@ -193,6 +195,15 @@ for channels in (32, 64):  # two vectors of K per block, and (AVX-512) four
     x = torch.rand(1, 1, 37, 53, generator=torch.Generator().manual_seed(1))
     outputs[f"whole{channels}"] = net(x).numpy()
     outputs[f"streamed{channels}"] = StreamedMemNet(net, rows=8)(x).numpy()
+# a training step through the fused τ, recursion and gate kernels: every gradient
+torch.manual_seed(0)
+model = MemNet(2, 2, 32).to(memory_format=torch.channels_last).train()
+use_winograd_convs(model)
+use_fused_preactivations(model)
+x = torch.rand(4, 1, 19, 23, generator=torch.Generator().manual_seed(2))
+model(x.contiguous(memory_format=torch.channels_last)).square().sum().backward()
+for name, parameter in model.named_parameters():
+    outputs[f"grad.{name}"] = parameter.grad.numpy()
 np.savez(sys.argv[1], **outputs)
 print(native.isa())
 """
@@ -202,7 +213,8 @@ print(native.isa())
 @pytest.mark.skipif(native.isa() != "avx512", reason="no AVX-512 here: only the AVX2 build runs")
 def test_the_avx512_and_avx2_builds_give_the_same_bits(tmp_path: Path) -> None:
     """Every lane does the same fp32 operations in the same order in both builds (simd.h), so
-    a network through either build gives the same output, bit for bit."""
+    a network through either build gives the same output, and a training step the same
+    gradients, bit for bit."""
     results = {}
     for isa in ("avx512", "avx2"):
         env = {**os.environ, "MEMNET_ISA": isa}

@@ -185,6 +185,29 @@ def test_the_same_bits_with_one_thread_or_two() -> None:
 
 
 @needs_kernels
+def test_a_gate_gives_the_same_bits_with_one_thread_or_two() -> None:
+    """The gate's backward sums its weight's gradient per fixed run of pixels, in order."""
+    plain = GateUnit(memories=3, channels=32)
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            fast = copy.deepcopy(plain).to(memory_format=torch.channels_last)
+            use_fused_preactivations(fast)
+            memories = [activations(8, 32, 31, 31, seed=30 + j).requires_grad_() for j in range(3)]
+            y = fast(memories)
+            y.backward(activations(8, 32, 31, 31, seed=40))
+            results.append((y, *(m.grad for m in memories), *(p.grad for p in fast.parameters())))
+    finally:
+        torch.set_num_threads(threads)
+    for one, two in zip(*results, strict=True):
+        assert one is not None
+        assert two is not None
+        assert torch.equal(one, two)
+
+
+@needs_kernels
 def test_the_switch_keeps_the_module_and_falls_back_where_the_kernel_does_not_apply() -> None:
     torch.manual_seed(0)
     model = MemNet(2, 2, 32).to(memory_format=torch.channels_last)

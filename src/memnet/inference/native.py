@@ -71,6 +71,12 @@ _SIGNATURES = {
         _INT,
         [_PTR, _PTR, _I64, _I64, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _INT],
     ),
+    # x, g, pixels, C, K, scale, shift, mean, invstd, WT, grad_W, dx, grad_shift,
+    # grad_centered, threads
+    "memnet_gate_share_backward": (
+        _INT,
+        [_PTR, _PTR, _I64, _I64, _I64, *([_PTR] * 9), _INT],
+    ),
     "memnet_vector_lanes": (_INT, []),
     "memnet_gate_share": (_INT, [_PTR, _I64, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _PTR, _INT, _INT]),
     # xs, scales, shifts, Ws, count, pixels, C, K, bias, out, threads

@@ -16,8 +16,13 @@ inline vec zero() { return _mm512_setzero_ps(); }
 inline vec set1(float x) { return _mm512_set1_ps(x); }
 inline vec add(vec a, vec b) { return _mm512_add_ps(a, b); }
 inline vec sub(vec a, vec b) { return _mm512_sub_ps(a, b); }
+inline vec mul(vec a, vec b) { return _mm512_mul_ps(a, b); }
 inline vec fmadd(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
 inline vec max(vec a, vec b) { return _mm512_max_ps(a, b); }
+// a where test > 0, else 0 (a ReLU's gradient mask, told from its pre-activation)
+inline vec where_positive(vec test, vec a) {
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(test, zero(), _CMP_GT_OQ), a);
+}
 #else
 using vec = __m256;
 constexpr int lanes = 8;
@@ -27,8 +32,12 @@ inline vec zero() { return _mm256_setzero_ps(); }
 inline vec set1(float x) { return _mm256_set1_ps(x); }
 inline vec add(vec a, vec b) { return _mm256_add_ps(a, b); }
 inline vec sub(vec a, vec b) { return _mm256_sub_ps(a, b); }
+inline vec mul(vec a, vec b) { return _mm256_mul_ps(a, b); }
 inline vec fmadd(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
 inline vec max(vec a, vec b) { return _mm256_max_ps(a, b); }
+inline vec where_positive(vec test, vec a) {
+  return _mm256_and_ps(_mm256_cmp_ps(test, zero(), _CMP_GT_OQ), a);
+}
 #endif
 
 }  // namespace simd
