@@ -267,8 +267,9 @@ class FusedRecursiveUnit(RecursiveUnit):
 
 
 class FusedGateUnit(GateUnit):
-    """A GateUnit that runs in training as one gate-kernel call per memory, where the kernel
-    takes every memory (same shape, channel counts as `memnet_gate_share` takes them)."""
+    """A GateUnit that runs in training as one gate-kernel call over its memories (backwards,
+    one call of the gate's backward kernel per memory), where the kernels take every memory
+    (same shape, channel counts as `memnet_gate_share` takes them)."""
 
     def forward(self, memories: list[Tensor]) -> Tensor:
         conv, first = self.conv, memories[0]
