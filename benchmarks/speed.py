@@ -185,7 +185,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         from memnet.cpu_settings import retain_freed_memory
         from memnet.inference.engine import Restorer
 
-        retain_freed_memory()  # as the memnet command does
+        if spec.get("retain", True):  # "retain": false shows the heap without the setting
+            retain_freed_memory()  # as the memnet command does
         edge = spec["edge"]
         restorer = Restorer(model, device="cpu", stream=spec.get("stream", True))
         restorer(picture(96))  # warm-up: first-call setup, not the image's work
