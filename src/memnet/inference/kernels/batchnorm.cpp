@@ -18,6 +18,7 @@
 // The two chunked-sum loops (statistics, backward) are written out each in place: one template
 // taking the per-pixel terms as a lambda gave the same sums but made a light-preset training
 // step 2× slower (measured; not yet pinned down, the inner loops' vectorisation the likely cause).
+#include "chunk_sums.h"
 #include <omp.h>
 #include <stdint.h>
 
@@ -27,23 +28,14 @@
 
 namespace {
 
+using chunk_sums::add_chunks;
+
 constexpr int64_t CHUNK = 128;
 
 int64_t chunks_of(int64_t pixels) { return (pixels + CHUNK - 1) / CHUNK; }
 
 int workers_for(int threads, int64_t chunks) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(threads, chunks)));
-}
-
-// out[c] = Σ_chunks partial[chunk][c], for two arrays of partial sums, in chunk order.
-void add_chunks(const double* first, const double* second, int64_t chunks, int64_t C,
-                double* first_sum, double* second_sum) {
-  for (int64_t c = 0; c < C; ++c) first_sum[c] = second_sum[c] = 0;
-  for (int64_t k = 0; k < chunks; ++k)
-    for (int64_t c = 0; c < C; ++c) {
-      first_sum[c] += first[k * C + c];
-      second_sum[c] += second[k * C + c];
-    }
 }
 
 }  // namespace
@@ -146,11 +138,7 @@ int memnet_bn_relu_backward(const float* x, const float* dy, int64_t pixels, int
 #pragma omp single
     {
       add_chunks(sums.get(), centered.get(), chunks, C, grad_shift, grad_centered);
-      const double count = static_cast<double>(pixels);
-      for (int64_t c = 0; c < C; ++c) {
-        a[c] = static_cast<float>(grad_shift[c] / count);
-        b[c] = static_cast<float>(invstd[c] * invstd[c] * grad_centered[c] / count);
-      }
+      chunk_sums::dx_coefficients(grad_shift, grad_centered, invstd, pixels, C, a.get(), b.get());
     }  // the single's barrier: every thread sees a and b
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < chunks; ++k) {

@@ -16,6 +16,7 @@
 // takes them; GROUP chunks for dW) and the runs added in double in order: the result is the
 // same for any number of threads.
 // C a multiple of simd::lanes, K of twice that.
+#include "chunk_sums.h"
 #include "simd.h"
 #include <omp.h>
 #include <stdint.h>
@@ -170,8 +171,8 @@ int memnet_gate_share_backward(const float* x, const float* g, int64_t pixels, i
   if (pixels <= 0 || C <= 0 || K <= 0 || C % L || K % (2 * L) || C > MAX_C) return -1;
   const int64_t chunks = (pixels + CHUNK - 1) / CHUNK;
   const int64_t groups = (chunks + GROUP - 1) / GROUP;
-  std::unique_ptr<double[]> chunk_sums(new double[chunks * C]),
-      chunk_centered(new double[chunks * C]), group_dw(new double[groups * C * K]);
+  std::unique_ptr<double[]> sums(new double[chunks * C]), centered(new double[chunks * C]),
+      group_dw(new double[groups * C * K]);
   std::unique_ptr<float[]> mu(new float[C]), A(new float[C]), B(new float[C]);
   for (int64_t c = 0; c < C; ++c) mu[c] = static_cast<float>(mean[c]);
   const Share share{x, g, C, K, scale, shift, mu.get(), WT};
@@ -182,44 +183,36 @@ int memnet_gate_share_backward(const float* x, const float* g, int64_t pixels, i
 #pragma omp parallel num_threads(workers)
   {
     alignas(64) float da[ROWS * MAX_C];
-    std::unique_ptr<float[]> dw(new float[C * K]), a(new float[CHUNK * C]), sum(new float[C]),
-        centered(new float[C]);
+    std::unique_ptr<float[]> dw(new float[C * K]), a(new float[CHUNK * C]),
+        chunk_sum(new float[C]), chunk_centered(new float[C]);
 #pragma omp for schedule(static)
     for (int64_t group = 0; group < groups; ++group) {
       std::fill(dw.get(), dw.get() + C * K, 0.0f);
       const int64_t last = std::min(chunks, (group + 1) * GROUP);
       for (int64_t k = group * GROUP; k < last; ++k) {
-        std::fill(sum.get(), sum.get() + C, 0.0f);
-        std::fill(centered.get(), centered.get() + C, 0.0f);
+        std::fill(chunk_sum.get(), chunk_sum.get() + C, 0.0f);
+        std::fill(chunk_centered.get(), chunk_centered.get() + C, 0.0f);
         const int64_t end = std::min(pixels, (k + 1) * CHUNK);
         for (int64_t p = k * CHUNK; p < end; p += ROWS) {
           const int n = static_cast<int>(std::min<int64_t>(ROWS, end - p));
-          first[n](share, p, sum.get(), centered.get(), a.get() + (p - k * CHUNK) * C, dx, da);
+          first[n](share, p, chunk_sum.get(), chunk_centered.get(),
+                   a.get() + (p - k * CHUNK) * C, dx, da);
         }
         weight_gradient(share, k * CHUNK, end - k * CHUNK, a.get(), dw.get());
         for (int64_t c = 0; c < C; ++c) {
-          chunk_sums[k * C + c] = sum[c];
-          chunk_centered[k * C + c] = centered[c];
+          sums[k * C + c] = chunk_sum[c];
+          centered[k * C + c] = chunk_centered[c];
         }
       }
       for (int64_t i = 0; i < C * K; ++i) group_dw[group * C * K + i] = dw[i];
     }
 #pragma omp single
     {
-      for (int64_t c = 0; c < C; ++c) grad_shift[c] = grad_centered[c] = 0;
-      for (int64_t k = 0; k < chunks; ++k)
-        for (int64_t c = 0; c < C; ++c) {
-          grad_shift[c] += chunk_sums[k * C + c];
-          grad_centered[c] += chunk_centered[k * C + c];
-        }
+      chunk_sums::add_chunks(sums.get(), centered.get(), chunks, C, grad_shift, grad_centered);
       for (int64_t i = 0; i < C * K; ++i) grad_W[i] = 0;
       for (int64_t group = 0; group < groups; ++group)
         for (int64_t i = 0; i < C * K; ++i) grad_W[i] += group_dw[group * C * K + i];
-      const double count = static_cast<double>(pixels);
-      for (int64_t c = 0; c < C; ++c) {
-        A[c] = static_cast<float>(grad_shift[c] / count);
-        B[c] = static_cast<float>(invstd[c] * invstd[c] * grad_centered[c] / count);
-      }
+      chunk_sums::dx_coefficients(grad_shift, grad_centered, invstd, pixels, C, A.get(), B.get());
     }  // the single's barrier: every thread sees A and B
 #pragma omp for schedule(static)
     for (int64_t k = 0; k < chunks; ++k) {
