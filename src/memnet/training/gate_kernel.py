@@ -2,9 +2,10 @@
 
 The share is relu(scale·x + shift) through the share's part of the gate's 1×1 conv; its
 backward gives the gradients of that part of the weight, of τ's γ and β, and of the memory,
-in two passes that read the memory and the gate's gradient once each (the kernel's header
-says how). Takes channels_last fp32 CPU tensors and needs memnet's kernels
-(memnet.inference.native).
+in two passes: one that reads the memory and the gate's gradient, one over the memory's
+gradient (the kernel's header says how). Takes channels_last fp32 CPU tensors, with channel
+counts as `memnet.inference.gates.takes_share` takes them (which FusedGateUnit checks), and
+needs memnet's kernels (memnet.inference.native).
 """
 
 from __future__ import annotations
@@ -14,16 +15,7 @@ from torch import Tensor
 
 from memnet.inference import native
 
-__all__ = ["share_backward", "takes_share_backward"]
-
-
-def takes_share_backward(channels: int, out_channels: int) -> bool:
-    """Whether the kernel runs the backward of a `channels`-channel memory's share of an
-    `out_channels` gate (C a multiple of the vector, at most 512, K of two vectors)."""
-    if native.library() is None:
-        return False
-    lanes = native.vector_lanes()
-    return channels % lanes == 0 and 0 < channels <= 512 and out_channels % (2 * lanes) == 0
+__all__ = ["share_backward"]
 
 
 def share_backward(
