@@ -62,6 +62,8 @@ _SIGNATURES = {
         [_PTR, _I64, _I64, _I64, _I64, _PTR, _PTR, _PTR, _I64, _PTR, _INT, _I64],
     ),
     "memnet_winograd_block": (_I64, [_I64, _I64, _I64]),
+    # U, C, K, packed
+    "memnet_winograd_pack": (_INT, [_PTR, _I64, _I64, _PTR]),
     # x, pixels, C, mean, var, threads
     "memnet_bn_stats": (_INT, [_PTR, _I64, _I64, _PTR, _PTR, _INT]),
     # x, pixels, C, scale, shift, y, threads

@@ -115,6 +115,16 @@ def _block(channels: int, out_channels: int) -> int:
     return int(lib.memnet_winograd_block(channels, out_channels, BLOCK_CACHE_BYTES))
 
 
+def _packed(u: Tensor) -> Tensor:
+    """U [36, C, K] in the order the loaded kernel's GEMMs read it (memnet_winograd_pack)."""
+    lib = kernel()
+    assert lib is not None
+    packed = torch.empty_like(u)
+    if lib.memnet_winograd_pack(u.data_ptr(), u.shape[1], u.shape[2], packed.data_ptr()) != 0:
+        raise ValueError(f"Winograd kernel cannot pack a {tuple(u.shape)} weight")
+    return packed
+
+
 def _pointer(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
@@ -154,7 +164,7 @@ class WinogradConv:
         assert lib is not None
         assert suits(weight)
         self.out_channels, self.in_channels = weight.shape[0], weight.shape[1]
-        self.u = weight_transform(weight)
+        self.u = _packed(weight_transform(weight))
         self.bias = None if bias is None else bias.detach().float().contiguous().cpu()
         self.block = _block(self.in_channels, self.out_channels)
 

@@ -41,10 +41,12 @@ constexpr float AT[M][T] = {
 constexpr float A[T][M] = {{1, 0, 0, 0}, {1, 1, 1, 1}, {1, -1, 1, -1},
                            {1, 2, 4, 8}, {1, -2, 4, -8}, {0, 0, 0, 1}};
 
-// out[i·os] = Σ_j mat[i][j] in[j·is] over vectors; the compiler drops zero entries and turns
-// ±1 into adds because the loops are unrolled over constant matrices.
-template <int R, int Cn, const float (&Mat)[R][Cn]>
-inline void apply(const vec* in, int is, vec* out, int os) {
+// out(i, Σ_j mat[i][j] · in(j)) over vectors; the compiler drops zero entries and turns ±1 into
+// adds because the loops are unrolled over constant matrices. `in` and `out` may read and write
+// the kernel's buffers directly (a pass's first input loaded from memory, its last output
+// stored), which saves a copy of every tile through the stack.
+template <int R, int Cn, const float (&Mat)[R][Cn], typename In, typename Out>
+inline void apply_with(In in, Out out) {
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) {
     vec acc = simd::zero();
@@ -52,15 +54,22 @@ inline void apply(const vec* in, int is, vec* out, int os) {
     for (int j = 0; j < Cn; ++j) {
       const float c = Mat[i][j];
       if (c == 1.0f) {
-        acc = simd::add(acc, in[j * is]);
+        acc = simd::add(acc, in(j));
       } else if (c == -1.0f) {
-        acc = simd::sub(acc, in[j * is]);
+        acc = simd::sub(acc, in(j));
       } else if (c != 0.0f) {
-        acc = simd::fmadd(simd::set1(c), in[j * is], acc);
+        acc = simd::fmadd(simd::set1(c), in(j), acc);
       }
     }
-    out[i * os] = acc;
+    out(i, acc);
   }
+}
+
+// out[i·os] = Σ_j mat[i][j] in[j·is], vectors held in arrays.
+template <int R, int Cn, const float (&Mat)[R][Cn]>
+inline void apply(const vec* in, int is, vec* out, int os) {
+  apply_with<R, Cn, Mat>([&](int j) { return in[j * is]; },
+                         [&](int i, vec v) { out[i * os] = v; });
 }
 
 struct Shape {
@@ -94,12 +103,14 @@ struct Rows {
 
 // V[ξ][i][c] for tiles t0 + i, i < t1 - t0; ld = rows of each ξ slice. With `scale` and
 // `shift` (C each) every input sample is first activated, relu(scale·x + shift) (an eval
-// BatchNorm and its ReLU), and the zero padding stays zero.
+// BatchNorm and its ReLU), and the zero padding stays zero. `where` holds t1 - t0 Tiles: the
+// block's tiles are located once, not once per channel vector (three integer divisions each).
 void input_block(const Rows<const float>& x, const float* scale, const float* shift,
-                 const Shape& s, int64_t t0, int64_t t1, float* V, int64_t ld) {
+                 const Shape& s, int64_t t0, int64_t t1, float* V, int64_t ld, Tile* where) {
   const int64_t C = s.channels;
-  alignas(64) vec col[T], tmp[T * T], d[T * T];
+  alignas(64) vec col[T], tmp[T * T];
   const vec zero = simd::zero();
+  for (int64_t tile = t0; tile < t1; ++tile) where[tile - t0] = locate(s, tile);
   // A channel vector at a time over the block's tiles, so that a tile can take the first pass
   // of its left neighbour's last two columns: neighbours in a tile row share two input columns,
   // and Bᵀ d transforms each column on its own. The operations on each value are the same as
@@ -109,7 +120,7 @@ void input_block(const Rows<const float>& x, const float* scale, const float* sh
     const vec b = shift ? simd::load(shift + ch) : zero;
     Tile before{-1, -1, -1};
     for (int64_t tile = t0; tile < t1; ++tile) {
-      const Tile at = locate(s, tile);
+      const Tile at = where[tile - t0];
       // Output row r reads input rows r - pad_top .. r - pad_top + 2; columns are zero-padded.
       const int64_t r0 = at.row - s.pad_top, c0 = at.col - 1;
       const bool inside = r0 >= 0 && c0 >= 0 && r0 + T <= s.height_in && c0 + T <= s.width;
@@ -136,9 +147,10 @@ void input_block(const Rows<const float>& x, const float* scale, const float* sh
         }
         apply<T, T, BT>(col, 1, tmp + j, T);  // column j of Bᵀ d
       }
-      for (int i = 0; i < T; ++i) apply<T, T, BT>(tmp + i * T, 1, d + i * T, 1);  // (Bᵀ d) B
-      float* v = V + (tile - t0) * C;
-      for (int xi = 0; xi < T * T; ++xi) simd::store(v + xi * ld * C + ch, d[xi]);
+      float* v = V + (tile - t0) * C + ch;
+      for (int i = 0; i < T; ++i)  // (Bᵀ d) B, row i, stored straight into V[ξ = 6i + j]
+        apply_with<T, T, BT>([&](int j) { return tmp[i * T + j]; },
+                             [&](int j, vec value) { simd::store(v + (i * T + j) * ld * C, value); });
       before = at;
     }
   }
@@ -146,10 +158,18 @@ void input_block(const Rows<const float>& x, const float* scale, const float* sh
 
 // Mo[n][K] = V[n][C] · U[C][K], n a multiple of 6, K of NV vectors: a 6 × NV-vector block of
 // accumulators per pass over C (NV = 2: 12 of AVX2's 16 registers; NV = 4: 24 of AVX-512's 32,
-// so that each load of U feeds 6 multiplies and each broadcast of V 4).
+// so that each load of U feeds 6 multiplies and each broadcast of V 4). U comes packed by
+// pack_panels: the NV vectors of K that a pass reads are one run, [K / (NV·lanes)][C][NV·lanes],
+// and each pass prefetches the run ahead of it. With U as [C][K] a pass read one cache line
+// every K floats, and the 36 slices of a block (576 KB at 64 channels) came from the L2 at the
+// stride's pace (with the transforms' direct loads and stores, the conv ran 1.12-1.23× faster
+// on a Zen 3 core: benchmarks/winograd.md).
 template <int NV>
 void gemm_by(const float* V, const float* U, float* Mo, int64_t n, int64_t C, int64_t K) {
-  for (int64_t j0 = 0; j0 < K; j0 += NV * simd::lanes) {
+  constexpr int W = NV * simd::lanes;  // floats of one panel row
+  constexpr int AHEAD = 1024;          // floats prefetched ahead: one 64 × 16 panel of AVX2
+  for (int64_t j0 = 0; j0 < K; j0 += W) {
+    const float* panel = U + j0 * C;
     for (int64_t r0 = 0; r0 < n; r0 += 6) {
       vec acc[6][NV];
 #pragma GCC unroll 6
@@ -158,9 +178,12 @@ void gemm_by(const float* V, const float* U, float* Mo, int64_t n, int64_t C, in
         for (int q = 0; q < NV; ++q) acc[i][q] = simd::zero();
       const float* v = V + r0 * C;
       for (int64_t c = 0; c < C; ++c) {
+        const float* u_row = panel + c * W;
+#pragma GCC unroll 4
+        for (int line = 0; line < W; line += 16) __builtin_prefetch(u_row + AHEAD + line);
         vec u[NV];
 #pragma GCC unroll 4
-        for (int q = 0; q < NV; ++q) u[q] = simd::load(U + c * K + j0 + q * simd::lanes);
+        for (int q = 0; q < NV; ++q) u[q] = simd::load(u_row + q * simd::lanes);
 #pragma GCC unroll 6
         for (int i = 0; i < 6; ++i) {
           const vec b = simd::set1(v[i * C + c]);
@@ -188,16 +211,25 @@ void gemm(const float* V, const float* U, float* Mo, int64_t n, int64_t C, int64
     gemm_by<2>(V, U, Mo, n, C, K);
 }
 
+// One [C][K] slice of U as gemm_by reads it: [K / w][C][w], w the floats of its pass.
+void pack_panels(const float* U, int64_t C, int64_t K, float* packed) {
+  const int64_t w = (four_vectors(K) ? 4 : 2) * simd::lanes;
+  for (int64_t j0 = 0; j0 < K; j0 += w)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t j = 0; j < w; ++j) packed[j0 * C + c * w + j] = U[c * K + j0 + j];
+}
+
 // y = Aᵀ M A + bias, then + add (which may be y itself), then ReLU, for tiles [t0, t1).
 // `add` may be null (add.first).
 void output_block(const float* Mb, const float* bias, const Rows<const float>& add, int relu,
                   const Shape& s, int64_t t0, int64_t t1, int64_t ld, const Rows<float>& y) {
   const int64_t K = s.out_channels;
-  alignas(64) vec m[T * T], tmp[M * T], o[M * M];
+  alignas(64) vec tmp[M * T];
   const vec zero = simd::zero();
   for (int64_t tile = t0; tile < t1; ++tile) {
     const Tile at = locate(s, tile);
     const int rows = static_cast<int>(std::min<int64_t>(M, s.height_out - at.row));
+    const int cols = static_cast<int>(std::min<int64_t>(M, s.width - at.col));
     float* out[M];
     const float* plus[M];
     for (int i = 0; i < rows; ++i) {
@@ -206,18 +238,18 @@ void output_block(const float* Mb, const float* bias, const Rows<const float>& a
     }
     const float* src = Mb + (tile - t0) * K;
     for (int64_t k = 0; k < K; k += simd::lanes) {
-      for (int xi = 0; xi < T * T; ++xi) m[xi] = simd::load(src + xi * ld * K + k);
-      for (int j = 0; j < T; ++j) apply<M, T, AT>(m + j, T, tmp + j, T);          // Aᵀ M
-      for (int i = 0; i < M; ++i) apply<M, T, AT>(tmp + i * T, 1, o + i * M, 1);  // (Aᵀ M) A
+      for (int j = 0; j < T; ++j)  // Aᵀ M, column j, loaded from M[ξ = j + 6i]
+        apply_with<M, T, AT>([&](int i) { return simd::load(src + (j + i * T) * ld * K + k); },
+                             [&](int i, vec value) { tmp[i * T + j] = value; });
       const vec b = bias ? simd::load(bias + k) : zero;
-      for (int i = 0; i < rows; ++i) {
-        for (int j = 0; j < M && at.col + j < s.width; ++j) {
-          vec value = simd::add(o[i * M + j], b);
+      for (int i = 0; i < rows; ++i)  // (Aᵀ M) A, row i, through the epilogue into y
+        apply_with<M, T, AT>([&](int j) { return tmp[i * T + j]; }, [&](int j, vec value) {
+          if (j >= cols) return;
+          value = simd::add(value, b);
           if (plus[i]) value = simd::add(value, simd::load(plus[i] + j * K + k));
           if (relu) value = simd::max(value, zero);
           simd::store(out[i] + j * K + k, value);
-        }
-      }
+        });
     }
   }
 }
@@ -303,8 +335,17 @@ int64_t memnet_winograd_block(int64_t C, int64_t K, int64_t cache_bytes) {
   return std::max<int64_t>(6, cache_bytes / per_tile / 6 * 6);
 }
 
-// y[n][H_out][W][K] = conv(x[n][H_in][W][C]) with U[36][C][K], H_out = H_in + pad_top +
-// pad_bottom - 2: one zero row padded above (pad_top = 1) or below, else x carries that row of
+// packed[36][...] = U[36][C][K] laid out as memnet_winograd_conv reads it (each slice in the
+// runs of its GEMM passes, which depend on this build's vectors). Same channel rules as the
+// conv; returns 0, or -1 when they do not fit.
+int memnet_winograd_pack(const float* U, int64_t C, int64_t K, float* packed) {
+  if (C % simd::lanes || K % (2 * simd::lanes) || C <= 0 || K <= 0) return -1;
+  for (int xi = 0; xi < T * T; ++xi) pack_panels(U + xi * C * K, C, K, packed + xi * C * K);
+  return 0;
+}
+
+// y[n][H_out][W][K] = conv(x[n][H_in][W][C]) with U[36][C][K] as memnet_winograd_pack packs
+// it, H_out = H_in + pad_top + pad_bottom - 2: one zero row padded above (pad_top = 1) or below, else x carries that row of
 // context itself (a strip of a taller image); 1, 1 is a 'same' conv. `scale` and `shift` (C,
 // both or neither) activate the input first, relu(scale·x + shift); `bias` (K) and `add`
 // (y's shape, may alias y) may be null. x, add and y each hold their first `*_split` rows at
@@ -338,6 +379,7 @@ int memnet_winograd_conv(const float* x, const float* x_second, int64_t x_split,
     // Each thread's own V and M; rows past a partial block's last tile are never written out.
     std::unique_ptr<float[]> V(new float[T * T * block * C]());
     std::unique_ptr<float[]> Mb(new float[T * T * block * K]);
+    std::unique_ptr<Tile[]> where(new Tile[block]);
     // Blocks are dealt out in turn (thread t takes blocks t, t + threads, ...), not in one run
     // each: with runs, one thread had the lower tile rows of every strip of the streamed
     // memnet-sr (32 channels), its output stores took twice as long as the other thread's
@@ -347,7 +389,7 @@ int memnet_winograd_conv(const float* x, const float* x_second, int64_t x_split,
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t t0 = b * block, t1 = std::min(t0 + block, tiles);
       const int64_t rows = (t1 - t0 + 5) / 6 * 6;
-      input_block(input, scale, shift, s, t0, t1, V.get(), block);
+      input_block(input, scale, shift, s, t0, t1, V.get(), block, where.get());
       for (int xi = 0; xi < T * T; ++xi)
         gemm(V.get() + xi * block * C, U + xi * C * K, Mb.get() + xi * block * K, rows, C, K);
       output_block(Mb.get(), bias, plus, relu, s, t0, t1, block, output);
@@ -381,11 +423,12 @@ int memnet_winograd_weight_grad(const float* x, int64_t n, int64_t height, int64
   {
     std::unique_ptr<float[]> V(new float[T * T * block * C]);
     std::unique_ptr<float[]> D(new float[T * T * block * K]);
+    std::unique_ptr<Tile[]> where(new Tile[block]);
     float* mine = sums.get() + omp_get_thread_num() * size;
 #pragma omp for schedule(static, 1)
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t t0 = b * block, t1 = std::min(t0 + block, tiles);
-      input_block(input, scale, shift, s, t0, t1, V.get(), block);
+      input_block(input, scale, shift, s, t0, t1, V.get(), block, where.get());
       grad_output_block(dy, s, t0, t1, D.get(), block);
       for (int xi = 0; xi < T * T; ++xi)
         gemm_tn(V.get() + xi * block * C, D.get() + xi * block * K, mine + xi * C * K, t1 - t0,
