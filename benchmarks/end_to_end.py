@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 import tempfile
 from datetime import date
@@ -117,6 +118,12 @@ def main() -> int:
         "--models", nargs="+", default=sorted({c[1] for c in CASES}), help="models to run"
     )
     parser.add_argument("--quick", action="store_true", help="1 Mpx, print only")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        help="the Markdown file to write; default benchmarks/end-to-end-results.md",
+    )
     args = parser.parse_args()
     sizes = args.sizes or ([1] if args.quick else [1, 12])
     ceil = ceiling(3)
@@ -138,7 +145,9 @@ def main() -> int:
     command = "python benchmarks/end_to_end.py --sizes " + " ".join(map(str, sizes))
     if set(args.models) != {c[1] for c in CASES}:
         command += " --models " + " ".join(args.models)
-    RESULTS.write_text(
+    if args.results.resolve() != RESULTS.resolve():
+        command += f" --results {os.path.relpath(args.results, RESULTS.parent.parent)}"
+    args.results.write_text(
         f"""# `memnet restore` end to end
 
 Measured by `{command}` on {date.today().isoformat()}: {machine()}. Conv ceiling at the start
@@ -157,7 +166,7 @@ hour, so each row is compared with the conv ceiling measured just before and jus
   process's wall time, so start-up, decoding, colour conversion and encoding count against it.
 """
     )
-    print(f"wrote {RESULTS}")
+    print(f"wrote {args.results}")
     return 0
 
 

@@ -261,6 +261,13 @@ def main() -> None:
     parser.add_argument("--edge", type=int, default=1024, help="plane size in px (default 1024)")
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions (default 3)")
     parser.add_argument("--quick", action="store_true", help="128², 2 repetitions, print only")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        help="the Markdown file to write (its .json beside it); default "
+        "benchmarks/runtimes-results.md",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -289,11 +296,15 @@ def main() -> None:
     command = "python benchmarks/runtimes.py" + (
         " --quick" if args.quick else "" if edge == 1024 else f" --edge {edge}"
     )
+    if reps != 3 and not args.quick:
+        command += f" --reps {reps}"
+    if args.results.resolve() != RESULTS.resolve():
+        command += f" --results {os.path.relpath(args.results, RESULTS.parent.parent)}"
     text = report(results, command)
     print(text)
     if not args.quick:
-        RESULTS.write_text(text)
-        RESULTS.with_suffix(".json").write_text(json.dumps(results, indent=1))
+        args.results.write_text(text)
+        args.results.with_suffix(".json").write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

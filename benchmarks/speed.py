@@ -266,22 +266,33 @@ def machine() -> str:
     import memnet
 
     cpu = platform.processor() or platform.machine()
+    family = flags = ""
     with open("/proc/cpuinfo") as handle:
         for line in handle:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            key, value = key.strip(), value.strip()
+            if key == "model name" and cpu == (platform.processor() or platform.machine()):
+                cpu = value
+            elif key in ("cpu family", "model") and family.count(" ") < 3:
+                family += f" {key.removeprefix('cpu ')} {value}"
+            elif key == "flags" and not flags:
+                flags = value
+    # Machines of one model name ("AMD EPYC") differ in what decides these numbers: the core
+    # generation (family and model: this project's Zen 3 machine is family 25 model 1) and
+    # whether it has AVX-512.
+    vectors = "AVX-512" if "avx512f" in flags.split() else "AVX2, no AVX-512"
     return (
-        f"{cpu}, {os.cpu_count()} CPU cores, {platform.machine()}; Python "
+        f"{cpu} ({family.strip()}; {vectors}), {os.cpu_count()} CPU cores, {platform.machine()}; Python "
         f"{platform.python_version()}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads, oneDNN {torch.backends.mkldnn.is_available()}), "
         f"numpy {np.__version__}, memnet {memnet.__version__}"
     )
 
 
-def report(results: dict[str, Any], quick: bool) -> str:
+def report(results: dict[str, Any]) -> str:
     ceil = results["ceiling"]
     peak = ceil["conv_gflops"]
+    suffix = results.get("suffix", "")  # the same machine's other results: results-X.md's -X
 
     def pct(gflops: float) -> str:
         return f"{100 * gflops / peak:.0f} %"
@@ -289,7 +300,7 @@ def report(results: dict[str, Any], quick: bool) -> str:
     lines = [
         "# Speed of memnet (CPU)",
         "",
-        f"Measured by `python benchmarks/speed.py{' --quick' if quick else ''}` on "
+        f"Measured by `{results.get('command', 'python benchmarks/speed.py')}` on "
         f"{date.today().isoformat()}: {results['machine']}. Times are medians of "
         f"{results['reps']} repetitions, each row in a fresh process; untrained weights.",
         "",
@@ -311,8 +322,8 @@ def report(results: dict[str, Any], quick: bool) -> str:
         "memnet's own rows use its kernels' "
         + results.get("kernels", "default build")
         + ". The whole restore, end to end, of every released model on photos of 1, 12 and 48 Mpx "
-        "is in [end-to-end-results.md](end-to-end-results.md), the network under every other "
-        "runtime in [runtimes-results.md](runtimes-results.md).",
+        f"is in [end-to-end-results{suffix}.md](end-to-end-results{suffix}.md), the network under "
+        f"every other runtime in [runtimes-results{suffix}.md](runtimes-results{suffix}.md).",
         "",
         "## m6r6 inference",
         "",
@@ -345,9 +356,6 @@ def report(results: dict[str, Any], quick: bool) -> str:
                 f"{pixels / eager['median_s'] / 1e6:.4f} | {g:.0f} | {pct(g)} | "
                 f"{eager['peak_rss_mb']:,.0f} MB | 1 (whole image) | 1.00× |"
             )
-    old = results["old_port"]
-    old_pixels = old["edge"] ** 2
-    old_gflops = old["flop_per_pixel"] * old_pixels / old["median_s"] / 1e9
     lines += [
         "",
         "## Training",
@@ -380,29 +388,35 @@ def report(results: dict[str, Any], quick: bool) -> str:
         "*ceiling beside it*: the conv ceiling measured just before and just after the row (their "
         "mean), since this machine's speed drifts within a run; *% of it* compares the row with "
         "that.",
-        "",
-        "## The earlier PyTorch port's network",
-        "",
-        "| image | MFLOP/pixel | time | GFLOP/s | % of ceiling | peak RSS | m6r6 Restorer, same image |",
-        "|---|---|---|---|---|---|---|",
     ]
-    same = next((r for r in results["restorer"] if r["edge"] == old["edge"]), None)
-    lines.append(
-        f"| {old['edge']}² RGB | {old['flop_per_pixel'] / 1e6:.1f} | {old['median_s']:.1f} s | "
-        f"{old_gflops:.0f} | {pct(old_gflops)} | {old['peak_rss_mb']:,.0f} MB | "
-        + (
-            f"{same['median_s']:.2f} s ({old['median_s'] / same['median_s']:.0f}× faster) |"
-            if same
-            else "— |"
-        )
-    )
+    old = results.get("old_port")
+    if old is not None:
+        old_pixels = old["edge"] ** 2
+        old_gflops = old["flop_per_pixel"] * old_pixels / old["median_s"] / 1e9
+        same = next((r for r in results["restorer"] if r["edge"] == old["edge"]), None)
+        lines += [
+            "",
+            "## The earlier PyTorch port's network",
+            "",
+            "| image | MFLOP/pixel | time | GFLOP/s | % of ceiling | peak RSS "
+            "| m6r6 Restorer, same image |",
+            "|---|---|---|---|---|---|---|",
+            f"| {old['edge']}² RGB | {old['flop_per_pixel'] / 1e6:.1f} | {old['median_s']:.1f} s "
+            f"| {old_gflops:.0f} | {pct(old_gflops)} | {old['peak_rss_mb']:,.0f} MB | "
+            + (
+                f"{same['median_s']:.2f} s ({old['median_s'] / same['median_s']:.0f}× faster) |"
+                if same
+                else "— |"
+            ),
+        ]
     lines += [
         "",
         "- *GFLOP/s* counts the network's useful work (MFLOP per output pixel × output pixels);",
         "  tiles recompute their 74 px of context, shown as *computed / output pixels*; streamed",
         "  strips (memnet.inference.streaming) recompute nothing.",
         "- *peak RSS* is the whole process (Python, torch, image buffers) at its high-water mark.",
-        "- The eager reference is not run at 1024²: whole, it needs over 11 GB of activations.",
+        "- The eager reference is not run at 1024²: whole, it needs over 11 GB of activations"
+        + ("." if results["eager"] else "; in this run not at all (--without eager)."),
         "- Past the conv ceiling: the 3×3 convs as Winograd F(4×4, 3×3), measured in [winograd.md](winograd.md).",
         "",
     ]
@@ -412,6 +426,19 @@ def report(results: dict[str, Any], quick: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, print only")
+    parser.add_argument(
+        "--without",
+        nargs="+",
+        default=[],
+        choices=["eager", "old_port"],
+        help="leave out the slow reference rows (on a slower machine they take most of the run)",
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        help="the Markdown file to write (its .json beside it); default benchmarks/results.md",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -419,9 +446,14 @@ def main() -> None:
         return
     reps = 3
     edges = [128, 256] if args.quick else [256, 512, 1024]
-    eager_edges = [128, 256] if args.quick else [256, 512]
+    eager_edges = [] if "eager" in args.without else [128, 256] if args.quick else [256, 512]
     old_edge = 128 if args.quick else 512
-    partial = HERE / "results.partial.json"
+    partial = args.results.with_suffix(".partial.json")
+    command = "python benchmarks/speed.py" + (" --quick" if args.quick else "")
+    if args.without:
+        command += " --without " + " ".join(args.without)
+    if args.results.resolve() != RESULTS.resolve():
+        command += f" --results {os.path.relpath(args.results, HERE.parent)}"
 
     def keep(results: dict[str, Any]) -> None:
         # Every finished row is kept at once, so a run cut short still shows what it measured.
@@ -429,6 +461,8 @@ def main() -> None:
             partial.write_text(json.dumps(results, indent=1))
 
     results: dict[str, Any] = {
+        "command": command,
+        "suffix": args.results.stem.removeprefix("results"),
         "machine": machine(),
         "reps": reps,
         "ceiling": ceiling(reps),
@@ -460,15 +494,16 @@ def main() -> None:
         results["training"].append({"preset": preset, "recipe": recipe, **row})
         keep(results)
     keep(results)
-    results["old_port"] = {
-        "edge": old_edge,
-        **run_child({"kind": "old_port", "edge": old_edge, "reps": reps}),
-    }
-    text = report(results, args.quick)
+    if "old_port" not in args.without:
+        results["old_port"] = {
+            "edge": old_edge,
+            **run_child({"kind": "old_port", "edge": old_edge, "reps": reps}),
+        }
+    text = report(results)
     print(text)
     if not args.quick:
-        RESULTS.write_text(text)
-        (HERE / "results.json").write_text(json.dumps(results, indent=1))
+        args.results.write_text(text)
+        args.results.with_suffix(".json").write_text(json.dumps(results, indent=1))
         partial.unlink(missing_ok=True)
 
 
