@@ -265,25 +265,20 @@ def machine() -> str:
 
     import memnet
 
-    cpu = platform.processor() or platform.machine()
-    family = flags = ""
+    first: dict[str, str] = {}  # each /proc/cpuinfo field of the first processor
     with open("/proc/cpuinfo") as handle:
         for line in handle:
             key, _, value = line.partition(":")
-            key, value = key.strip(), value.strip()
-            if key == "model name" and cpu == (platform.processor() or platform.machine()):
-                cpu = value
-            elif key in ("cpu family", "model") and family.count(" ") < 3:
-                family += f" {key.removeprefix('cpu ')} {value}"
-            elif key == "flags" and not flags:
-                flags = value
+            first.setdefault(key.strip(), value.strip())
+    cpu = first.get("model name") or platform.processor() or platform.machine()
     # Machines of one model name ("AMD EPYC") differ in what decides these numbers: the core
     # generation (family and model: this project's Zen 3 machine is family 25 model 1) and
     # whether it has AVX-512.
-    vectors = "AVX-512" if "avx512f" in flags.split() else "AVX2, no AVX-512"
+    family = f"family {first.get('cpu family', '?')} model {first.get('model', '?')}"
+    vectors = "AVX-512" if "avx512f" in first.get("flags", "").split() else "no AVX-512"
     return (
-        f"{cpu} ({family.strip()}; {vectors}), {os.cpu_count()} CPU cores, {platform.machine()}; Python "
-        f"{platform.python_version()}, torch {torch.__version__} "
+        f"{cpu} ({family}; {vectors}), {os.cpu_count()} CPU cores, {platform.machine()}; "
+        f"Python {platform.python_version()}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads, oneDNN {torch.backends.mkldnn.is_available()}), "
         f"numpy {np.__version__}, memnet {memnet.__version__}"
     )

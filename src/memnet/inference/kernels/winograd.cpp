@@ -149,8 +149,9 @@ void input_block(const Rows<const float>& x, const float* scale, const float* sh
       }
       float* v = V + (tile - t0) * C + ch;
       for (int i = 0; i < T; ++i)  // (Bᵀ d) B, row i, stored straight into V[ξ = 6i + j]
-        apply_with<T, T, BT>([&](int j) { return tmp[i * T + j]; },
-                             [&](int j, vec value) { simd::store(v + (i * T + j) * ld * C, value); });
+        apply_with<T, T, BT>([&](int j) { return tmp[i * T + j]; }, [&](int j, vec value) {
+          simd::store(v + (i * T + j) * ld * C, value);
+        });
       before = at;
     }
   }
@@ -163,7 +164,7 @@ void input_block(const Rows<const float>& x, const float* scale, const float* sh
 // and each pass prefetches the run ahead of it. With U as [C][K] a pass read one cache line
 // every K floats, and the 36 slices of a block (576 KB at 64 channels) came from the L2 at the
 // stride's pace (with the transforms' direct loads and stores, the conv ran 1.12-1.23× faster
-// on a Zen 3 core: benchmarks/winograd.md).
+// on a 2-core Zen 3 machine: benchmarks/winograd.md).
 template <int NV>
 void gemm_by(const float* V, const float* U, float* Mo, int64_t n, int64_t C, int64_t K) {
   constexpr int W = NV * simd::lanes;  // floats of one panel row
@@ -345,8 +346,9 @@ int memnet_winograd_pack(const float* U, int64_t C, int64_t K, float* packed) {
 }
 
 // y[n][H_out][W][K] = conv(x[n][H_in][W][C]) with U[36][C][K] as memnet_winograd_pack packs
-// it, H_out = H_in + pad_top + pad_bottom - 2: one zero row padded above (pad_top = 1) or below, else x carries that row of
-// context itself (a strip of a taller image); 1, 1 is a 'same' conv. `scale` and `shift` (C,
+// it, H_out = H_in + pad_top + pad_bottom - 2: one zero row padded above (pad_top = 1) or
+// below, else x carries that row of context itself (a strip of a taller image); 1, 1 is a
+// 'same' conv. `scale` and `shift` (C,
 // both or neither) activate the input first, relu(scale·x + shift); `bias` (K) and `add`
 // (y's shape, may alias y) may be null. x, add and y each hold their first `*_split` rows at
 // their pointer and the rest at `*_second` (the two runs of a ring buffer; n = 1 then), or all
