@@ -4,7 +4,7 @@
     python benchmarks/winograd/compare_builds.py --base 3f6e7f1 --reps 40
 
 The kernels' sources at `--base` (a git revision) are built with the flags memnet uses here and
-loaded beside the working tree's build; both run the same convs alternately (A B A B ...), on
+loaded beside the working tree's build; both run the same convs alternately (A B A B ..., after a warm-up call each), on
 the shapes of benchmarks/winograd/bench.py and a streamed strip of a 4000-wide photo, so that
 this machine's drift, which is larger than most kernel changes, falls on both alike. Prints the
 median and best useful GFLOP/s of each, their ratio, and whether the two outputs are the same
@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from memnet.inference import native, winograd
-from speed import kernels_line, machine
+from speed import interleaved_times, kernels_line, machine
 
 ROOT = Path(__file__).resolve().parents[2]
 KERNELS = "src/memnet/inference/kernels"
@@ -78,6 +78,25 @@ def weights_for(lib: ctypes.CDLL, u: torch.Tensor) -> torch.Tensor:
     return packed
 
 
+def conv(
+    lib: ctypes.CDLL,
+    weights: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    pad: int,
+    block: int,
+    threads: int,
+) -> None:
+    """y = the 3×3 conv of x by `lib`'s Winograd kernel, `pad` zero rows above and below."""
+    _, c, h, w = x.shape
+    rows = y.shape[2]
+    status = lib.memnet_winograd_conv(
+        x.data_ptr(), x.data_ptr(), h, 1, h, w, c, pad, pad, None, None, weights.data_ptr(),
+        y.shape[1], None, None, None, rows, y.data_ptr(), y.data_ptr(), rows, 0, threads, block,
+    )  # fmt: skip
+    assert status == 0, "the kernel refused the shapes"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", default="HEAD", help="git revision to compare with")
@@ -99,25 +118,18 @@ def main() -> None:
             x = x.contiguous(memory_format=torch.channels_last)
             u = winograd.weight_transform(torch.randn(c, c, 3, 3, generator=generator) / 24)
             rows = h + 2 * pad - 2
-            runs = {}
+            block = current.memnet_winograd_block(c, c, winograd.BLOCK_CACHE_BYTES)
+            outputs, runs = {}, {}
             for name, lib in (("base", base), ("tree", current)):
                 y = torch.empty(1, c, rows, w).contiguous(memory_format=torch.channels_last)
-                runs[name] = (lib, weights_for(lib, u), y)
-            block = current.memnet_winograd_block(c, c, winograd.BLOCK_CACHE_BYTES)
-            times: dict[str, list[float]] = {"base": [], "tree": []}
-            for _ in range(args.reps):
-                for name, (lib, weights, y) in runs.items():
-                    start = time.perf_counter()
-                    status = lib.memnet_winograd_conv(
-                        x.data_ptr(), x.data_ptr(), h, 1, h, w, c, pad, pad, None, None,
-                        weights.data_ptr(), c, None, None, None, rows, y.data_ptr(),
-                        y.data_ptr(), rows, 0, args.threads, block,
-                    )  # fmt: skip
-                    times[name].append(time.perf_counter() - start)
-                    assert status == 0
+                outputs[name] = y
+                runs[name] = functools.partial(
+                    conv, lib, weights_for(lib, u), x, y, pad, block, args.threads
+                )
+            times = interleaved_times(runs, args.reps)
             flop = 2 * 9 * c * c * rows * w
             rate = {k: (flop / np.median(v) / 1e9, flop / min(v) / 1e9) for k, v in times.items()}
-            same = torch.equal(runs["base"][2], runs["tree"][2])
+            same = torch.equal(outputs["base"], outputs["tree"])
             print(
                 f"| 1×{c}×{h}×{w} | {rate['base'][0]:.0f} / {rate['base'][1]:.0f} GFLOP/s "
                 f"| {rate['tree'][0]:.0f} / {rate['tree'][1]:.0f} GFLOP/s "
