@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 import sys
 import tempfile
 from datetime import date
@@ -27,7 +26,16 @@ from typing import Any
 
 from child_peak import run_child
 from memory_photo import SHAPES, make_photo
-from speed import adjacent_ceiling, ceiling, kernels_line, machine, peak_line, widest_peak
+from speed import (
+    adjacent_ceiling,
+    ceiling,
+    kernels_line,
+    machine,
+    peak_line,
+    results_argument,
+    results_flag,
+    widest_peak,
+)
 
 RESULTS = Path(__file__).with_name("end-to-end-results.md")
 
@@ -118,12 +126,7 @@ def main() -> int:
         "--models", nargs="+", default=sorted({c[1] for c in CASES}), help="models to run"
     )
     parser.add_argument("--quick", action="store_true", help="1 Mpx, print only")
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=RESULTS,
-        help="the Markdown file to write; default benchmarks/end-to-end-results.md",
-    )
+    results_argument(parser, RESULTS)
     args = parser.parse_args()
     sizes = args.sizes or ([1] if args.quick else [1, 12])
     ceil = ceiling(3)
@@ -145,8 +148,7 @@ def main() -> int:
     command = "python benchmarks/end_to_end.py --sizes " + " ".join(map(str, sizes))
     if set(args.models) != {c[1] for c in CASES}:
         command += " --models " + " ".join(args.models)
-    if args.results.resolve() != RESULTS.resolve():
-        command += f" --results {os.path.relpath(args.results, RESULTS.parent.parent)}"
+    command += results_flag(args.results, RESULTS)
     args.results.write_text(
         f"""# `memnet restore` end to end
 

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from memory import peak_rss_mb
-from speed import ceiling, kernels_line, machine, peak_line, timed
+from speed import ceiling, kernels_line, machine, peak_line, results_argument, results_flag, timed
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "runtimes-results.md"
@@ -261,13 +261,7 @@ def main() -> None:
     parser.add_argument("--edge", type=int, default=1024, help="plane size in px (default 1024)")
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions (default 3)")
     parser.add_argument("--quick", action="store_true", help="128², 2 repetitions, print only")
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=RESULTS,
-        help="the Markdown file to write (its .json beside it); default "
-        "benchmarks/runtimes-results.md",
-    )
+    results_argument(parser, RESULTS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -298,8 +292,7 @@ def main() -> None:
     )
     if reps != 3 and not args.quick:
         command += f" --reps {reps}"
-    if args.results.resolve() != RESULTS.resolve():
-        command += f" --results {os.path.relpath(args.results, RESULTS.parent.parent)}"
+    command += results_flag(args.results, RESULTS)
     text = report(results, command)
     print(text)
     if not args.quick:

@@ -418,6 +418,24 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def results_argument(parser: argparse.ArgumentParser, default: Path) -> None:
+    """--results: where a benchmark writes its Markdown (and any .json beside it), so that a run
+    on another machine can be kept beside the default file's."""
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=default,
+        help=f"the Markdown file to write; default benchmarks/{default.name}",
+    )
+
+
+def results_flag(path: Path, default: Path) -> str:
+    """The --results part of the command line that a results file quotes ("" for the default)."""
+    if path.resolve() == default.resolve():
+        return ""
+    return f" --results {os.path.relpath(path, HERE.parent)}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, print only")
@@ -428,12 +446,7 @@ def main() -> None:
         choices=["eager", "old_port"],
         help="leave out the slow reference rows (on a slower machine they take most of the run)",
     )
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=RESULTS,
-        help="the Markdown file to write (its .json beside it); default benchmarks/results.md",
-    )
+    results_argument(parser, RESULTS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -447,8 +460,7 @@ def main() -> None:
     command = "python benchmarks/speed.py" + (" --quick" if args.quick else "")
     if args.without:
         command += " --without " + " ".join(args.without)
-    if args.results.resolve() != RESULTS.resolve():
-        command += f" --results {os.path.relpath(args.results, HERE.parent)}"
+    command += results_flag(args.results, RESULTS)
 
     def keep(results: dict[str, Any]) -> None:
         # Every finished row is kept at once, so a run cut short still shows what it measured.

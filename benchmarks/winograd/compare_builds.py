@@ -55,13 +55,14 @@ def build_at(revision: str, folder: Path) -> ctypes.CDLL:
             capture_output=True,
         ).stdout
         (folder / name).write_bytes(text)
-    isa, _ = native._pick_isa()
-    compiler = native._compiler()
+    isa, compiler = native.isa(), native._compiler()
     if isa is None or compiler is None:
         raise SystemExit("memnet's kernels cannot be built on this machine")
     target = folder / "base.so"
-    sources = [str(folder / name) for name in listing if name.endswith(".cpp")]
-    subprocess.run([compiler, *native._flags(isa), "-o", str(target), *sources], check=True)
+    sources = [folder / name for name in listing if name.endswith(".cpp")]
+    problem = native._build(compiler, isa, target, sources)  # the flags of the loaded build
+    if problem is not None:
+        raise SystemExit(f"the kernels at {revision} did not build: {problem}")
     lib = ctypes.CDLL(str(target))
     signature = native._SIGNATURES["memnet_winograd_conv"]
     lib.memnet_winograd_conv.restype, lib.memnet_winograd_conv.argtypes = signature

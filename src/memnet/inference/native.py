@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
@@ -140,12 +141,13 @@ def _library_path(compiler: str, isa: str) -> Path:
     return cache_folder() / "kernels" / digest.hexdigest()[:16] / "libmemnet_kernels.so"
 
 
-def _build(compiler: str, isa: str, target: Path) -> str | None:
-    """Compile the kernels to `target` (atomically); the compiler's complaint if it fails."""
+def _build(compiler: str, isa: str, target: Path, sources: Sequence[Path] = SOURCES) -> str | None:
+    """Compile the kernels (`sources`: memnet's own, or another version's for a benchmark) to
+    `target` (atomically); the compiler's complaint if it fails."""
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         built = Path(scratch) / target.name
-        command = [compiler, *_flags(isa), "-o", str(built), *map(str, SOURCES)]
+        command = [compiler, *_flags(isa), "-o", str(built), *map(str, sources)]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=300)
         except (OSError, subprocess.TimeoutExpired) as error:
